@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# npm test: installs and starts what the tests need when missing, type-checks, runs the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_node_modules
+ensure_redis
+apt_install pebble openssl curl ca-certificates
+# The flood tests open thousands of sockets in one process.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+log "type-checking…"
+npx tsc -p tsconfig.json --noEmit
+
+export HACKSTREAM_TEST_REDIS_URL=${HACKSTREAM_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+mapfile -t files < <(find test -name '*.test.ts' | sort)
+if [ $# -gt 0 ]; then files=("$@"); fi
+log "running ${#files[@]} test files…"
+exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
