@@ -1,0 +1,104 @@
+import { EventEmitter } from 'node:events';
+import { normalizeHostname } from './hostname.js';
+
+/** Where a route sends its raw TCP bytes. */
+export interface Upstream {
+  host: string;
+  port: number;
+}
+
+export interface Route {
+  hostname: string;
+  upstream: Upstream;
+}
+
+/**
+ * hostname → upstream. Owned by the session manager, read by the gateway on every
+ * connection (so `lookup` is synchronous and local), optionally shared through Redis.
+ */
+export interface RouteTable {
+  add(hostname: string, upstream: Upstream): Promise<void>;
+  /** Resolves true when a route was removed. */
+  remove(hostname: string): Promise<boolean>;
+  list(): Route[];
+  lookup(hostname: string): Upstream | undefined;
+  /** Called with the hostname whenever a route disappears, locally or from another instance. */
+  onRemove(listener: (hostname: string) => void): () => void;
+  close(): Promise<void>;
+}
+
+export class InvalidRouteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidRouteError';
+  }
+}
+
+export function checkRoute(hostname: string, upstream: Upstream): Route {
+  const h = normalizeHostname(hostname);
+  if (!h) throw new InvalidRouteError(`route hostname "${hostname}" is not a DNS hostname`);
+  if (typeof upstream.host !== 'string' || upstream.host.length === 0 || upstream.host.length > 253) {
+    throw new InvalidRouteError(`route ${h}: upstream host must be a hostname or IP address`);
+  }
+  if (!Number.isInteger(upstream.port) || upstream.port < 1 || upstream.port > 65535) {
+    throw new InvalidRouteError(`route ${h}: upstream port must be 1-65535`);
+  }
+  return { hostname: h, upstream: { host: upstream.host, port: upstream.port } };
+}
+
+/** The local cache every implementation keeps; also the whole single-process table. */
+export class MemoryRouteTable implements RouteTable {
+  protected readonly routes = new Map<string, Upstream>();
+  /** Counts applied changes, so a resync can tell that it raced with one. */
+  protected changes = 0;
+  private readonly events = new EventEmitter();
+
+  async add(hostname: string, upstream: Upstream): Promise<void> {
+    const r = checkRoute(hostname, upstream);
+    this.apply({ op: 'add', ...r });
+  }
+
+  async remove(hostname: string): Promise<boolean> {
+    const h = normalizeHostname(hostname);
+    return h !== null && this.apply({ op: 'remove', hostname: h });
+  }
+
+  list(): Route[] {
+    return [...this.routes].map(([hostname, upstream]) => ({ hostname, upstream: { ...upstream } }));
+  }
+
+  lookup(hostname: string): Upstream | undefined {
+    return this.routes.get(hostname);
+  }
+
+  onRemove(listener: (hostname: string) => void): () => void {
+    this.events.on('remove', listener);
+    return () => this.events.off('remove', listener);
+  }
+
+  async close(): Promise<void> {
+    this.events.removeAllListeners();
+  }
+
+  /** Applies one change to the local map; returns whether it changed anything. */
+  protected apply(change: RouteChange): boolean {
+    this.changes++;
+    if (change.op === 'add') {
+      this.routes.set(change.hostname, change.upstream);
+      return true;
+    }
+    const had = this.routes.delete(change.hostname);
+    if (had) this.events.emit('remove', change.hostname);
+    return had;
+  }
+
+  /** Replaces the whole local map (after a resync), announcing routes that vanished. */
+  protected replaceAll(routes: Map<string, Upstream>): void {
+    for (const h of [...this.routes.keys()]) {
+      if (!routes.has(h)) this.apply({ op: 'remove', hostname: h });
+    }
+    for (const [h, u] of routes) this.routes.set(h, u);
+  }
+}
+
+export type RouteChange = ({ op: 'add' } & Route) | { op: 'remove'; hostname: string };

@@ -1,0 +1,146 @@
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import type { Logger } from '../core/log.js';
+import type { GatewayLimits } from '../core/config/schema.js';
+import type { AcmeChallengeStore, KeyPair } from './certs/types.js';
+
+export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+export interface TerminatorOptions {
+  publicHost: string;
+  cert: KeyPair;
+  limits: GatewayLimits;
+  app: http.RequestListener;
+  onUpgrade?: UpgradeHandler;
+  acmeChallenges?: AcmeChallengeStore;
+  logger: Logger;
+}
+
+const BASE_TLS: tls.TlsOptions = { minVersion: 'TLSv1.2', honorCipherOrder: true };
+
+/**
+ * The in-process TLS endpoint for the API hostname (and for requests without SNI): TLS 1.2+,
+ * an edge-sized handshake deadline, then Node's HTTP/1.1 server with header, request and
+ * keep-alive timeouts. Also answers ACME TLS-ALPN-01 challenges.
+ */
+export class Terminator {
+  readonly tlsServer: tls.Server;
+  readonly httpServer: http.Server;
+  private readonly acmeServer: tls.Server | undefined;
+
+  constructor(private readonly opts: TerminatorOptions) {
+    const { limits, logger } = opts;
+    this.tlsServer = tls.createServer({
+      ...BASE_TLS,
+      key: opts.cert.keyPem,
+      cert: opts.cert.certPem,
+      ALPNProtocols: ['http/1.1'],
+      handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+    });
+    // Node only emits tlsClientError on a handshake timeout and leaves the socket open.
+    this.tlsServer.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      logger.debug({ err: err.message }, 'tls handshake failed');
+      socket.destroy();
+    });
+
+    this.httpServer = http.createServer(
+      {
+        headersTimeout: limits.httpHeadersTimeoutMs,
+        requestTimeout: limits.httpRequestTimeoutMs,
+        keepAliveTimeout: limits.httpKeepAliveTimeoutMs,
+        maxHeaderSize: 16 * 1024,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.httpServer.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (socket.writable && err.code !== 'ECONNRESET') {
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      }
+      socket.destroy();
+    });
+    this.httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      if (!this.checkHost(req)) {
+        socket.end('HTTP/1.1 421 Misdirected Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      if (opts.onUpgrade) opts.onUpgrade(req, socket, head);
+      else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
+    this.tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.on('error', () => socket.destroy());
+      this.httpServer.emit('connection', socket);
+    });
+
+    if (opts.acmeChallenges) this.acmeServer = this.createAcmeServer(opts.acmeChallenges);
+  }
+
+  /** Hands over a raw socket whose ClientHello bytes were unshifted back into it. */
+  terminate(socket: Duplex): void {
+    this.tlsServer.emit('connection', socket);
+  }
+
+  /** Whether ACME challenge certs exist for this name (then `answerAcme` handles the connection). */
+  hasAcmeChallenge(serverName: string): boolean {
+    return this.acmeServer !== undefined && this.opts.acmeChallenges?.get(serverName) !== undefined;
+  }
+
+  answerAcme(socket: Duplex): void {
+    this.acmeServer?.emit('connection', socket);
+  }
+
+  /** Installs a new API certificate; connections already open keep theirs. */
+  setCertificate(pair: KeyPair): void {
+    this.tlsServer.setSecureContext({ ...BASE_TLS, key: pair.keyPem, cert: pair.certPem });
+  }
+
+  /** Closes idle keep-alive connections; active requests finish. */
+  closeIdle(): void {
+    this.httpServer.closeIdleConnections();
+  }
+
+  closeAll(): void {
+    this.httpServer.closeAllConnections();
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!this.checkHost(req)) {
+      const body = JSON.stringify({
+        error: { code: 'MISDIRECTED_REQUEST', message: 'the Host header does not match the TLS server name' },
+      });
+      res.writeHead(421, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
+      return;
+    }
+    this.opts.app(req, res);
+  }
+
+  /** SNI and Host must name the same server (no domain fronting through the API endpoint). */
+  private checkHost(req: http.IncomingMessage): boolean {
+    const servername = (req.socket as tls.TLSSocket).servername;
+    if (!servername) return true;
+    const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
+    return host === servername.toLowerCase().replace(/\.$/, '');
+  }
+
+  private createAcmeServer(store: AcmeChallengeStore): tls.Server {
+    const server = tls.createServer({
+      ...BASE_TLS,
+      ALPNProtocols: ['acme-tls/1'],
+      handshakeTimeout: this.opts.limits.tlsHandshakeTimeoutMs,
+      SNICallback: (name, cb) => {
+        const pair = store.get(name.toLowerCase());
+        if (!pair) return cb(new Error('no ACME challenge for this name'));
+        cb(null, tls.createSecureContext({ ...BASE_TLS, key: pair.keyPem, cert: pair.certPem }));
+      },
+    });
+    server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
+    // RFC 8737: the validation needs only the handshake; close once it is done.
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.on('error', () => socket.destroy());
+      socket.end();
+    });
+    return server;
+  }
+}

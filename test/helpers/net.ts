@@ -1,0 +1,74 @@
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
+
+/** Resolves when a socket has closed (or at once if it already has). */
+export async function closed(socket: net.Socket): Promise<void> {
+  if (socket.destroyed && (socket as { closed?: boolean }).closed) return;
+  await once(socket, 'close');
+}
+
+/** Reads everything a socket sends until it closes; never rejects. */
+export function collect(socket: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('error', () => {});
+  return new Promise((resolve) => socket.once('close', () => resolve(Buffer.concat(chunks))));
+}
+
+export async function rawConnect(port: number, opts: { localAddress?: string } = {}): Promise<net.Socket> {
+  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, ...opts });
+  s.on('error', () => {});
+  await once(s, 'connect');
+  return s;
+}
+
+export interface TlsConnectOpts {
+  port: number;
+  servername?: string;
+  ca?: string;
+  alpn?: string[];
+  minVersion?: tls.SecureVersion;
+  maxVersion?: tls.SecureVersion;
+  socket?: net.Socket;
+}
+
+/** A verified TLS client connection through 127.0.0.1:port with the given SNI. Rejects on handshake failure. */
+export function tlsConnect(o: TlsConnectOpts): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({
+      host: '127.0.0.1',
+      port: o.port,
+      ...(o.servername !== undefined ? { servername: o.servername } : {}),
+      ...(o.ca ? { ca: o.ca } : { rejectUnauthorized: false }),
+      ...(o.alpn ? { ALPNProtocols: o.alpn } : {}),
+      ...(o.minVersion ? { minVersion: o.minVersion } : {}),
+      ...(o.maxVersion ? { maxVersion: o.maxVersion } : {}),
+      ...(o.socket ? { socket: o.socket } : {}),
+      // Without SNI the API cert cannot match an IP literal; the chain is still verified.
+      ...(o.servername ? {} : { checkServerIdentity: () => undefined }),
+    });
+    s.once('secureConnect', () => {
+      s.off('error', reject);
+      s.on('error', () => {});
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+export function portOf(server: net.Server): number {
+  return (server.address() as AddressInfo).port;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true or `ms` pass; returns the last result. */
+export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, every = 20): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await sleep(every);
+  }
+  return check();
+}
