@@ -34,7 +34,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   const certs = await setupCertificates({ dataDir, publicHost: config.publicHost, tls: config.tls, logger });
   let routes: RouteTable;
   try {
-    routes = config.redisUrl ? await RedisRouteTable.create({ url: config.redisUrl, logger }) : new MemoryRouteTable();
+    routes = config.redisUrl ? await RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger }) : new MemoryRouteTable();
   } catch (err) {
     await certs.close();
     throw err;
