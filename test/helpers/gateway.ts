@@ -70,7 +70,7 @@ export async function startTlsBackend(
   const servernames: Array<string | false> = [];
   const sockets = new Set<tls.TLSSocket>();
   const server = tls.createServer({ key: cert.keyPem, cert: cert.certPem, ...options }, (s) => {
-    servernames.push(s.servername);
+    servernames.push(s.servername ?? false);
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
     s.on('error', () => {});

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { SESSION_DOMAIN, startGateway, startTlsBackend, type TestGateway, type TlsBackend } from '../helpers/gateway.js';
+import { closed, tlsConnect, waitFor } from '../helpers/net.js';
+
+const REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const NAME = `shared.${SESSION_DOMAIN}`;
+
+describe('two gateways sharing routes through one Redis', () => {
+  const prefix = `hstest:${randomBytes(6).toString('hex')}:`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'hs-gw2-'));
+  let one: TestGateway;
+  let two: TestGateway;
+  let backend: TlsBackend;
+
+  before(async () => {
+    one = await startGateway({ redisUrl: REDIS_URL, redisPrefix: prefix }, { dataDir });
+    two = await startGateway({ redisUrl: REDIS_URL, redisPrefix: prefix }, { dataDir });
+    backend = await startTlsBackend(await one.app.certs.issueSessionCert(NAME));
+  });
+  after(async () => {
+    await backend.close();
+    await one.close();
+    await two.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    const redis = new Redis(REDIS_URL);
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  it('share one CA when they share a data dir', () => {
+    assert.equal(one.ca, two.ca);
+  });
+
+  it('a route added through one gateway routes on the other', async () => {
+    await one.app.routes.add(NAME, { host: '127.0.0.1', port: backend.port });
+    assert.ok(await waitFor(() => two.app.routes.lookup(NAME) !== undefined, 1000), 'propagated within 1 s');
+    for (const gw of [one, two]) {
+      const s = await tlsConnect({ port: gw.port, servername: NAME, ca: one.ca });
+      assert.equal(s.getPeerCertificate().subjectaltname, `DNS:${NAME}`);
+      s.destroy();
+    }
+  });
+
+  it('a route removed on one gateway stops routing on the other within a second, open tunnels included', async () => {
+    const open = await tlsConnect({ port: two.port, servername: NAME, ca: one.ca });
+    const t0 = Date.now();
+    await one.app.routes.remove(NAME);
+    await closed(open);
+    const ms = Date.now() - t0;
+    assert.ok(ms < 1000, `tunnel on the other gateway closed after ${ms} ms`);
+    await assert.rejects(tlsConnect({ port: two.port, servername: NAME, ca: one.ca }), /UNRECOGNIZED_NAME/i);
+  });
+});
