@@ -37,16 +37,35 @@ const TOO_LARGE: ClientHelloResult = Object.freeze({ kind: 'too-large' });
 const invalid = (reason: string): ClientHelloResult => ({ kind: 'invalid', reason });
 
 /**
+ * Where the record walk stopped: the records before `pos` are complete and checked. A caller that
+ * feeds one growing buffer passes the same scan on every call, so each call only walks the records
+ * that arrived since the last one (a drip of 1-byte records then costs O(1) per read, not O(n)).
+ */
+export interface HelloScan {
+  pos: number;
+  /** The handshake header bytes collected so far (at most 4). */
+  head: number[];
+  /** 4 + handshake length, once the handshake header is known; -1 before. */
+  need: number;
+  /** Handshake bytes announced by the complete records before `pos`. */
+  promised: number;
+}
+
+export function newHelloScan(): HelloScan {
+  return { pos: 0, head: [], need: -1, promised: 0 };
+}
+
+/**
  * Reads a ClientHello from the start of `buf`, the whole buffer accumulated so far on a connection.
  * While the hello is incomplete only record headers are walked, so calling it again after every read is
  * cheap. Bytes after the hello (pipelined records) are ignored. ALPN names are decoded as latin1 so that
  * every byte maps to exactly one character and no two different names can compare equal.
  * Never throws.
  */
-export function parseClientHello(buf: Buffer, maxBytes: number): ClientHelloResult {
+export function parseClientHello(buf: Buffer, maxBytes: number, scan: HelloScan = newHelloScan()): ClientHelloResult {
   if (buf.length === 0) return INCOMPLETE;
   if (buf[0] !== CONTENT_HANDSHAKE) return { kind: 'not-tls', http: looksLikeHttp(buf) };
-  const handshake = reassemble(buf, maxBytes);
+  const handshake = reassemble(buf, maxBytes, scan);
   if (!Buffer.isBuffer(handshake)) return handshake;
   try {
     return parseBody(new Reader(handshake, 4));
@@ -69,11 +88,11 @@ function looksLikeHttp(buf: Buffer): boolean {
  * when it is not complete yet. The handshake header may itself be split over records (RFC 5246 §6.2.1),
  * so its first four bytes are collected one fragment at a time.
  */
-function reassemble(buf: Buffer, maxBytes: number): Buffer | ClientHelloResult {
-  const head: number[] = [];
-  let need = -1; // 4 + handshake length, once the handshake header is known
-  let promised = 0; // handshake bytes announced by the record headers read so far
-  for (let pos = 0; pos + RECORD_HEADER <= buf.length; ) {
+function reassemble(buf: Buffer, maxBytes: number, scan: HelloScan): Buffer | ClientHelloResult {
+  // Work on copies; commit to `scan` only past records that are complete, which never change again.
+  const head = scan.head.slice();
+  let { need, promised, pos } = scan;
+  while (pos + RECORD_HEADER <= buf.length) {
     const length = buf.readUInt16BE(pos + 3);
     if (buf[pos] !== CONTENT_HANDSHAKE) return invalid('non-handshake record before the hello ended');
     if (buf[pos + 1] !== 3) return invalid('bad record version');
@@ -95,6 +114,10 @@ function reassemble(buf: Buffer, maxBytes: number): Buffer | ClientHelloResult {
     if (need >= 0 && start + length + minRecordBytes(need - promised) > maxBytes) return TOO_LARGE;
     if (present < length) break;
     pos = start + length;
+    scan.pos = pos;
+    scan.need = need;
+    scan.promised = promised;
+    scan.head = head.slice();
   }
   // Still incomplete, so the hello ends beyond everything buffered.
   return buf.length >= maxBytes ? TOO_LARGE : INCOMPLETE;

@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { GatewayLimits } from '../core/config/schema.js';
 import type { Logger } from '../core/log.js';
 import type { AcmeChallengeStore, CertificateSource } from './certs/types.js';
-import { parseClientHello } from './client-hello.js';
+import { newHelloScan, parseClientHello } from './client-hello.js';
 import { HelloBuffer } from './hello-buffer.js';
 import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from './metrics.js';
 import type { RouteTable } from './route-table.js';
@@ -156,6 +156,7 @@ export class Gateway {
     this.pending++;
     bump(this.pendingPerIp, ip, 1);
     const buf = new HelloBuffer();
+    const scan = newHelloScan();
     let done = false;
     const finish = () => {
       if (done) return false;
@@ -172,7 +173,7 @@ export class Gateway {
     const onEnd = () => finish() && this.reject(socket, 'closed_early');
     const onData = (chunk: Buffer) => {
       buf.append(chunk);
-      const result = parseClientHello(buf.view(), this.opts.limits.maxClientHelloBytes);
+      const result = parseClientHello(buf.view(), this.opts.limits.maxClientHelloBytes, scan);
       if (result.kind === 'incomplete') return;
       finish();
       socket.pause();

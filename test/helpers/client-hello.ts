@@ -5,7 +5,8 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { parseClientHello, type ClientHelloResult } from '../../gateway/client-hello.js';
+import assert from 'node:assert/strict';
+import { newHelloScan, parseClientHello, type ClientHelloResult } from '../../gateway/client-hello.js';
 
 const MAX_RECORD = 16384;
 
@@ -73,17 +74,24 @@ export function splitChunks(buf: Buffer, sizes: number | readonly number[]): Buf
 }
 
 /**
- * Feeds chunks the way the gateway does: parse the whole accumulated buffer after every chunk. The stream
- * is joined once and parsed as growing prefix views, which is byte-for-byte what accumulation produces
- * without the quadratic copying.
+ * Feeds chunks the way the gateway does: parse the whole accumulated buffer after every chunk, with one
+ * scan state carried across calls. The stream is joined once and parsed as growing prefix views, which is
+ * byte-for-byte what accumulation produces without the quadratic copying. Every verdict is checked
+ * against a fresh, stateless parse of the same prefix, so the incremental path cannot drift from it.
  */
 export function feed(chunks: readonly Buffer[], maxBytes: number): ClientHelloResult[] {
   const stream = Buffer.concat(chunks);
   const results: ClientHelloResult[] = [];
+  const scan = newHelloScan();
   let end = 0;
   for (const chunk of chunks) {
     end += chunk.length;
-    results.push(parseClientHello(stream.subarray(0, end), maxBytes));
+    const prefix = stream.subarray(0, end);
+    const result = parseClientHello(prefix, maxBytes, scan);
+    if (result.kind !== 'incomplete' || end === stream.length) {
+      assert.deepEqual(result, parseClientHello(prefix, maxBytes), 'incremental and fresh parses agree');
+    }
+    results.push(result);
   }
   return results;
 }

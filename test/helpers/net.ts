@@ -8,10 +8,11 @@ export async function closed(socket: net.Socket): Promise<void> {
   await once(socket, 'close');
 }
 
-/** Reads everything a socket sends until it closes; never rejects. */
+/** Reads everything a socket sends until it closes (ending our side when the peer ends); never rejects. */
 export function collect(socket: net.Socket): Promise<Buffer> {
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('end', () => socket.end());
   socket.on('error', () => {});
   return new Promise((resolve) => socket.once('close', () => resolve(Buffer.concat(chunks))));
 }

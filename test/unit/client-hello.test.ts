@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { normalizeServerName, parseClientHello, type ClientHelloResult } from '../../gateway/client-hello.js';
+import { newHelloScan, normalizeServerName, parseClientHello, type ClientHelloResult } from '../../gateway/client-hello.js';
 import {
   bigAlpnList,
   buildClientHello,
@@ -123,6 +123,15 @@ describe('parseClientHello: reassembly', () => {
     const records = refragment(hello, [60, 16384]); // the SNI extension starts past byte 60 of the message
     assert.equal(recordCount(records), 2);
     assert.deepEqual(parseClientHello(records, MAX), ok('later.example'));
+  });
+
+  it('resumes the record walk where it stopped, so a drip of tiny records costs O(1) per read', () => {
+    const records = refragment(plain, 1); // 1-byte records: 6 bytes each
+    const scan = newHelloScan();
+    const half = Math.floor(records.length / 12) * 6 + 3; // stops in the middle of a record
+    assert.equal(parseClientHello(records.subarray(0, half), MAX, scan).kind, 'incomplete');
+    assert.equal(scan.pos, half - 3, 'the walk committed every complete record and no partial one');
+    assert.deepEqual(parseClientHello(records, MAX, scan), ok('plain.example'));
   });
 
   it('uneven TCP chunks over uneven records', () => {
