@@ -106,7 +106,9 @@ export class AcmeSource implements CertificateSource {
       (err: unknown) => {
         if (this.closed) return;
         const delayMs = retryDelay(failures + 1, this.opts.retryMinMs ?? 60_000, this.opts.retryMaxMs ?? 6 * 3_600_000);
-        this.opts.logger.error({ err, attempt: failures + 1, retryInMs: delayMs }, 'ACME order failed');
+        // The message only: acme-client's HTTP errors carry whole request configs (agents, JWS bodies).
+        const reason = err instanceof Error ? err.message : String(err);
+        this.opts.logger.error({ reason, attempt: failures + 1, retryInMs: delayMs }, 'ACME order failed');
         this.cancel = runAt(new Date(Date.now() + delayMs), () => this.run(failures + 1));
       },
     );

@@ -45,7 +45,7 @@ function staleReason(ca: Ca, publicHost: string, certPem: string, keyPem: string
     if (!cert.checkPrivateKey(parsePrivateKey(keyPem))) return 'key mismatch';
     if (!issuedBy(ca, cert)) return 'issued by another CA';
     if (!namesHost(cert, publicHost)) return 'public host changed';
-    if (summarize(cert).notAfter.getTime() - Date.now() < API_RENEW_BEFORE_MS) return 'expiring';
+    if (summarize(cert).notAfter.getTime() - Date.now() <= API_RENEW_BEFORE_MS) return 'expiring';
     return undefined;
   } catch (err) {
     return `unreadable: ${(err as Error).message}`;
