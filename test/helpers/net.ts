@@ -2,10 +2,11 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 
-/** Resolves when a socket has closed (or at once if it already has). */
-export async function closed(socket: net.Socket): Promise<void> {
-  if (socket.destroyed && (socket as { closed?: boolean }).closed) return;
-  await once(socket, 'close');
+/** Resolves when a socket has closed (or at once if it already has), whether or not it errored. */
+export function closed(socket: net.Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  socket.on('error', () => {});
+  return new Promise((resolve) => socket.once('close', () => resolve()));
 }
 
 /** Reads everything a socket sends until it closes (ending our side when the peer ends); never rejects. */
