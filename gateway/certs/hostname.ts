@@ -1,14 +1,11 @@
-const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+import { normalizeHostname } from '../hostname.js';
 
 /**
- * True for a hostname already in normal form: lowercase LDH labels, no trailing dot, at most
- * 253 characters, not an all-numeric (IPv4-like) name. Certificates are only issued for these,
- * so a caller's typo or an attacker-chosen name never reaches a signature.
+ * True for a hostname already in normal form (see normalizeHostname): certificates are only
+ * issued for these, so a caller's typo or an attacker-chosen name never reaches a signature.
  */
 export function isCertHostname(name: string): boolean {
-  if (name.length === 0 || name.length > 253) return false;
-  const labels = name.split('.');
-  return labels.every((l) => LABEL.test(l)) && !labels.every((l) => /^\d+$/.test(l));
+  return normalizeHostname(name) === name;
 }
 
 export function assertCertHostname(name: string, what: string): void {
