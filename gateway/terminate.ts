@@ -50,13 +50,16 @@ export class Terminator {
         requestTimeout: limits.httpRequestTimeoutMs,
         keepAliveTimeout: limits.httpKeepAliveTimeoutMs,
         maxHeaderSize: 16 * 1024,
+        // How often header and request deadlines are checked (Node's default is 30 s).
+        connectionsCheckingInterval: Math.min(1000, limits.httpHeadersTimeoutMs),
       },
       (req, res) => this.onRequest(req, res),
     );
+    // This server never listens itself (it is fed connections), but Node starts the tracking
+    // behind headersTimeout, requestTimeout and closeIdleConnections() on 'listening'.
+    this.httpServer.emit('listening');
     this.httpServer.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (socket.writable && err.code !== 'ECONNRESET') {
-        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      }
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end(clientErrorResponse(err.code));
       socket.destroy();
     });
     this.httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -102,6 +105,8 @@ export class Terminator {
 
   closeAll(): void {
     this.httpServer.closeAllConnections();
+    // Stops the deadline checker; the server was never bound, so the close error is expected.
+    this.httpServer.close(() => {});
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -143,4 +148,10 @@ export class Terminator {
     });
     return server;
   }
+}
+
+function clientErrorResponse(code: string | undefined): string {
+  const status =
+    code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  return `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
 }

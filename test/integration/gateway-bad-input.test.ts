@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { bigAlpnList, buildClientHello, captureClientHello, ext } from '../helpers/client-hello.js';
 import { httpsRequest, SESSION_DOMAIN, startGateway, startTlsBackend, type TestGateway, type TlsBackend } from '../helpers/gateway.js';
-import { collect, rawConnect, sleep } from '../helpers/net.js';
+import { collect, rawConnect, sleep, tlsConnect } from '../helpers/net.js';
 import { shapedSocket, type Shape } from '../helpers/shaped-socket.js';
 
 const SESSION = `odd.${SESSION_DOMAIN}`;
@@ -128,6 +128,24 @@ describe('gateway under malformed and hostile input', () => {
       await got;
       const ms = Date.now() - t0;
       assert.ok(ms >= 900 && ms <= 2000, `stalled handshake closed after ${ms} ms`);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('cuts an HTTP client that drips its headers forever (slowloris on the API host)', async () => {
+    const small = await startGateway({ gateway: { httpHeadersTimeoutMs: 1000, httpRequestTimeoutMs: 2000 } });
+    try {
+      const s = await tlsConnect({ port: small.port, servername: 'hackstream.test', ca: small.ca });
+      const reply = collect(s);
+      s.write('GET /health HTTP/1.1\r\nHost: hackstream.test\r\n');
+      const t0 = Date.now();
+      const drip = setInterval(() => s.writable && s.write('X-Slow: 1\r\n'), 200);
+      const text = (await reply).toString();
+      clearInterval(drip);
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 900 && ms <= 2500, `header slowloris cut after ${ms} ms`);
+      assert.match(text, /^HTTP\/1\.1 408 /, 'answered 408 Request Timeout');
     } finally {
       await small.close();
     }
