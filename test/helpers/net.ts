@@ -2,10 +2,15 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 
-/** Resolves when a socket has closed (or at once if it already has), whether or not it errored. */
+/**
+ * Resolves when a socket has closed (or at once if it already has), whether or not it errored;
+ * when the peer ends, our side ends too (raw sockets here are half-open capable).
+ */
 export function closed(socket: net.Socket): Promise<void> {
   if (socket.closed) return Promise.resolve();
   socket.on('error', () => {});
+  socket.on('end', () => socket.end());
+  socket.resume();
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }
 
@@ -33,6 +38,7 @@ export interface TlsConnectOpts {
   minVersion?: tls.SecureVersion;
   maxVersion?: tls.SecureVersion;
   socket?: net.Socket;
+  localAddress?: string;
 }
 
 /** A verified TLS client connection through 127.0.0.1:port with the given SNI. Rejects on handshake failure. */
@@ -47,6 +53,7 @@ export function tlsConnect(o: TlsConnectOpts): Promise<tls.TLSSocket> {
       ...(o.minVersion ? { minVersion: o.minVersion } : {}),
       ...(o.maxVersion ? { maxVersion: o.maxVersion } : {}),
       ...(o.socket ? { socket: o.socket } : {}),
+      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
       // Without SNI the API cert cannot match an IP literal; the chain is still verified.
       ...(o.servername ? {} : { checkServerIdentity: () => undefined }),
     });
