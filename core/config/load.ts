@@ -10,6 +10,7 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   HACKSTREAM_SESSION_DOMAIN: ['sessionDomain'],
   HACKSTREAM_DATA_DIR: ['dataDir'],
   HACKSTREAM_REDIS_URL: ['redisUrl'],
+  HACKSTREAM_DATABASE_URL: ['databaseUrl'],
   HACKSTREAM_LOG_LEVEL: ['log', 'level'],
   HACKSTREAM_TLS_MODE: ['tls', 'mode'],
   HACKSTREAM_TLS_CERT_FILE: ['tls', 'certFile'],

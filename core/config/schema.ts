@@ -96,6 +96,19 @@ export const configSchema = z
       .string()
       .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
       .optional(),
+    /** Postgres for accounts, sessions and audit; without it an embedded store runs under dataDir. */
+    databaseUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+      .optional(),
+    /**
+     * Plugins to enable, by name, each with its own options (validated by the plugin's schema).
+     * Only listed plugins run; auth-local and quota-default are listed by default.
+     */
+    plugins: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, 'plugin names are lowercase, digits and hyphens'), z.unknown()).default({
+      'auth-local': {},
+      'quota-default': {},
+    }),
     /** Prefix of every Redis key and channel, so deployments (or test runs) can share one Redis. */
     redisPrefix: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, 'letters, digits, ":", "_" or "-", at most 64').default('hackstream:'),
     log: z
