@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
+import { httpsRequest } from '../helpers/gateway.js';
+
+const MAIN = join(import.meta.dirname, '../../core/main.ts');
+
+function run(env: Record<string, string>): { child: ChildProcess; lines: string[]; stderr: () => string; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let err = '';
+  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, lines, stderr: () => err, exit };
+}
+
+async function waitForLine(lines: string[], re: RegExp, ms: number): Promise<string> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const hit = lines.find((l) => re.test(l));
+    if (hit) return hit;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no line matching ${re} within ${ms} ms; got:\n${lines.join('\n')}`);
+}
+
+describe('hackstream process (core/main.ts)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hs-main-'));
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('starts with defaults plus a listen override, creates its CA, serves /health, and stops cleanly on SIGTERM', async () => {
+    const p = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
+    try {
+      const line = await waitForLine(p.lines, /"msg":"hackstream listening"/, 20_000);
+      const { port } = JSON.parse(line) as { port: number };
+      const ca = readFileSync(join(dataDir, 'certs/ca.crt'), 'utf8');
+      assert.equal(statSync(join(dataDir, 'certs/ca.key')).mode & 0o777, 0o600);
+      const r = await httpsRequest(port, ca, '/health');
+      assert.equal(r.status, 200);
+      const key = readFileSync(join(dataDir, 'certs/ca.key'), 'utf8').split('\n')[1] ?? 'unreachable';
+      assert.ok(!p.lines.join('\n').includes(key) && !p.stderr().includes(key), 'no key material in the logs');
+      p.child.kill('SIGTERM');
+      assert.equal(await p.exit, 0);
+      assert.ok(p.lines.some((l) => l.includes('"msg":"shutting down"')));
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses an invalid config with exit code 78 and a message naming the field and the fix', async () => {
+    const p = run({ HACKSTREAM_LISTEN: 'localhost', HACKSTREAM_DATA_DIR: dataDir });
+    assert.equal(await p.exit, 78);
+    assert.match(p.stderr(), /Invalid HackStream configuration:\n {2}- listen \(from HACKSTREAM_LISTEN\): must be "host:port", e\.g\. "0\.0\.0\.0:443"/);
+  });
+
+  it('explains a port that is already taken', async () => {
+    const first = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
+    try {
+      const { port } = JSON.parse(await waitForLine(first.lines, /"msg":"hackstream listening"/, 20_000)) as { port: number };
+      const second = run({ HACKSTREAM_LISTEN: `127.0.0.1:${port}`, HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
+      assert.equal(await second.exit, 1);
+      assert.match(second.lines.join('\n'), /the port is already in use: stop the other server or set HACKSTREAM_LISTEN/);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+  });
+
+  it('prints usage with --help', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.equal(code, 0);
+    assert.match(out, /HACKSTREAM_LISTEN \(default 0\.0\.0\.0:443\)/);
+  });
+});
