@@ -7,6 +7,7 @@ import { loadOrIssueApiCert } from './api-cert.js';
 import { ensurePrivateDir } from './atomic-file.js';
 import { loadOrCreateCa, type Ca } from './ca.js';
 import { FileSource } from './file-source.js';
+import { generateRsaKey, KeyPool } from './keys.js';
 import { assertCertHostname } from './hostname.js';
 import { SelfSignedSource } from './self-signed-source.js';
 import { issueSessionCert } from './session-cert.js';
@@ -37,6 +38,9 @@ export interface Certificates {
   close(): Promise<void>;
 }
 
+/** Session keys kept ready: enough for a burst of launches while the pool refills. */
+const SESSION_KEY_POOL = 4;
+
 /** Loads or creates the CA and the API certificate source for the configured tls.mode. */
 export async function setupCertificates(opts: CertificatesOptions): Promise<Certificates> {
   const { tls, logger, publicHost } = opts;
@@ -46,13 +50,17 @@ export async function setupCertificates(opts: CertificatesOptions): Promise<Cert
   const ca = await loadOrCreateCa(certsDir, logger);
   const challenges = new MemoryChallengeStore();
   const api = await openApiSource(certsDir, publicHost, tls, challenges, logger, ca);
+  const sessionKeys = new KeyPool(SESSION_KEY_POOL, () => generateRsaKey(2048));
   return {
     ca: { certPem: ca.certPem },
     api,
     acmeChallenges: challenges,
-    issueSessionCert: (hostname) => issueSessionCert(ca, hostname, tls.sessionCertTtlHours),
+    issueSessionCert: (hostname) => issueSessionCert(ca, hostname, tls.sessionCertTtlHours, () => sessionKeys.take()),
     start: () => api.start?.(),
-    close: () => api.close(),
+    close: () => {
+      sessionKeys.close();
+      return api.close();
+    },
   };
 }
 
