@@ -1,0 +1,91 @@
+/**
+ * The public plugin contract. A plugin imports only from this file (and `quota-schema.js`
+ * for quota bounds); the host behind it may change, this may not without a major version.
+ */
+import type Router from '@koa/router';
+import type { z } from 'zod';
+import type { Logger } from '../log.js';
+import type { AuditSink, AuthProvider, QuotaPolicy, SessionListener } from './extensions.js';
+import type { PluginServices } from './services.js';
+
+export type * from './extensions.js';
+export type * from './services.js';
+export type { Logger };
+
+/** What core puts in `ctx.state` of a plugin route. */
+export interface PluginRouteState {
+  /** The request id, also in the `x-request-id` response header. */
+  readonly reqId: string;
+}
+
+/** A router a plugin registers; the host mounts it under `/v1/plugins/<plugin name>`. */
+export type PluginRouter = Router<PluginRouteState>;
+
+/**
+ * Where a plugin registers its extensions. Each method works only while the plugin's
+ * `init` runs; afterwards (and once `init` timed out) it throws.
+ */
+export interface PluginRegistrar {
+  /** Adds a provider to the auth chain (chain order = plugin init order). */
+  authProvider(provider: AuthProvider): void;
+  /** Sets the quota policy. A second policy from any plugin stops start-up. */
+  quotaPolicy(policy: QuotaPolicy): void;
+  /**
+   * Serves a router under `/v1/plugins/<plugin name>/`: a route `/hello` answers at
+   * `/v1/plugins/<plugin name>/hello`. Routes added after init are not served.
+   */
+  httpRoutes(router: PluginRouter): void;
+  /** Receives every committed audit row. */
+  auditSink(sink: AuditSink): void;
+  /** Receives every session lifecycle event. */
+  sessionEvents(listener: SessionListener): void;
+}
+
+/** What `init` receives: nothing else of core is reachable from a plugin. */
+export interface PluginContext<Options> {
+  /** A child logger whose lines carry `plugin: <name>`. */
+  readonly logger: Logger;
+  /** This plugin's options, validated by its `configSchema`, defaults applied, deep-frozen. */
+  readonly config: Options;
+  readonly register: PluginRegistrar;
+  readonly services: PluginServices;
+}
+
+/** Returned by `init` when the plugin holds something to release on shutdown. */
+export interface PluginHandle {
+  /** Releases what `init` acquired. Called once, in reverse init order, with a timeout. */
+  close(): Promise<void>;
+}
+
+/**
+ * A HackStream plugin. It is enabled only by being listed under `plugins` in the config
+ * (key = `name`, value = its options) and known to the static registry
+ * (`core/plugin/registry.ts`). At start-up the host validates every enabled plugin's
+ * options before any `init`, then calls `init` in dependency order, each with a timeout.
+ * A plugin module's default export is its `Plugin`.
+ *
+ * @typeParam Options - the options after validation (`z.output` of `configSchema`)
+ * @typeParam Input - the options as written in the config file (`z.input`)
+ */
+export interface Plugin<Options = unknown, Input = unknown> {
+  /** The config key and the folder name under `plugins/`: lowercase, digits, hyphens. */
+  readonly name: string;
+  /** The plugin's own version (semver), logged at start-up. */
+  readonly version: string;
+  /** Plugins that must be enabled and initialised before this one. */
+  readonly dependsOn?: readonly string[];
+  /** Validates the options; unknown keys should be refused (`.strict()`), defaults set here. */
+  readonly configSchema: z.ZodType<Options, Input>;
+  /** Example options for docs; the contract suite checks that they validate. */
+  readonly exampleConfig: Input;
+  /**
+   * Registers the plugin's extensions and acquires what it needs. Throwing (or not
+   * settling within the host's init timeout) stops start-up.
+   */
+  init(ctx: PluginContext<Options>): Promise<PluginHandle | void>;
+}
+
+/** Identity helper that infers `Options` and `Input` from the schema. */
+export function definePlugin<Options, Input>(plugin: Plugin<Options, Input>): Plugin<Options, Input> {
+  return plugin;
+}

@@ -1,0 +1,15 @@
+/**
+ * The static registry: every plugin HackStream knows, by config key. Folders are never
+ * scanned; a new plugin is added here. Modules are imported only when the plugin is enabled.
+ */
+
+/** Loads a plugin module and returns its default export (checked by the loader). */
+export type PluginModuleLoader = () => Promise<unknown>;
+
+/** Plugin name (config key) → its loader. */
+export type PluginCatalogue = Readonly<Record<string, PluginModuleLoader>>;
+
+export const KNOWN_PLUGINS: PluginCatalogue = Object.freeze({
+  'auth-local': async () => (await import('../../plugins/auth-local/index.js')).default,
+  'quota-default': async () => (await import('../../plugins/quota-default/index.js')).default,
+});
