@@ -1,6 +1,7 @@
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
+import { PluginError } from './plugin/errors.js';
 
 const HELP = `Usage: npm start [-- --help]
 
@@ -28,7 +29,21 @@ async function main(): Promise<number> {
     throw err;
   }
   const logger = createLogger({ level: config.log.level });
-  const app = await createApp(config, { logger });
+  let app;
+  try {
+    app = await createApp(config, { logger });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 78;
+    }
+    if (err instanceof PluginError) {
+      logger.fatal({ plugin: err.plugin, err: err.message, cause: err.cause }, 'a plugin stopped start-up');
+      process.stderr.write(`hackstream: plugin ${err.plugin}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
   try {
     const addr = await app.listen();
     logger.info({ address: addr.address, port: addr.port, publicHost: config.publicHost }, 'hackstream listening');

@@ -3,10 +3,13 @@ import Koa from 'koa';
 import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
 import { renderPrometheus } from '../../gateway/metrics.js';
 import type { Logger } from '../log.js';
+import type { PluginHost } from '../plugin/host.js';
 import { errorRenderer, requestContext, type ApiState } from './errors.js';
 
 export interface ApiDeps {
   logger: Logger;
+  /** Mounts plugins' routes under /v1/plugins/<name>. */
+  plugins?: PluginHost;
   /** Gateway counters for /v1/metrics; absent when the API runs without a gateway (tests). */
   gatewayMetrics?: () => GatewayMetricsSnapshot;
 }
@@ -28,6 +31,8 @@ export function createApi(deps: ApiDeps): Koa<ApiState> {
     ctx.type = 'text/plain; version=0.0.4';
     ctx.body = m ? renderPrometheus(m) : '';
   });
+
+  deps.plugins?.mountRoutes(router);
 
   app.use(requestContext(deps.logger));
   app.use(errorRenderer());

@@ -21,14 +21,13 @@ export async function loadPlugins(
   enabled: Readonly<Record<string, unknown>>,
   catalogue: PluginCatalogue = KNOWN_PLUGINS,
 ): Promise<LoadedPlugin[]> {
-  const names = Object.keys(enabled);
-  const unknown = names.filter((n) => !Object.hasOwn(catalogue, n));
-  if (unknown.length > 0) {
-    const known = Object.keys(catalogue).join(', ') || '(none)';
-    throw new ConfigError(unknown.map((n) => `plugins.${n}: unknown plugin; known plugins: ${known}`));
-  }
+  const names = Object.keys(enabled).filter((n) => Object.hasOwn(catalogue, n));
+  const known = Object.keys(catalogue).join(', ') || '(none)';
+  // Every problem at once: unknown names and the known plugins' bad options together.
+  const problems = Object.keys(enabled)
+    .filter((n) => !Object.hasOwn(catalogue, n))
+    .map((n) => `plugins.${n}: unknown plugin; known plugins: ${known}`);
   const byName = new Map<string, LoadedPlugin>();
-  const problems: string[] = [];
   for (const name of names) {
     const plugin = await importPlugin(name, catalogue);
     const parsed = validateOptions(plugin, enabled[name]);

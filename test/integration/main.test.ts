@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -59,6 +59,15 @@ describe('hackstream process (core/main.ts)', () => {
     const p = run({ HACKSTREAM_LISTEN: 'localhost', HACKSTREAM_DATA_DIR: dataDir });
     assert.equal(await p.exit, 78);
     assert.match(p.stderr(), /Invalid HackStream configuration:\n {2}- listen \(from HACKSTREAM_LISTEN\): must be "host:port", e\.g\. "0\.0\.0\.0:443"/);
+  });
+
+  it('refuses a bad plugin option or an unknown plugin with exit code 78, naming plugin and field', async () => {
+    const file = join(dataDir, 'plugins.json');
+    writeFileSync(file, JSON.stringify({ plugins: { 'auth-local': {}, 'quota-default': { user: { maxSessions: 'lots' } }, 'auth-nope': {} } }));
+    const p = run({ HACKSTREAM_CONFIG: file, HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir });
+    assert.equal(await p.exit, 78);
+    assert.match(p.stderr(), /plugins\.quota-default\.user\.maxSessions: .*expected number/);
+    assert.match(p.stderr(), /plugins\.auth-nope: unknown plugin; known plugins: auth-local, quota-default/);
   });
 
   it('explains a port that is already taken', async () => {
