@@ -43,7 +43,8 @@ export class Gateway {
   private readonly pendingPerIp = new Map<string, number>();
   private readonly tunnels = new Map<string, Set<Tunnel>>();
   private readonly terminated = new Set<net.Socket>();
-  private pending = 0;
+  /** Connections still sending their ClientHello, each with the function that aborts it. */
+  private readonly peeking = new Map<net.Socket, () => void>();
   private open = 0;
   private closing = false;
   private readonly unsubscribe: Array<() => void> = [];
@@ -102,7 +103,7 @@ export class Gateway {
       bytesDownstream: down,
       activeTunnels: active,
       activeConnections: this.open,
-      pendingConnections: this.pending,
+      pendingConnections: this.peeking.size,
     };
   }
 
@@ -115,6 +116,7 @@ export class Gateway {
     this.closing = true;
     for (const u of this.unsubscribe) u();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const abort of [...this.peeking.values()]) abort();
     this.terminator.closeIdle();
     const deadline = Date.now() + drainMs;
     while (this.open > 0 && Date.now() < deadline) {
@@ -153,7 +155,7 @@ export class Gateway {
 
   /** Reads until the ClientHello is complete (or the deadline, cap or a parse error ends it). */
   private peek(socket: net.Socket, ip: string): void {
-    this.pending++;
+    this.peeking.set(socket, () => finish() && this.reject(socket, 'shutting_down'));
     bump(this.pendingPerIp, ip, 1);
     const buf = new HelloBuffer();
     const scan = newHelloScan();
@@ -161,7 +163,7 @@ export class Gateway {
     const finish = () => {
       if (done) return false;
       done = true;
-      this.pending--;
+      this.peeking.delete(socket);
       bump(this.pendingPerIp, ip, -1);
       clearTimeout(timer);
       socket.off('data', onData);

@@ -10,7 +10,7 @@ import { silentLogger } from '../../core/log.js';
 import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../gateway/certs/ca.js';
 import { generateRsaKey } from '../../gateway/certs/keys.js';
 import { httpsRequest, PUBLIC_HOST, SESSION_DOMAIN, startGateway, startTlsBackend } from '../helpers/gateway.js';
-import { closed, sleep, tlsConnect, waitFor } from '../helpers/net.js';
+import { closed, rawConnect, sleep, tlsConnect, waitFor } from '../helpers/net.js';
 
 const root = mkdtempSync(join(tmpdir(), 'hs-life-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -85,8 +85,15 @@ describe('graceful shutdown', () => {
     try {
       await gw.app.routes.add(name, { host: '127.0.0.1', port: backend.port });
       const tunnel = await tlsConnect({ port: gw.port, servername: name, ca: gw.ca });
+      const peeking = await rawConnect(gw.port);
+      peeking.write(Buffer.from([0x16, 0x03]));
+      await waitFor(() => gw.app.gateway.metrics().pendingConnections === 1, 1000);
+      const peekClosed = closed(peeking);
       const t0 = Date.now();
       const closing = gw.app.gateway.close();
+      await peekClosed;
+      assert.ok(Date.now() - t0 < 500, 'a connection still in its ClientHello is closed at once');
+      assert.equal(gw.app.gateway.metrics().rejected.shutting_down, 1);
       await sleep(100);
       const refused = await new Promise<string>((resolve) => {
         const s = net.connect(gw.port, '127.0.0.1');
