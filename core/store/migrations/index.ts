@@ -1,0 +1,5 @@
+import type { MigrationInterface } from 'typeorm';
+import { Initial1764000000000 } from './1764000000000-initial.js';
+
+/** Every migration, oldest first. Listed, not globbed, so sources (tsx) and dist/ run the same set. */
+export const MIGRATIONS: (new () => MigrationInterface)[] = [Initial1764000000000];
