@@ -47,3 +47,44 @@ ensure_redis() {
     --dir /var/lib/redis --logfile /var/log/redis/hackstream-test.log
   wait_port 6379 20 || { log "redis did not start"; return 1; }
 }
+
+# Runs psql as a superuser of the local cluster: as the postgres OS user over the socket
+# (Debian's peer auth), else over TCP as postgres (clusters with trust auth on loopback).
+pg_super() {
+  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 &&
+    runuser -u postgres -- psql -X -At -d postgres -c 'select 1' >/dev/null 2>&1; then
+    runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -d postgres "$@"
+  else
+    psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 5432 -U postgres -d postgres "$@" </dev/null
+  fi
+}
+
+# Reuses a Postgres on 127.0.0.1:5432, else installs Debian's postgresql and starts a cluster.
+# Then makes sure the test role (not a superuser, like the app's) and its database exist, and
+# exports HACKSTREAM_TEST_DATABASE_URL. A URL already set in the environment is used as it is.
+ensure_postgres() {
+  if [ -n "${HACKSTREAM_TEST_DATABASE_URL:-}" ]; then return 0; fi
+  if ! wait_port 5432 1; then
+    apt_install postgresql postgresql-client || return 1
+    local ver cluster
+    if ! pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 { found = 1 } END { exit !found }'; then
+      ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+      log "creating postgresql cluster $ver/main…"
+      pg_createcluster "$ver" main -p 5432 >/tmp/hackstream-pg.log 2>&1 || { log "pg_createcluster failed; see /tmp/hackstream-pg.log"; return 1; }
+    fi
+    read -r ver cluster < <(pg_lsclusters -h | awk '$3 == 5432 { print $1, $2; exit }')
+    log "starting postgresql $ver/$cluster on 127.0.0.1:5432…"
+    pg_ctlcluster "$ver" "$cluster" start >>/tmp/hackstream-pg.log 2>&1 || true
+    wait_port 5432 30 || { log "postgresql did not start; see /tmp/hackstream-pg.log"; return 1; }
+  fi
+  local role=hackstream_test
+  pg_super -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN
+        CREATE ROLE $role LOGIN PASSWORD '$role';
+      END IF;
+    END \$\$" || { log "cannot create the Postgres test role (no superuser access on 127.0.0.1:5432?); or set HACKSTREAM_TEST_DATABASE_URL"; return 1; }
+  if [ "$(pg_super -c "SELECT 1 FROM pg_database WHERE datname = '$role'")" != 1 ]; then
+    pg_super -c "CREATE DATABASE $role OWNER $role" || return 1
+  fi
+  export HACKSTREAM_TEST_DATABASE_URL="postgres://$role:$role@127.0.0.1:5432/$role"
+}

@@ -6,6 +6,7 @@ source scripts/lib.sh
 
 ensure_node_modules
 ensure_redis
+ensure_postgres
 apt_install pebble openssl curl ca-certificates
 # The flood tests open thousands of sockets in one process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -1,0 +1,204 @@
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { silentLogger, type Logger } from '../../core/log.js';
+import { openDatabase, type Database } from '../../core/store/database.js';
+import { embeddedPaths } from '../../core/store/embedded.js';
+import { openKv, type KeyValueStore } from '../../core/store/kv.js';
+
+export const TEST_DATABASE_URL =
+  process.env.HACKSTREAM_TEST_DATABASE_URL ?? 'postgres://hackstream_test:hackstream_test@127.0.0.1:5432/hackstream_test';
+export const TEST_REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export const DATABASE_KINDS = ['postgres', 'embedded'] as const;
+export type DatabaseKind = (typeof DATABASE_KINDS)[number];
+export const KV_KINDS = ['redis', 'memory'] as const;
+export type KvKind = (typeof KV_KINDS)[number];
+
+export function tempDir(prefix = 'hackstream-store-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * A freshly initialised (empty, unmigrated) PGlite data dir, made once per PGlite version
+ * and copied for each test: PGlite's initdb takes seconds, a copy takes milliseconds.
+ */
+function pgliteTemplate(): Promise<string> {
+  const version = pgliteVersion();
+  const dir = join(tmpdir(), `hackstream-pglite-template-${version}`);
+  if (existsSync(join(dir, 'PG_VERSION'))) return Promise.resolve(dir);
+  return (async () => {
+    const work = tempDir('hackstream-pglite-build-');
+    const pgdata = join(work, 'pgdata');
+    mkdirSync(pgdata);
+    const db = await PGlite.create(pgdata);
+    await db.close();
+    try {
+      renameSync(pgdata, dir);
+    } catch {
+      // Another test process finished first; its template is as good.
+    }
+    rmSync(work, { recursive: true, force: true });
+    return dir;
+  })();
+}
+
+function pgliteVersion(): string {
+  // The package does not export its package.json: walk up from its entry point.
+  let dir = dirname(fileURLToPath(import.meta.resolve('@electric-sql/pglite')));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (!existsSync(file)) continue;
+    const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+    if (pkg.name === '@electric-sql/pglite' && typeof pkg.version === 'string') return pkg.version;
+  }
+  return 'unknown';
+}
+
+/** Gives `dataDir` an initialised embedded data dir, as a first start would leave it before migrating. */
+export async function seedEmbedded(dataDir: string): Promise<void> {
+  const { stateDir, pgdata } = embeddedPaths(dataDir);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  cpSync(await pgliteTemplate(), pgdata, { recursive: true });
+}
+
+export interface TestDatabase {
+  db: Database;
+  /** Closes and opens the same database again (same schema or data dir). */
+  reopen(): Promise<Database>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * An empty database of the given kind: real Postgres in a schema of its own (dropped by
+ * cleanup), or the embedded store in a temporary data dir (removed by cleanup).
+ */
+export async function openTestDatabase(kind: DatabaseKind, logger: Logger = silentLogger()): Promise<TestDatabase> {
+  const dataDir = tempDir();
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const open = () =>
+    kind === 'postgres' ? openDatabase({ databaseUrl: TEST_DATABASE_URL, schema, dataDir, logger }) : openDatabase({ dataDir, logger });
+  if (kind === 'embedded') await seedEmbedded(dataDir);
+  const handle: TestDatabase = {
+    db: await open(),
+    async reopen() {
+      await handle.db.close();
+      handle.db = await open();
+      return handle.db;
+    },
+    async cleanup() {
+      await handle.db.close();
+      if (kind === 'postgres') await dropSchema(schema);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return handle;
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface TestKv {
+  kv: KeyValueStore;
+  prefix: string;
+  cleanup(): Promise<void>;
+}
+
+/** A key-value store of the given kind; on Redis under a prefix of its own, deleted by cleanup. */
+export async function openTestKv(kind: KvKind, opts: { redisUrl?: string; commandTimeoutMs?: number } = {}): Promise<TestKv> {
+  const prefix = `hstest:${randomBytes(6).toString('hex')}:`;
+  const kv = await openKv({
+    redisPrefix: prefix,
+    logger: silentLogger(),
+    ...(kind === 'redis' ? { redisUrl: opts.redisUrl ?? TEST_REDIS_URL } : {}),
+    ...(opts.commandTimeoutMs ? { commandTimeoutMs: opts.commandTimeoutMs } : {}),
+  });
+  return {
+    kv,
+    prefix,
+    async cleanup() {
+      await kv.close();
+      if (kind !== 'redis') return;
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        const keys = await redis.keys(`${prefix}*`);
+        if (keys.length) await redis.del(...keys);
+      } finally {
+        redis.disconnect();
+      }
+    },
+  };
+}
+
+export type FaultMode = 'pass' | 'hang' | 'refuse';
+
+/**
+ * A TCP proxy on loopback in front of a real server, to fail it without touching the
+ * server other tests share. "hang" stops moving bytes (they wait in the socket buffers, as
+ * with a SIGSTOPped server, and flow again on "pass"); "refuse" drops every connection
+ * and refuses new ones, as with a killed server.
+ */
+export interface FaultProxy {
+  readonly port: number;
+  setMode(mode: FaultMode): void;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<FaultProxy> {
+  let mode: FaultMode = 'pass';
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  const server = net.createServer((client) => {
+    if (mode === 'refuse') {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, targetHost);
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
+    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    if (mode === 'hang') pair.forEach((s) => s.pause());
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of pair) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const destroyAll = () => {
+    for (const [a, b] of pairs) {
+      a.destroy();
+      b.destroy();
+    }
+  };
+  return {
+    port,
+    setMode(next) {
+      mode = next;
+      if (next === 'refuse') destroyAll();
+      for (const pair of pairs) for (const s of pair) next === 'hang' ? s.pause() : s.resume();
+    },
+    async close() {
+      destroyAll();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
