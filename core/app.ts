@@ -7,11 +7,13 @@ import { RedisRouteTable } from '../gateway/redis-route-table.js';
 import { MemoryRouteTable, type RouteTable } from '../gateway/route-table.js';
 import type { UpgradeHandler } from '../gateway/terminate.js';
 import { createApi } from './api/app.js';
+import { bootstrapNotice, createControlPlane, ensureFirstAdmin, type AuthSettingsInput, type BootstrapInput, type ControlPlane } from './auth/index.js';
 import type { Config } from './config/schema.js';
 import type { Logger } from './log.js';
 import { startPluginHost, type PluginHost } from './plugin/host.js';
 import { loadPlugins } from './plugin/loader.js';
-import { unavailableServices } from './plugin/services.js';
+import { openDatabase, type Database } from './store/database.js';
+import { openKv, type KeyValueStore } from './store/kv.js';
 
 export interface HackStream {
   config: Readonly<Config>;
@@ -19,6 +21,10 @@ export interface HackStream {
   routes: RouteTable;
   certs: Certificates;
   plugins: PluginHost;
+  db: Database;
+  kv: KeyValueStore;
+  /** Accounts, tokens, quotas, audit: what the API calls. */
+  control: ControlPlane;
   /** Binds the configured address (or `listen` overrides) and starts background work. */
   listen(override?: { host: string; port: number }): Promise<AddressInfo>;
   close(): Promise<void>;
@@ -28,6 +34,16 @@ export interface AppOptions {
   logger: Logger;
   /** Extra WebSocket upgrade handling on the API host (plugins, tests). */
   onUpgrade?: UpgradeHandler;
+  /**
+   * The first admin, created only when the database has no users (HACKSTREAM_ADMIN_USER /
+   * HACKSTREAM_ADMIN_PASSWORD). A generated password goes to `announce` once (main.ts:
+   * stderr), never to the log.
+   */
+  bootstrap?: BootstrapInput & { announce?: (text: string) => void };
+  /** Account and token settings; tests lower the Argon2id cost or shorten lifetimes here. */
+  auth?: AuthSettingsInput;
+  /** Postgres only: keep the tables in this schema (tests give each run its own). */
+  databaseSchema?: string;
 }
 
 /** The composition root: builds gateway + core without listening (so tests can drive it). */
@@ -43,7 +59,10 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   };
   let certs: Certificates;
   let routes: RouteTable;
-  let plugins: PluginHost;
+  let db: Database;
+  let kv: KeyValueStore;
+  let plugins: PluginHost | undefined;
+  let control: ControlPlane;
   try {
     certs = await setupCertificates({ dataDir, publicHost: config.publicHost, tls: config.tls, logger });
     opened.push(certs);
@@ -51,15 +70,44 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
       ? await RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger })
       : new MemoryRouteTable();
     opened.push(routes);
-    // TODO(issue 3): real accounts and usage services once the store and accounts exist;
-    // until then auth and quota fail closed.
-    plugins = await startPluginHost(loaded, { logger, services: unavailableServices() });
+    db = await openDatabase({
+      dataDir,
+      logger,
+      ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
+      ...(opts.databaseSchema ? { schema: opts.databaseSchema } : {}),
+    });
+    opened.push(db);
+    kv = await openKv({ redisPrefix: config.redisPrefix, logger, ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}) });
+    opened.push(kv);
+    const getPlugins = () => {
+      if (!plugins) throw new Error('the plugin host is not started yet');
+      return plugins;
+    };
+    control = createControlPlane({ dataSource: db.dataSource, kv, logger, plugins: getPlugins, ...(opts.auth ? { settings: opts.auth } : {}) });
+    plugins = await startPluginHost(loaded, { logger, services: control.services });
+    opened.push(plugins);
+    const [first] = await Promise.all([ensureFirstAdmin(control, opts.bootstrap ?? {}), control.hasher.warmUp()]);
+    if (first.created) {
+      logger.info({ userId: first.userId, username: first.username, generatedPassword: first.generatedPassword !== null }, 'first admin created');
+      if (first.generatedPassword !== null) (opts.bootstrap?.announce ?? (() => {}))(bootstrapNotice(first.username, first.generatedPassword, config.publicHost));
+    }
   } catch (err) {
     await cleanup();
     throw err;
   }
+  const host = plugins;
   let gateway: Gateway | undefined;
-  const api = createApi({ logger, plugins, gatewayMetrics: () => gateway!.metrics() });
+  const api = createApi({
+    logger,
+    control,
+    dataSource: db.dataSource,
+    probes: [
+      { name: 'database', ping: () => db.ping() },
+      { name: 'kv', ping: () => kv.ping() },
+    ],
+    plugins: host,
+    gatewayMetrics: () => gateway!.metrics(),
+  });
   gateway = new Gateway({
     publicHost: config.publicHost,
     limits: config.gateway,
@@ -71,22 +119,32 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
     ...(opts.onUpgrade ? { onUpgrade: opts.onUpgrade } : {}),
   });
   const gw = gateway;
+  let closing: Promise<void> | undefined;
   return {
     config,
     gateway: gw,
     routes,
     certs,
-    plugins,
+    plugins: host,
+    db,
+    kv,
+    control,
     async listen(override) {
       const addr = await gw.listen(override?.host ?? config.listen.host, override?.port ?? config.listen.port);
       certs.start();
       return addr;
     },
-    async close() {
-      await gw.close();
-      await plugins.close();
-      await routes.close();
-      await certs.close();
+    close() {
+      // Reverse order of creation: nothing is closed while something opened after it still runs.
+      closing ??= (async () => {
+        await gw.close();
+        await host.close();
+        await kv.close();
+        await db.close();
+        await routes.close();
+        await certs.close();
+      })();
+      return closing;
     },
   };
 }

@@ -5,16 +5,29 @@
 export const ERRORS = {
   BAD_REQUEST: 400,
   VALIDATION_FAILED: 400,
+  /** A new password breaks the password policy (too short, too long, too common). */
+  PASSWORD_POLICY: 400,
+  /** No credentials, or an access token that is unknown, expired or revoked. */
   AUTH_REQUIRED: 401,
   AUTH_INVALID_CREDENTIALS: 401,
+  /** A refresh token that is unknown, expired, revoked or already used. */
+  AUTH_TOKEN_INVALID: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  NOT_ACCEPTABLE: 406,
   CONFLICT: 409,
-  MISDIRECTED_REQUEST: 421,
+  QUOTA_EXCEEDED: 409,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  MISDIRECTED_REQUEST: 421,
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  NOT_IMPLEMENTED: 501,
   SERVICE_UNAVAILABLE: 503,
+  QUOTA_UNAVAILABLE: 503,
+  /** /ready: the database or the key-value store does not answer. */
+  NOT_READY: 503,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,4 +1,6 @@
+import { describeError } from './api/errors.js';
 import { createApp } from './app.js';
+import { BootstrapError } from './auth/index.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
 import { PluginError } from './plugin/errors.js';
@@ -10,7 +12,12 @@ Configuration: a JSON file named by HACKSTREAM_CONFIG (see docs/configuration.md
 overridden by HACKSTREAM_LISTEN (default 0.0.0.0:443), HACKSTREAM_PUBLIC_HOST (localhost),
 HACKSTREAM_SESSION_DOMAIN (sessions.localhost), HACKSTREAM_DATA_DIR (.),
 HACKSTREAM_REDIS_URL, HACKSTREAM_LOG_LEVEL, HACKSTREAM_TLS_MODE, HACKSTREAM_TLS_CERT_FILE,
-HACKSTREAM_TLS_KEY_FILE.
+HACKSTREAM_TLS_KEY_FILE, HACKSTREAM_DATABASE_URL.
+
+On the first start with an empty database an administrator is created from
+HACKSTREAM_ADMIN_USER (default "admin") and HACKSTREAM_ADMIN_PASSWORD; without a password
+one is generated and printed once to stderr. Manage accounts from the shell with
+npm run admin -- --help.
 `;
 
 async function main(): Promise<number> {
@@ -31,9 +38,17 @@ async function main(): Promise<number> {
   const logger = createLogger({ level: config.log.level });
   let app;
   try {
-    app = await createApp(config, { logger });
+    app = await createApp(config, {
+      logger,
+      bootstrap: {
+        username: process.env.HACKSTREAM_ADMIN_USER || undefined,
+        password: process.env.HACKSTREAM_ADMIN_PASSWORD || undefined,
+        // Jupyter-style: the generated password is shown once on the terminal, not in the JSON log.
+        announce: (text) => process.stderr.write(text),
+      },
+    });
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof BootstrapError) {
       process.stderr.write(`${err.message}\n`);
       return 78;
     }
@@ -42,7 +57,9 @@ async function main(): Promise<number> {
       process.stderr.write(`hackstream: plugin ${err.plugin}: ${err.message}\n`);
       return 1;
     }
-    throw err;
+    logger.fatal({ error: describeError(err) }, 'start-up failed');
+    process.stderr.write(`hackstream: start-up failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   }
   try {
     const addr = await app.listen();

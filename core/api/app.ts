@@ -1,41 +1,61 @@
 import Router from '@koa/router';
 import Koa from 'koa';
+import type { DataSource } from 'typeorm';
 import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
-import { renderPrometheus } from '../../gateway/metrics.js';
+import type { ControlPlane } from '../auth/index.js';
 import type { Logger } from '../log.js';
 import type { PluginHost } from '../plugin/host.js';
+import { bodyLimit } from './body.js';
 import { errorRenderer, requestContext, type ApiState } from './errors.js';
+import { accessGuard, type AnyRoute } from './route.js';
+import { auditRoutes } from './routes/audit.js';
+import { authRoutes } from './routes/auth.js';
+import { meRoutes } from './routes/me.js';
+import { systemRoutes, type Probe } from './routes/system.js';
+import { userRoutes } from './routes/users.js';
 
 export interface ApiDeps {
   logger: Logger;
+  control: ControlPlane;
+  dataSource: DataSource;
+  /** What /ready checks. */
+  probes: Probe[];
   /** Mounts plugins' routes under /v1/plugins/<name>. */
   plugins?: PluginHost;
   /** Gateway counters for /v1/metrics; absent when the API runs without a gateway (tests). */
   gatewayMetrics?: () => GatewayMetricsSnapshot;
 }
 
-/** The Koa app behind the API hostname. Routers stay thin; the work lives in core services. */
+/** Every core route, each with its access level (the RBAC tests walk this table). */
+export function apiRoutes(deps: ApiDeps): AnyRoute[] {
+  return [
+    ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
+    ...authRoutes(deps.control),
+    ...meRoutes(deps.control),
+    ...userRoutes(deps.control),
+    ...auditRoutes(deps.dataSource),
+  ];
+}
+
+/** The Koa app behind the API hostname. Routers stay thin; the work lives in core/auth. */
 export function createApi(deps: ApiDeps): Koa<ApiState> {
   const app = new Koa<ApiState>();
   app.proxy = false;
   app.silent = true;
   const router = new Router<ApiState>();
-
-  router.get('/health', (ctx) => {
-    ctx.body = { status: 'ok' };
-  });
-
-  // TODO(issue 3): restrict to admins once accounts exist.
-  router.get('/v1/metrics', (ctx) => {
-    const m = deps.gatewayMetrics?.();
-    ctx.type = 'text/plain; version=0.0.4';
-    ctx.body = m ? renderPrometheus(m) : '';
-  });
-
+  const guard = accessGuard(deps.control);
+  for (const r of apiRoutes(deps)) r.mount(router, guard);
+  // Plugin routes decide their own access (a login callback must be public); see plugins/README.md.
   deps.plugins?.mountRoutes(router);
 
   app.use(requestContext(deps.logger));
   app.use(errorRenderer());
+  app.use(async (ctx, next) => {
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Cache-Control', 'no-store');
+    await next();
+  });
+  app.use(bodyLimit());
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

@@ -1,0 +1,108 @@
+import type Router from '@koa/router';
+import type { RouterContext, RouterMiddleware } from '@koa/router';
+import { z } from 'zod';
+import type { ControlPlane, Principal } from '../auth/index.js';
+import { AppError } from '../errors.js';
+import { readJson } from './body.js';
+import type { ApiState } from './errors.js';
+
+/** Who may call a route: anyone, any logged-in user, or admins only. */
+export type Access = 'public' | 'user' | 'admin';
+
+export type ApiContext = RouterContext<ApiState>;
+
+const EMPTY = z.strictObject({});
+type Empty = typeof EMPTY;
+
+export interface RouteDef<B extends z.ZodType = Empty, Q extends z.ZodType = Empty> {
+  method: 'GET' | 'POST' | 'PATCH';
+  path: string;
+  access: Access;
+  /** The JSON body's schema; without one the route takes no body. */
+  body?: B;
+  /** The query string's schema; without one the route takes no query parameters. */
+  query?: Q;
+  handle(ctx: ApiContext, input: { body: z.output<B>; query: z.output<Q> }): Promise<void> | void;
+}
+
+/** A route with its types erased, for the table every route lives in. */
+export interface AnyRoute {
+  readonly method: RouteDef['method'];
+  readonly path: string;
+  readonly access: Access;
+  mount(router: Router<ApiState>, guard: (access: Access) => RouterMiddleware<ApiState>): void;
+}
+
+/**
+ * Declares a route. Every core route is declared this way, so each one states its access
+ * (enforced by `guard` before anything else runs) and validates its body and query with a
+ * strict schema (unknown fields are refused).
+ */
+export function route<B extends z.ZodType = Empty, Q extends z.ZodType = Empty>(def: RouteDef<B, Q>): AnyRoute {
+  return {
+    method: def.method,
+    path: def.path,
+    access: def.access,
+    mount(router, guard) {
+      const handler: RouterMiddleware<ApiState> = async (ctx) => {
+        const rawBody = await readJson(ctx);
+        const body = parse((def.body ?? EMPTY) as z.ZodType, rawBody ?? (def.body ? undefined : {}), 'body');
+        const query = parse((def.query ?? EMPTY) as z.ZodType, { ...ctx.query }, 'query');
+        await def.handle(ctx, { body: body as z.output<B>, query: query as z.output<Q> });
+      };
+      router.register(def.path, [def.method], [guard(def.access), handler]);
+    },
+  };
+}
+
+function parse(schema: z.ZodType, value: unknown, where: 'body' | 'query'): unknown {
+  if (value === undefined) throw new AppError('VALIDATION_FAILED', `${where}: a JSON object is required`);
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const problems = r.error.issues.slice(0, 10).map((i) => `${[where, ...i.path.map(String)].join('.')}: ${i.message}`);
+  throw new AppError('VALIDATION_FAILED', problems.join('; '));
+}
+
+/** The caller of a route whose access is `user` or `admin`. */
+export function principal(ctx: ApiContext): Principal {
+  const p = ctx.state.principal;
+  if (!p) throw new AppError('AUTH_REQUIRED', 'log in first');
+  return p;
+}
+
+/** The client address as the socket saw it (the gateway terminates TLS in-process). */
+export function clientIp(ctx: ApiContext): string {
+  const ip = ctx.request.ip || ctx.req.socket.remoteAddress || '';
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
+  return mapped ?? ip;
+}
+
+/**
+ * Enforces a route's access: a bearer access token for `user` and `admin` (401 without a
+ * valid one), the admin role for `admin` (403, audited as authz_fail).
+ */
+export function accessGuard(control: ControlPlane): (access: Access) => RouterMiddleware<ApiState> {
+  return (access) => async (ctx, next) => {
+    if (access === 'public') return next();
+    const header = ctx.get('authorization');
+    const m = /^Bearer ([\x21-\x7e]{1,200})$/i.exec(header);
+    const p = m?.[1] ? await control.tokens.authenticate(m[1]) : null;
+    if (!p) {
+      ctx.set('WWW-Authenticate', 'Bearer realm="hackstream"');
+      throw new AppError('AUTH_REQUIRED', header ? 'the access token is invalid or expired' : 'log in first (Authorization: Bearer <access token>)');
+    }
+    ctx.state.principal = p;
+    if (access === 'admin' && p.role !== 'admin') {
+      await control.audit.record({
+        actor: p.id,
+        action: 'authz_fail',
+        target: `${ctx.method} ${ctx.path}`,
+        sourceIp: clientIp(ctx),
+        result: 'failure',
+        details: { required: 'admin', role: p.role },
+      });
+      throw new AppError('FORBIDDEN', 'this needs the admin role');
+    }
+    return next();
+  };
+}

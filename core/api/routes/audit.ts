@@ -1,0 +1,18 @@
+import type { DataSource } from 'typeorm';
+import { auditQuerySchema, queryAudit } from '../../audit/index.js';
+import { route, type AnyRoute } from '../route.js';
+
+/** Admin only: GET /v1/audit?user&action&from&to&limit&cursor (newest first). */
+export function auditRoutes(dataSource: DataSource): AnyRoute[] {
+  return [
+    route({
+      method: 'GET',
+      path: '/v1/audit',
+      access: 'admin',
+      query: auditQuerySchema,
+      async handle(ctx, { query }) {
+        ctx.body = await queryAudit(dataSource, query);
+      },
+    }),
+  ];
+}

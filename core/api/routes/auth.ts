@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import type { ControlPlane } from '../../auth/index.js';
+import { clientIp, principal, route, type AnyRoute } from '../route.js';
+
+const loginBody = z.strictObject({
+  // Any text up to these lengths: an odd username is simply unknown (the same 401).
+  username: z.string().min(1).max(256),
+  password: z.string().min(1).max(4096),
+});
+
+const refreshBody = z.strictObject({ refreshToken: z.string().min(1).max(256) });
+
+/** POST /v1/login, /v1/token/refresh, /v1/logout. */
+export function authRoutes(control: ControlPlane): AnyRoute[] {
+  return [
+    route({
+      method: 'POST',
+      path: '/v1/login',
+      access: 'public',
+      body: loginBody,
+      async handle(ctx, { body }) {
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = await control.login({ username: body.username, password: body.password, ip: clientIp(ctx) }, ctx.state.log);
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/token/refresh',
+      access: 'public',
+      body: refreshBody,
+      async handle(ctx, { body }) {
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = await control.tokens.refresh(body.refreshToken, clientIp(ctx));
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/logout',
+      access: 'user',
+      async handle(ctx) {
+        const p = principal(ctx);
+        await control.tokens.logout(p, clientIp(ctx), (m, id) => control.users.revokeAll(m, id));
+        ctx.status = 204;
+      },
+    }),
+  ];
+}

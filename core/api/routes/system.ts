@@ -1,0 +1,68 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GatewayMetricsSnapshot } from '../../../gateway/metrics.js';
+import { renderPrometheus } from '../../../gateway/metrics.js';
+import type { ControlPlane } from '../../auth/index.js';
+import { AppError } from '../../errors.js';
+import { route, type AnyRoute } from '../route.js';
+
+/** Something /ready checks. */
+export interface Probe {
+  name: 'database' | 'kv';
+  ping(): Promise<void>;
+}
+
+const PROBE_TIMEOUT_MS = 2_000;
+
+/** GET /health (the process is up), GET /ready (its dependencies answer), GET /v1/metrics (admin). */
+export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gatewayMetrics?: () => GatewayMetricsSnapshot }): AnyRoute[] {
+  return [
+    route({
+      method: 'GET',
+      path: '/health',
+      access: 'public',
+      handle(ctx) {
+        ctx.body = { status: 'ok' };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/ready',
+      access: 'public',
+      async handle(ctx) {
+        const results = await Promise.all(deps.probes.map(async (p) => ({ name: p.name, ok: await answers(p) })));
+        const down = results.filter((r) => !r.ok).map((r) => r.name);
+        if (down.length > 0) {
+          ctx.state.log.warn({ down }, 'not ready');
+          throw new AppError('NOT_READY', `not ready: ${down.map((d) => (d === 'kv' ? 'the key-value store' : 'the database')).join(' and ')} did not answer`, {
+            headers: { 'Retry-After': '5' },
+          });
+        }
+        ctx.body = { status: 'ready' };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/metrics',
+      access: 'admin',
+      handle(ctx) {
+        const m = deps.gatewayMetrics?.();
+        ctx.type = 'text/plain; version=0.0.4';
+        ctx.body = (m ? renderPrometheus(m) : '') + accountMetrics(deps.control);
+      },
+    }),
+  ];
+}
+
+async function answers(probe: Probe): Promise<boolean> {
+  const timeout = sleep(PROBE_TIMEOUT_MS, false, { ref: false });
+  return Promise.race([probe.ping().then(() => true, () => false), timeout]);
+}
+
+function accountMetrics(control: ControlPlane): string {
+  return [
+    '# HELP hackstream_password_hash_evaluations_total Argon2id hashes and verifies computed (dummy verifies included).',
+    '# TYPE hackstream_password_hash_evaluations_total counter',
+    `hackstream_password_hash_evaluations_total ${control.hasher.evaluations}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { userView, usernameSchema, type ControlPlane } from '../../auth/index.js';
+import { AppError } from '../../errors.js';
+import { quotaFields } from '../../plugin/quota-schema.js';
+import { ROLES } from '../../store/entities.js';
+import { clientIp, principal, route, type AnyRoute } from '../route.js';
+
+const password = z.string().min(1).max(4096);
+
+/** Per-user overrides in API units; null returns a field to the role's default. */
+const quotaPatch = z.strictObject({
+  maxSessions: quotaFields.maxSessions.nullable().optional(),
+  cpus: quotaFields.cpus.nullable().optional(),
+  memoryMb: quotaFields.memoryMb.nullable().optional(),
+  idleTimeoutMinutes: quotaFields.idleTimeoutMinutes.nullable().optional(),
+  maxDurationMinutes: quotaFields.maxDurationMinutes.nullable().optional(),
+  storageMb: quotaFields.storageMb.nullable().optional(),
+});
+
+const createBody = z.strictObject({
+  username: usernameSchema,
+  password,
+  role: z.enum(ROLES).default('user'),
+  quota: quotaPatch.optional(),
+});
+
+const patchBody = z
+  .strictObject({
+    disabled: z.boolean().optional(),
+    role: z.enum(ROLES).optional(),
+    quota: quotaPatch.optional(),
+    password: password.optional(),
+  })
+  .refine((b) => Object.keys(b).length > 0, 'name at least one of disabled, role, quota, password');
+
+const listQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().min(1).max(200).optional(),
+});
+
+/** Admin only: POST /v1/users, GET /v1/users, PATCH /v1/users/:id. */
+export function userRoutes(control: ControlPlane): AnyRoute[] {
+  return [
+    route({
+      method: 'POST',
+      path: '/v1/users',
+      access: 'admin',
+      body: createBody,
+      async handle(ctx, { body }) {
+        const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
+        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: body.quota } : {}) }, actor);
+        ctx.status = 201;
+        ctx.set('Location', `/v1/users/${user.id}`);
+        ctx.body = userView(user);
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/users',
+      access: 'admin',
+      query: listQuery,
+      async handle(ctx, { query }) {
+        ctx.body = await control.users.list({ limit: query.limit, cursor: query.cursor });
+      },
+    }),
+    route({
+      method: 'PATCH',
+      path: '/v1/users/:id',
+      access: 'admin',
+      body: patchBody,
+      async handle(ctx, { body }) {
+        const id = ctx.params.id;
+        if (id === undefined) throw new AppError('NOT_FOUND', 'no such user');
+        const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
+        const user = await control.users.update(id, body, actor);
+        ctx.body = userView(user);
+      },
+    }),
+  ];
+}

@@ -1,0 +1,73 @@
+import type { DataSource } from 'typeorm';
+import type { Logger } from '../log.js';
+import type { AuditEvent, PluginServices } from '../plugin/contract.js';
+import type { PluginHost } from '../plugin/host.js';
+import type { KeyValueStore } from '../store/kv.js';
+import { createAccountsService } from './accounts.js';
+import { createAudit, type Audit } from './audit.js';
+import { login } from './login.js';
+import { PasswordHasher } from './passwords.js';
+import { createQuotas, usageService, type Quotas } from './quotas.js';
+import { Semaphore } from './semaphore.js';
+import { authSettings, type AuthSettings, type AuthSettingsInput } from './settings.js';
+import { LoginThrottle } from './throttle.js';
+import { TokenService, type TokenPair } from './token-service.js';
+import { Users } from './users.js';
+
+export type { Principal, TokenPair } from './token-service.js';
+export type { AuthSettings, AuthSettingsInput } from './settings.js';
+export { bootstrapNotice, BootstrapError, ensureFirstAdmin, type BootstrapInput, type BootstrapResult } from './bootstrap.js';
+export { userView, usernameSchema, type UserView } from './users.js';
+
+/** Accounts, tokens, brute-force limits, quotas and the audit, as the API uses them. */
+export interface ControlPlane {
+  readonly settings: AuthSettings;
+  readonly hasher: PasswordHasher;
+  readonly users: Users;
+  readonly tokens: TokenService;
+  readonly throttle: LoginThrottle;
+  readonly quotas: Quotas;
+  readonly audit: Audit;
+  /** For the plugin host: local accounts (auth-local) and usage (quota policies). */
+  readonly services: PluginServices;
+  login(attempt: { username: string; password: string; ip: string }, log: Logger): Promise<TokenPair>;
+}
+
+export interface ControlPlaneDeps {
+  dataSource: DataSource;
+  kv: KeyValueStore;
+  logger: Logger;
+  settings?: AuthSettingsInput;
+  /**
+   * The plugin host, read when first needed: the host is started with `services` from this
+   * control plane, so it exists only after it.
+   */
+  plugins: () => PluginHost;
+}
+
+export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
+  const settings = authSettings(deps.settings);
+  const logger = deps.logger.child({ component: 'accounts' });
+  const hasher = new PasswordHasher(settings.argon2, { concurrency: settings.hashConcurrency, queueMax: settings.hashQueueMax });
+  const audit = createAudit(deps.dataSource, (event: AuditEvent) => deps.plugins().audit.emit(event));
+  const users = new Users(deps.dataSource, hasher, audit);
+  const tokens = new TokenService(deps.dataSource, deps.kv, audit, settings, logger);
+  const throttle = new LoginThrottle(deps.kv, settings.throttle);
+  const usage = usageService(deps.dataSource);
+  const slots = new Semaphore(settings.hashConcurrency, settings.hashQueueMax);
+  let quotas: Quotas | undefined;
+  return {
+    settings,
+    hasher,
+    users,
+    tokens,
+    throttle,
+    audit,
+    get quotas() {
+      quotas ??= createQuotas({ plugins: deps.plugins(), kv: deps.kv, usage, logger });
+      return quotas;
+    },
+    services: { accounts: createAccountsService(users, hasher, logger), usage },
+    login: (attempt, log) => login({ plugins: deps.plugins(), users, tokens, throttle, audit, slots }, attempt, log),
+  };
+}

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+
+/*
+ * Account, token and brute-force settings. Production uses the defaults; tests lower the
+ * Argon2id cost or shorten lifetimes through AppOptions, never by changing these defaults.
+ */
+
+const ms = (def: number, max = 30 * 86_400_000) => z.number().int().positive().max(max).default(def);
+
+export const argon2Schema = z
+  .object({
+    /** KiB. OWASP's minimum for t=2 is 19456 (19 MiB). */
+    memoryCost: z.number().int().min(8).max(1_048_576).default(19_456),
+    timeCost: z.number().int().min(1).max(10).default(2),
+    parallelism: z.number().int().min(1).max(4).default(1),
+  })
+  .strict();
+
+export const authSettingsSchema = z
+  .object({
+    argon2: argon2Schema.prefault({}),
+    /** Password hashes computed at once (each holds a libuv thread and ~memoryCost KiB). */
+    hashConcurrency: z.number().int().min(1).max(16).default(2),
+    /** Logins waiting for a hashing slot; beyond it they get 503 at once. */
+    hashQueueMax: z.number().int().min(1).max(10_000).default(64),
+    /** Access tokens live this long (ASVS/our figure: at most 15 min). */
+    accessTtlMs: ms(15 * 60_000, 15 * 60_000),
+    /** A refresh token family ends this long after its login, rotation or not (ASVS L2: 12 h). */
+    refreshAbsoluteMs: ms(12 * 3_600_000),
+    /** A refresh token unused for this long is dead (ASVS L2: 30 min of inactivity). */
+    refreshIdleMs: ms(30 * 60_000),
+    throttle: z
+      .object({
+        /** Per account: password checks in one long window (the second tier). */
+        accountLongLimit: z.number().int().min(1).max(1_000).default(5),
+        accountLongWindowMs: ms(15 * 60_000),
+        /** Per account: password checks in one short window (the first tier: a typo costs a minute). */
+        accountShortLimit: z.number().int().min(1).max(1_000).default(3),
+        accountShortWindowMs: ms(60_000),
+        /** Per client IP: failed logins (any username) before a ban. */
+        ipFailLimit: z.number().int().min(1).max(1_000).default(5),
+        ipFailWindowMs: ms(15 * 60_000),
+        ipBanMs: ms(300_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type AuthSettings = z.output<typeof authSettingsSchema>;
+export type AuthSettingsInput = z.input<typeof authSettingsSchema>;
+export type Argon2Params = z.output<typeof argon2Schema>;
+
+export function authSettings(input: AuthSettingsInput = {}): AuthSettings {
+  return authSettingsSchema.parse(input);
+}

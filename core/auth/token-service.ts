@@ -1,0 +1,195 @@
+import { randomUUID } from 'node:crypto';
+import type { DataSource, EntityManager } from 'typeorm';
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { RefreshTokenEntity, UserEntity, type RefreshToken, type Role, type User } from '../store/entities.js';
+import type { KeyValueStore } from '../store/kv.js';
+import type { Audit } from './audit.js';
+import type { AuthSettings } from './settings.js';
+import { ACCESS_PREFIX, isTokenShaped, newToken, REFRESH_PREFIX, sha256Hex } from './tokens.js';
+
+/** The caller of an authenticated request. */
+export interface Principal {
+  readonly id: string;
+  readonly username: string;
+  readonly role: Role;
+  /** The refresh token family (login) the access token belongs to. */
+  readonly family: string;
+}
+
+export interface TokenPair {
+  accessToken: string;
+  tokenType: 'Bearer';
+  /** Seconds. */
+  expiresIn: number;
+  refreshToken: string;
+  /** ISO 8601: when the refresh token dies unless used (idle) — never after the family's absolute end. */
+  refreshExpiresAt: string;
+}
+
+/** What the key-value store keeps under an access token's hash. */
+interface AccessRecord {
+  u: string;
+  /** The user's token epoch at issue: bumping it ends the token. */
+  e: number;
+  /** The refresh token family. */
+  f: string;
+}
+
+const TOKEN_INVALID = 'the refresh token is invalid, expired or already used';
+
+/**
+ * Opaque tokens. Access tokens live in the key-value store under their SHA-256 (TTL = their
+ * lifetime) and are checked on every request against the user's row: disabled, token epoch
+ * and a live refresh family. Refresh tokens are rows (hash only), rotated on every use;
+ * presenting a used one revokes its whole family (reuse detection, no grace period).
+ */
+export class TokenService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly kv: KeyValueStore,
+    private readonly audit: Audit,
+    private readonly settings: AuthSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Tokens for a user who just logged in; the audit row is written with the family. */
+  async login(user: User, ip: string | null, details: Record<string, unknown>): Promise<TokenPair> {
+    const family = randomUUID();
+    const refreshToken = newToken(REFRESH_PREFIX);
+    const now = Date.now();
+    const expiresAt = new Date(now + this.settings.refreshAbsoluteMs);
+    await this.audit.transaction(async (tx) => {
+      // Under the user's row lock: a logout, disable or password reset that committed since
+      // the password check wins, and one that comes later sees this token and revokes it.
+      const current = await lockUser(tx.manager, user.id);
+      if (!current || current.disabled || current.tokenEpoch !== user.tokenEpoch) {
+        throw new AppError('AUTH_INVALID_CREDENTIALS', 'invalid username or password');
+      }
+      await tx.manager.getRepository(RefreshTokenEntity).insert({
+        userId: user.id,
+        familyId: family,
+        tokenHash: sha256Hex(refreshToken),
+        parentId: null,
+        expiresAt,
+        lastUsedAt: new Date(now),
+      });
+      await tx.audit({ actor: user.id, action: 'authn_login_success', target: user.id, sourceIp: ip, result: 'success', details: { family, ...details } });
+    });
+    return this.pair(user, family, refreshToken, now, expiresAt);
+  }
+
+  /** Exchanges a refresh token for a new pair; the old one stops working. */
+  async refresh(token: string, ip: string | null): Promise<TokenPair> {
+    if (!isTokenShaped(token, REFRESH_PREFIX)) throw new AppError('AUTH_TOKEN_INVALID', TOKEN_INVALID);
+    const now = Date.now();
+    const outcome = await this.audit.transaction(async (tx) => {
+      const repo = tx.manager.getRepository(RefreshTokenEntity);
+      const hash = sha256Hex(token);
+      const seen = await repo.findOneBy({ tokenHash: hash });
+      if (!seen) return { ok: false as const, reason: 'unknown' };
+      // User row first, then the token row: the order logout and user changes take them in,
+      // so a refresh racing a logout either finishes first (and is revoked by it) or sees it.
+      const user = await lockUser(tx.manager, seen.userId);
+      const row = await repo.createQueryBuilder('t').setLock('pessimistic_write').where('t.id = :id', { id: seen.id }).getOne();
+      if (!row) return { ok: false as const, reason: 'unknown' };
+      if (row.usedAt !== null || row.revokedAt !== null) {
+        if (row.usedAt === null) return { ok: false as const, reason: 'revoked' };
+        // A used token again: someone else holds a copy. End the whole login.
+        const revoked = await repo
+          .createQueryBuilder()
+          .update()
+          .set({ revokedAt: new Date(now) })
+          .where('family_id = :f AND revoked_at IS NULL', { f: row.familyId })
+          .execute();
+        await tx.audit({
+          actor: row.userId,
+          action: 'authn_token_reuse',
+          target: row.userId,
+          sourceIp: ip,
+          result: 'failure',
+          details: { family: row.familyId, tokensRevoked: revoked.affected ?? 0 },
+        });
+        return { ok: false as const, reason: 'reuse' };
+      }
+      if (!this.alive(row, now)) return { ok: false as const, reason: 'expired' };
+      if (!user || user.disabled) return { ok: false as const, reason: 'user' };
+      await repo.update({ id: row.id }, { usedAt: new Date(now), lastUsedAt: new Date(now) });
+      const next = newToken(REFRESH_PREFIX);
+      await repo.insert({ userId: row.userId, familyId: row.familyId, tokenHash: sha256Hex(next), parentId: row.id, expiresAt: row.expiresAt, lastUsedAt: new Date(now) });
+      await tx.audit({ actor: user.id, action: 'authn_token_refreshed', target: user.id, sourceIp: ip, result: 'success', details: { family: row.familyId } });
+      return { ok: true as const, user, family: row.familyId, next, expiresAt: row.expiresAt };
+    });
+    if (!outcome.ok) {
+      this.logger.info({ reason: outcome.reason }, 'refresh refused');
+      throw new AppError('AUTH_TOKEN_INVALID', TOKEN_INVALID);
+    }
+    return this.pair(outcome.user, outcome.family, outcome.next, now, outcome.expiresAt);
+  }
+
+  /**
+   * The principal behind an access token, or null. Checked on every request: the token
+   * exists (not expired), the user is enabled, the epoch matches and the family is live.
+   */
+  async authenticate(token: string): Promise<Principal | null> {
+    if (!isTokenShaped(token, ACCESS_PREFIX)) return null;
+    const raw = await this.kv.get(accessKey(token));
+    const rec = raw === null ? null : parseAccess(raw);
+    if (!rec) return null;
+    const rows: unknown = await this.dataSource.query(
+      `SELECT u.username, u.role, u.disabled, u.token_epoch,
+              EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 AND t.revoked_at IS NULL) AS family_live
+       FROM users u WHERE u.id = $1`,
+      [rec.u, rec.f],
+    );
+    const u = (Array.isArray(rows) ? rows[0] : undefined) as
+      | { username: string; role: Role; disabled: boolean; token_epoch: number; family_live: boolean }
+      | undefined;
+    if (!u || u.disabled || u.token_epoch !== rec.e || !u.family_live) return null;
+    return { id: rec.u, username: u.username, role: u.role, family: rec.f };
+  }
+
+  /** Logout: every token of the user ends (all devices), with its audit row. */
+  async logout(principal: Principal, ip: string | null, revokeAll: (m: EntityManager, userId: string) => Promise<void>): Promise<void> {
+    await this.audit.transaction(async (tx) => {
+      await revokeAll(tx.manager, principal.id);
+      await tx.audit({ actor: principal.id, action: 'authn_logout', target: principal.id, sourceIp: ip, result: 'success', details: { family: principal.family } });
+    });
+  }
+
+  private alive(row: RefreshToken, now: number): boolean {
+    const lastUse = (row.lastUsedAt ?? row.createdAt).getTime();
+    return row.expiresAt.getTime() > now && lastUse + this.settings.refreshIdleMs > now;
+  }
+
+  private async pair(user: User, family: string, refreshToken: string, now: number, familyEnd: Date): Promise<TokenPair> {
+    const accessToken = newToken(ACCESS_PREFIX);
+    const record: AccessRecord = { u: user.id, e: user.tokenEpoch, f: family };
+    await this.kv.set(accessKey(accessToken), JSON.stringify(record), { ttlMs: this.settings.accessTtlMs });
+    const idleEnd = now + this.settings.refreshIdleMs;
+    return {
+      accessToken,
+      tokenType: 'Bearer',
+      expiresIn: Math.floor(this.settings.accessTtlMs / 1000),
+      refreshToken,
+      refreshExpiresAt: new Date(Math.min(idleEnd, familyEnd.getTime())).toISOString(),
+    };
+  }
+}
+
+function lockUser(manager: EntityManager, id: string): Promise<User | null> {
+  return manager.getRepository(UserEntity).createQueryBuilder('u').setLock('pessimistic_read').where('u.id = :id', { id }).getOne();
+}
+
+function accessKey(token: string): string {
+  return `access:${sha256Hex(token)}`;
+}
+
+function parseAccess(raw: string): AccessRecord | null {
+  try {
+    const v = JSON.parse(raw) as Partial<AccessRecord>;
+    return typeof v.u === 'string' && typeof v.e === 'number' && typeof v.f === 'string' ? { u: v.u, e: v.e, f: v.f } : null;
+  } catch {
+    return null;
+  }
+}
