@@ -1,15 +1,17 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { createApp, type HackStream } from '../../core/app.js';
+import { createApp, type AppOptions, type HackStream } from '../../core/app.js';
 import { parseConfig } from '../../core/config/load.js';
 import type { ConfigInput } from '../../core/config/schema.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import type { UpgradeHandler } from '../../gateway/terminate.js';
 import type { IssuedCert } from '../../gateway/certs/types.js';
+import { embeddedPaths } from '../../core/store/embedded.js';
 import { portOf } from './net.js';
+import { seedEmbedded } from './store.js';
 
 export const PUBLIC_HOST = 'hackstream.test';
 export const SESSION_DOMAIN = 'sessions.test';
@@ -25,7 +27,13 @@ export interface TestGateway {
 /** A real HackStream (gateway + API) on 127.0.0.1, an OS-chosen port and a fresh data dir. */
 export async function startGateway(
   input: Partial<ConfigInput> = {},
-  opts: { logger?: Logger; onUpgrade?: UpgradeHandler; dataDir?: string } = {},
+  opts: {
+    logger?: Logger;
+    onUpgrade?: UpgradeHandler;
+    dataDir?: string;
+    /** More createApp options (bootstrap admin, auth settings, database schema). */
+    app?: Omit<AppOptions, 'logger' | 'onUpgrade'>;
+  } = {},
 ): Promise<TestGateway> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hs-gw-'));
   const config = parseConfig({
@@ -36,7 +44,10 @@ export async function startGateway(
     log: { level: 'silent' },
     ...input,
   });
+  // The embedded database's initdb takes seconds; a copy of an initialised template does not.
+  if (!config.databaseUrl && !existsSync(embeddedPaths(dataDir).pgdata)) await seedEmbedded(dataDir);
   const app = await createApp(config, {
+    ...opts.app,
     logger: opts.logger ?? silentLogger(),
     ...(opts.onUpgrade ? { onUpgrade: opts.onUpgrade } : {}),
   });
