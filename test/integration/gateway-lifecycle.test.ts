@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import { silentLogger } from '../../core/log.js';
 import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../gateway/certs/ca.js';
 import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { request } from '../helpers/api.js';
 import { httpsRequest, PUBLIC_HOST, SESSION_DOMAIN, startGateway, startTlsBackend } from '../helpers/gateway.js';
 import { closed, rawConnect, sleep, tlsConnect, waitFor } from '../helpers/net.js';
 
@@ -136,11 +137,14 @@ describe('graceful shutdown', () => {
 });
 
 describe('metrics', () => {
-  it('/v1/metrics renders the gateway counters in the Prometheus format', async () => {
-    const gw = await startGateway();
+  it('/v1/metrics renders the gateway counters in the Prometheus format (for admins)', async () => {
+    const admin = { username: 'metrics-admin', password: 'metrics admin password' };
+    const gw = await startGateway({}, { app: { bootstrap: admin } });
     try {
       await assert.rejects(tlsConnect({ port: gw.port, servername: `nobody.${SESSION_DOMAIN}`, ca: gw.ca }));
-      const r = await httpsRequest(gw.port, gw.ca, '/v1/metrics');
+      const login = await request(gw, 'POST', '/v1/login', { body: admin });
+      const { accessToken } = login.json as { accessToken: string };
+      const r = await httpsRequest(gw.port, gw.ca, '/v1/metrics', { headers: { authorization: `Bearer ${accessToken}` } });
       assert.equal(r.status, 200);
       assert.match(String(r.headers['content-type']), /^text\/plain/);
       assert.match(r.body, /^hackstream_gateway_rejected_total\{reason="unknown_sni"\} 1$/m);

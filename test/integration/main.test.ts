@@ -74,7 +74,10 @@ describe('hackstream process (core/main.ts)', () => {
     const first = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
     try {
       const { port } = JSON.parse(await waitForLine(first.lines, /"msg":"hackstream listening"/, 20_000)) as { port: number };
-      const second = run({ HACKSTREAM_LISTEN: `127.0.0.1:${port}`, HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
+      // Its own data dir: the embedded database admits one process per data dir.
+      const secondDir = mkdtempSync(join(tmpdir(), 'hs-main-2-'));
+      after(() => rmSync(secondDir, { recursive: true, force: true }));
+      const second = run({ HACKSTREAM_LISTEN: `127.0.0.1:${port}`, HACKSTREAM_DATA_DIR: secondDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
       assert.equal(await second.exit, 1);
       assert.match(second.lines.join('\n'), /the port is already in use: stop the other server or set HACKSTREAM_LISTEN/);
     } finally {
