@@ -5,7 +5,7 @@
  * Results: a table on stdout, JSON + Markdown in bench/results/.
  *
  * Env knobs: BENCH_ROUNDS (5), BENCH_RATE_SECONDS (8), BENCH_NODE_RATE_SECONDS (4), BENCH_CONCURRENCY (32),
- * BENCH_LATENCY_N (1000), BENCH_BULK_MB (512), BENCH_IDLE (1000), BENCH_NGINX_WORKERS (1),
+ * BENCH_LATENCY_N (1000), BENCH_BULK_MB (512), BENCH_IDLE (1000), BENCH_NGINX_WORKERS (1), BENCH_MAX_FOREIGN (10, %),
  * BENCH_KEY (ec | rsa), BENCH_PHASES (rate,latency,bulk,idle), BENCH_TARGETS (direct,nginx,gateway),
  * BENCH_PROTOTYPE (e.g. "pipe,hwm,onread": extra relay-prototype.ts targets),
  * BENCH_GATEWAY_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc"), BENCH_IDLE_GC (0: no forced GC
@@ -44,6 +44,7 @@ const CFG = {
   bulkBytes: num('BENCH_BULK_MB', 512) * 1024 * 1024,
   idle: num('BENCH_IDLE', 1000),
   nginxWorkers: num('BENCH_NGINX_WORKERS', 1),
+  maxForeign: num('BENCH_MAX_FOREIGN', 10),
   key: process.env.BENCH_KEY === 'rsa' ? 'rsa' : 'ec',
   /** Which measurements to run (profiling one at a time is easier to read). */
   phases: new Set((process.env.BENCH_PHASES ?? 'rate,latency,bulk,idle').split(',').map((p) => p.trim())),
@@ -59,8 +60,8 @@ interface Target {
   endpoint: Endpoint;
   /** The router's processes (none for direct). */
   pids(): number[];
-  /** Forces a full GC in a Node router before a memory reading (needs --expose-gc there). */
-  gc?(): Promise<void>;
+  /** Forces a full GC in a Node router before a memory reading (needs --expose-gc there); returns heap + external bytes. */
+  gc?(): Promise<number>;
   /** Open tunnels as the router counts them, to check the idle measurement. */
   tunnels?(): Promise<number>;
 }
@@ -131,7 +132,7 @@ async function idleTunnels(t: Target): Promise<IdleResult> {
   const pids = t.pids();
   const rss = () => pids.reduce((sum, p) => sum + rssBytes(p), 0);
   await sleep(1000);
-  await t.gc?.();
+  const js0 = (await t.gc?.()) ?? NaN;
   const before = rss();
   const sockets = await openIdle(t.endpoint, CFG.idle);
   try {
@@ -139,10 +140,10 @@ async function idleTunnels(t: Target): Promise<IdleResult> {
     const open = await t.tunnels?.();
     if (open !== undefined && open !== CFG.idle) throw new Error(`${t.name}: ${open} tunnels open, expected ${CFG.idle}`);
     const rawAfter = rss();
-    await t.gc?.();
+    const js1 = (await t.gc?.()) ?? NaN;
     const after = rss();
     const pssAfter = pids.reduce((sum, p) => sum + pssBytes(p), 0);
-    return { before, after, rawAfter, pssAfter, perTunnelKB: (after - before) / 1024 / CFG.idle };
+    return { before, after, rawAfter, pssAfter, perTunnelKB: (after - before) / 1024 / CFG.idle, jsPerTunnelKB: (js1 - js0) / 1024 / CFG.idle };
   } finally {
     for (const s of sockets) s.destroy();
     await sleep(1000);
@@ -162,7 +163,9 @@ async function nodeRouter(name: string, script: string, env: Record<string, stri
     endpoint: { port: child.ready.port, servername: HOST, ca: '' },
     pids: () => (child.proc.pid ? [child.proc.pid] : []),
     async gc() {
-      if (process.env.BENCH_IDLE_GC !== '0') await child.ask('gc', 'gc');
+      if (process.env.BENCH_IDLE_GC === '0') return NaN;
+      const { memory } = await child.ask<{ memory: NodeJS.MemoryUsage }>('gc', 'gc');
+      return memory.heapUsed + memory.external;
     },
     ...(script === 'gateway-child.js'
       ? { tunnels: async () => (await child.ask<{ metrics: GatewayMetricsSnapshot }>('metrics', 'metrics')).metrics.activeTunnels }
@@ -243,9 +246,17 @@ async function main(): Promise<void> {
     `Backend: ${backendStats.connections} TLS connections, ${backendStats.resumed} resumed. Errors per round: ` +
     Object.entries(results).map(([t, rs]) => `${t} wrk ${rs.map((r) => r.wrkErrors).join('/')}, Node ${rs.map((r) => r.nodeErrors).join('/')}`).join('; ') +
     '.\n';
-  const figs = figures(results, idle);
-  let md = `${header}\n${targetTable(results, idle, CFG)}\n\nMedians of ${CFG.rounds} rounds [min–max].\n\n${figureTable(figs)}\n`;
-  for (const t of active.filter((x) => x.name.startsWith('prototype-'))) md += `\n${figureTable(figures(results, idle, t.name), t.name)}\n`;
+  // On a shared machine other people's jobs steal CPU mid-run: keep only rounds in which no target saw more
+  // than BENCH_MAX_FOREIGN % foreign CPU, as long as at least 3 such rounds remain.
+  const clean = Array.from({ length: CFG.rounds }, (_, i) => i).filter((i) => Object.values(results).every((rs) => (rs[i]?.foreignCpuPct ?? 0) < CFG.maxForeign));
+  const kept: Results = clean.length >= 3 ? Object.fromEntries(Object.entries(results).map(([t, rs]) => [t, clean.map((i) => rs[i] as RoundResult)])) : results;
+  const note =
+    clean.length >= 3
+      ? `Medians of the ${clean.length} of ${CFG.rounds} rounds with < ${CFG.maxForeign} % foreign CPU (rounds ${clean.map((i) => i + 1).join(', ')}) [min–max].`
+      : `Medians of all ${CFG.rounds} rounds [min–max]. **Only ${clean.length} rounds had < ${CFG.maxForeign} % foreign CPU: the machine was busy, treat these figures with care.**`;
+  const figs = figures(kept, idle);
+  let md = `${header}\n${targetTable(kept, idle, CFG)}\n\n${note}\n\n${figureTable(figs)}\n`;
+  for (const t of active.filter((x) => x.name.startsWith('prototype-'))) md += `\n${figureTable(figures(kept, idle, t.name), t.name)}\n`;
   process.stdout.write(`\n${md}`);
   const out = join(REPO, 'bench', 'results');
   mkdirSync(out, { recursive: true });

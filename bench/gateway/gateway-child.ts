@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     if (cmd === 'gc') {
       // For memory readings only (run with --expose-gc): retained memory, not garbage awaiting collection.
       (globalThis as { gc?: () => void }).gc?.();
-      process.send?.({ type: 'gc' });
+      process.send?.({ type: 'gc', memory: process.memoryUsage() });
     }
   });
   process.on('disconnect', stop);
