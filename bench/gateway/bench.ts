@@ -1,12 +1,13 @@
 /**
  * Side-by-side benchmark (run through bench/gateway/run.sh, which builds this with tsc first):
- * direct to the backend, nginx `stream` + `ssl_preread`, and our gateway, all in front of the same
+ * direct to the backend, nginx `stream` + `ssl_preread`, and our gateway (whole app, and edge only), all in front of the same
  * TLS backend process, measured in the same run, round after round with the target order rotated.
  * Results: a table on stdout, JSON + Markdown in bench/results/.
  *
  * Env knobs: BENCH_ROUNDS (5), BENCH_RATE_SECONDS (8), BENCH_NODE_RATE_SECONDS (4), BENCH_CONCURRENCY (32),
  * BENCH_LATENCY_N (1000), BENCH_BULK_MB (512), BENCH_IDLE (1000), BENCH_NGINX_WORKERS (1), BENCH_MAX_FOREIGN (10, %),
- * BENCH_KEY (ec | rsa), BENCH_PHASES (rate,latency,bulk,idle), BENCH_TARGETS (direct,nginx,gateway),
+ * BENCH_KEY (ec | rsa), BENCH_PHASES (rate,latency,bulk,idle), BENCH_TARGETS (direct,nginx,gateway,gateway-edge:
+ * "gateway" is the whole app as `npm start` runs it, "gateway-edge" the gateway alone, see gateway-child.ts),
  * BENCH_PROTOTYPE (e.g. "pipe,hwm,onread": extra relay-prototype.ts targets),
  * BENCH_GATEWAY_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc"), BENCH_IDLE_GC (0: no forced GC
  * around the idle-tunnel RSS readings),
@@ -48,7 +49,7 @@ const CFG = {
   key: process.env.BENCH_KEY === 'rsa' ? 'rsa' : 'ec',
   /** Which measurements to run (profiling one at a time is easier to read). */
   phases: new Set((process.env.BENCH_PHASES ?? 'rate,latency,bulk,idle').split(',').map((p) => p.trim())),
-  targets: (process.env.BENCH_TARGETS ?? 'direct,nginx,gateway').split(',').map((p) => p.trim()),
+  targets: (process.env.BENCH_TARGETS ?? 'direct,nginx,gateway,gateway-edge').split(',').map((p) => p.trim()),
   /** Extra targets: relay-prototype.ts in these modes (pipe, hwm, onread), to test the suggested fixes. */
   prototypes: (process.env.BENCH_PROTOTYPE ?? '').split(',').map((p) => p.trim()).filter(Boolean),
 };
@@ -197,8 +198,13 @@ async function main(): Promise<void> {
   const targets: Target[] = [
     { name: 'direct', endpoint: { port: backend.ready.port, servername: HOST, ca: '' }, pids: () => [] },
     { name: 'nginx', endpoint: { port: nginxPort, servername: HOST, ca: '' }, pids: () => nginx.pids() },
-    await nodeRouter('gateway', 'gateway-child.js', { BENCH_DATA_DIR: dataDir, BENCH_ROUTE: route }, gwArgs),
+    await nodeRouter('gateway', 'gateway-child.js', { BENCH_DATA_DIR: dataDir, BENCH_ROUTE: route, BENCH_GATEWAY_MODE: 'app' }, gwArgs),
   ];
+  if (CFG.targets.includes('gateway-edge')) {
+    const edgeDir = join(tmp, 'gateway-edge-data');
+    mkdirSync(edgeDir, { recursive: true });
+    targets.push(await nodeRouter('gateway-edge', 'gateway-child.js', { BENCH_DATA_DIR: edgeDir, BENCH_ROUTE: route, BENCH_GATEWAY_MODE: 'edge' }, gwArgs));
+  }
   for (const mode of CFG.prototypes) targets.push(await nodeRouter(`prototype-${mode}`, 'relay-prototype.js', { BENCH_ROUTE: route, BENCH_RELAY_MODE: mode }, []));
   for (const t of targets) t.endpoint.ca = ca;
   ourPids = () => [backend.proc.pid ?? 0, ...targets.flatMap((t) => t.pids())];
@@ -256,7 +262,7 @@ async function main(): Promise<void> {
       : `Medians of all ${CFG.rounds} rounds [min–max]. **Only ${clean.length} rounds had < ${CFG.maxForeign} % foreign CPU: the machine was busy, treat these figures with care.**`;
   const figs = figures(kept, idle);
   let md = `${header}\n${targetTable(kept, idle, CFG)}\n\n${note}\n\n${figureTable(figs)}\n`;
-  for (const t of active.filter((x) => x.name.startsWith('prototype-'))) md += `\n${figureTable(figures(kept, idle, t.name), t.name)}\n`;
+  for (const t of active.filter((x) => !['direct', 'nginx', 'gateway'].includes(x.name))) md += `\n${figureTable(figures(kept, idle, t.name), t.name)}\n`;
   process.stdout.write(`\n${md}`);
   const out = join(REPO, 'bench', 'results');
   mkdirSync(out, { recursive: true });

@@ -1,12 +1,21 @@
 /**
  * Our gateway for the benchmark, in its own process and from the production build (plain node, no tsx).
- * Env: BENCH_DATA_DIR, BENCH_ROUTE ("hostname=port" on 127.0.0.1). Logs (warn) to stderr.
- * Sends {type: 'ready', port} over IPC; answers {cmd: 'metrics'} and {cmd: 'gc'}. Exits normally on disconnect or
- * SIGTERM, so that `--cpu-prof` gets to write its profile.
+ * Env: BENCH_DATA_DIR, BENCH_ROUTE ("hostname=port" on 127.0.0.1), BENCH_GATEWAY_MODE:
+ *   app   (default) the whole composition root, as `npm start` runs it: gateway + API + control plane
+ *         (with no databaseUrl configured, that includes the embedded PGlite store in this process);
+ *   edge  the gateway alone: listener, ClientHello reader, route table, tunnels, and a trivial HTTP
+ *         handler behind TLS termination. Same gateway code, none of the control plane's heap.
+ * Logs (warn) to stderr. Sends {type: 'ready', port} over IPC; answers {cmd: 'metrics'} and {cmd: 'gc'}.
+ * Exits normally on disconnect or SIGTERM, so that `--cpu-prof` gets to write its profile.
  */
 import { createApp } from '../../core/app.js';
 import { parseConfig } from '../../core/config/load.js';
-import { createLogger } from '../../core/log.js';
+import type { Config } from '../../core/config/schema.js';
+import { createLogger, type Logger } from '../../core/log.js';
+import { setupCertificates } from '../../gateway/certs/index.js';
+import { Gateway } from '../../gateway/gateway.js';
+import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
+import { MemoryRouteTable } from '../../gateway/route-table.js';
 
 // Limits as open as nginx's (which has none configured): the benchmark measures speed, not admission.
 const LIMITS = {
@@ -16,6 +25,42 @@ const LIMITS = {
   clientHelloTimeoutMs: 10_000,
   shutdownDrainMs: 500,
 };
+
+interface Running {
+  port: number;
+  metrics(): GatewayMetricsSnapshot;
+  close(): Promise<void>;
+}
+
+async function startApp(config: Config, logger: Logger, hostname: string, port: number): Promise<Running> {
+  const app = await createApp(config, { logger });
+  await app.routes.add(hostname, { host: '127.0.0.1', port });
+  const addr = await app.listen();
+  return { port: addr.port, metrics: () => app.gateway.metrics(), close: () => app.close() };
+}
+
+async function startEdge(config: Config, logger: Logger, hostname: string, port: number): Promise<Running> {
+  const certs = await setupCertificates({ dataDir: config.dataDir, publicHost: config.publicHost, tls: config.tls, logger });
+  const routes = new MemoryRouteTable();
+  await routes.add(hostname, { host: '127.0.0.1', port });
+  const gateway = new Gateway({
+    publicHost: config.publicHost,
+    limits: config.gateway,
+    routes,
+    apiCert: certs.api,
+    app: (_req, res) => res.end('ok'),
+    logger,
+  });
+  const addr = await gateway.listen('127.0.0.1', 0);
+  return {
+    port: addr.port,
+    metrics: () => gateway.metrics(),
+    async close() {
+      await gateway.close();
+      await certs.close();
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const [hostname, port] = (process.env.BENCH_ROUTE ?? '').split('=');
@@ -28,19 +73,19 @@ async function main(): Promise<void> {
     log: { level: 'warn' },
     gateway: LIMITS,
   });
-  const app = await createApp(config, { logger: createLogger({ level: 'warn', destination: process.stderr }) });
-  await app.routes.add(hostname, { host: '127.0.0.1', port: Number(port) });
-  const addr = await app.listen();
+  const logger = createLogger({ level: 'warn', destination: process.stderr });
+  const start = process.env.BENCH_GATEWAY_MODE === 'edge' ? startEdge : startApp;
+  const running = await start(config, logger, hostname, Number(port));
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
     setTimeout(() => process.exit(0), 2000).unref();
-    app.close().finally(() => process.exit(0));
+    running.close().finally(() => process.exit(0));
   };
   process.on('message', (m: unknown) => {
     const cmd = typeof m === 'object' && m !== null ? (m as { cmd?: unknown }).cmd : undefined;
-    if (cmd === 'metrics') process.send?.({ type: 'metrics', metrics: app.gateway.metrics() });
+    if (cmd === 'metrics') process.send?.({ type: 'metrics', metrics: running.metrics() });
     if (cmd === 'gc') {
       // For memory readings only (run with --expose-gc): retained memory, not garbage awaiting collection.
       (globalThis as { gc?: () => void }).gc?.();
@@ -49,7 +94,7 @@ async function main(): Promise<void> {
   });
   process.on('disconnect', stop);
   process.on('SIGTERM', stop);
-  process.send?.({ type: 'ready', port: addr.port });
+  process.send?.({ type: 'ready', port: running.port });
 }
 
 main().catch((err: unknown) => {
