@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { SESSION_DOMAIN, startGateway, startTlsBackend, type TestGateway, type TlsBackend } from '../helpers/gateway.js';
 import { closed, tlsConnect, waitFor } from '../helpers/net.js';
+import { dropSchema, TEST_DATABASE_URL } from '../helpers/store.js';
 
 const REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const NAME = `shared.${SESSION_DOMAIN}`;
@@ -18,9 +19,13 @@ describe('two gateways sharing routes through one Redis', () => {
   let two: TestGateway;
   let backend: TlsBackend;
 
+  // Two instances share one database too: the embedded store admits a single process.
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const shared = { redisUrl: REDIS_URL, redisPrefix: prefix, databaseUrl: TEST_DATABASE_URL };
+
   before(async () => {
-    one = await startGateway({ redisUrl: REDIS_URL, redisPrefix: prefix }, { dataDir });
-    two = await startGateway({ redisUrl: REDIS_URL, redisPrefix: prefix }, { dataDir });
+    one = await startGateway(shared, { dataDir, app: { databaseSchema: schema } });
+    two = await startGateway(shared, { dataDir, app: { databaseSchema: schema } });
     backend = await startTlsBackend(await one.app.certs.issueSessionCert(NAME));
   });
   after(async () => {
@@ -28,6 +33,7 @@ describe('two gateways sharing routes through one Redis', () => {
     await one.close();
     await two.close();
     rmSync(dataDir, { recursive: true, force: true });
+    await dropSchema(schema);
     const redis = new Redis(REDIS_URL);
     const keys = await redis.keys(`${prefix}*`);
     if (keys.length) await redis.del(...keys);
