@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { Logger } from '../core/log.js';
+import { redactUrl, type Logger } from '../core/log.js';
 import { normalizeHostname } from './hostname.js';
 import { checkRoute, MemoryRouteTable, type RouteChange, type Upstream } from './route-table.js';
 
@@ -127,8 +127,4 @@ function safeJson(s: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
 }

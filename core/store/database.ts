@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { DataSource, type DataSourceOptions, type LogLevel } from 'typeorm';
-import type { Logger } from '../log.js';
+import { redactUrl, type Logger } from '../log.js';
 import { startEmbedded, type EmbeddedServer } from './embedded.js';
 import { ENTITIES } from './entities.js';
 import { MIGRATIONS } from './migrations/index.js';
@@ -180,13 +180,4 @@ async function createSchema(url: string, schema: string): Promise<void> {
   }
 }
 
-/** A connection URL without its password, for logs and messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
+export { redactUrl };

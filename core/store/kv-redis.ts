@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { redactUrl, type Logger } from '../log.js';
 import { checkKey, checkTtl, runWithLock, type KeyValueStore, type KvCounter, type KvLock, type KvSetOptions } from './kv.js';
 
 // INCR, and start the window if the key has no expiry yet (first increment, or a plain SET).
@@ -63,7 +63,7 @@ export class RedisKv implements KeyValueStore {
       await redis.ping();
     } catch (err) {
       redis.disconnect();
-      throw new Error(`kv: cannot use Redis at ${redactRedisUrl(opts.url)}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`kv: cannot use Redis at ${redactUrl(opts.url)}: ${(err as Error).message}`, { cause: err });
     }
     return kv;
   }
@@ -160,12 +160,3 @@ export class RedisKv implements KeyValueStore {
   }
 }
 
-function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}

@@ -79,7 +79,7 @@ describe('RedisRouteTable (real Redis)', () => {
     await assert.rejects(
       RedisRouteTable.create({ url: 'redis://user:secret@127.0.0.1:1', logger: silentLogger() }),
       (err: Error) => {
-        assert.match(err.message, /cannot use Redis at redis:\/\/\*\*\*@127\.0\.0\.1:1/);
+        assert.match(err.message, /cannot use Redis at redis:\/\/user:\*\*\*@127\.0\.0\.1:1/);
         assert.doesNotMatch(err.message, /secret/);
         return true;
       },
