@@ -3,6 +3,7 @@ import type Koa from 'koa';
 import type { Principal } from '../auth/index.js';
 import { AppError, ERRORS, isAppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import { mapDatabaseError } from '../store/errors.js';
 
 export interface ApiState {
   reqId: string;
@@ -56,7 +57,9 @@ export function errorRenderer(): Koa.Middleware<ApiState> {
         if (code) throw new AppError(code, MESSAGES[code] ?? code.toLowerCase().replaceAll('_', ' '));
       }
     } catch (err) {
-      const appErr = isAppError(err) ? err : fromKoaError(err);
+      // A lost database is a 503 and a unique violation a 409, wherever they surface.
+      const mapped = mapDatabaseError(err);
+      const appErr = isAppError(mapped) ? mapped : fromKoaError(err);
       if (appErr.status >= 500) ctx.state.log.error({ error: describeError(err), code: appErr.code }, 'request failed');
       ctx.status = appErr.status;
       ctx.set(appErr.headers);

@@ -137,7 +137,8 @@ export async function startApi(opts: ApiOptions = {}): Promise<TestApi> {
   return api;
 }
 
-export function request(gw: TestGateway, method: string, path: string, o: RequestOptions = {}): Promise<ApiResponse> {
+/** One HTTPS request to a HackStream's API host (anything with its port and CA). */
+export function request(gw: Pick<TestGateway, 'port' | 'ca'>, method: string, path: string, o: RequestOptions = {}): Promise<ApiResponse> {
   const payload = o.raw ?? (o.body === undefined ? undefined : JSON.stringify(o.body));
   const headers: Record<string, string> = {
     host: PUBLIC_HOST,
