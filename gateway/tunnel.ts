@@ -25,6 +25,8 @@ export class Tunnel {
 
   constructor(private readonly opts: TunnelOptions) {
     const { client, upstream: target } = opts;
+    // Interactive traffic (xpra): no Nagle delay on either leg.
+    client.setNoDelay(true);
     this.upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
     const connectTimer = setTimeout(() => this.fail(new Error('upstream connect timeout')), opts.connectTimeoutMs);
     this.upstream.once('connect', () => {
