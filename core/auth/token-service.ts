@@ -15,6 +15,8 @@ export interface Principal {
   readonly role: Role;
   /** The refresh token family (login) the access token belongs to. */
   readonly family: string;
+  /** The user's row as read to authenticate this request. */
+  readonly user: User;
 }
 
 export interface TokenPair {
@@ -136,17 +138,16 @@ export class TokenService {
     const raw = await this.kv.get(accessKey(token));
     const rec = raw === null ? null : parseAccess(raw);
     if (!rec) return null;
+    // One query: the user as of now (role, disabled, epoch) and whether the login is live.
     const rows: unknown = await this.dataSource.query(
-      `SELECT u.username, u.role, u.disabled, u.token_epoch,
-              EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 AND t.revoked_at IS NULL) AS family_live
+      `SELECT u.*, EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 AND t.revoked_at IS NULL) AS family_live
        FROM users u WHERE u.id = $1`,
       [rec.u, rec.f],
     );
-    const u = (Array.isArray(rows) ? rows[0] : undefined) as
-      | { username: string; role: Role; disabled: boolean; token_epoch: number; family_live: boolean }
-      | undefined;
-    if (!u || u.disabled || u.token_epoch !== rec.e || !u.family_live) return null;
-    return { id: rec.u, username: u.username, role: u.role, family: rec.f };
+    const row = (Array.isArray(rows) ? rows[0] : undefined) as (UserRow & { family_live: boolean }) | undefined;
+    if (!row || row.disabled || row.token_epoch !== rec.e || !row.family_live) return null;
+    const user = userFromRow(row);
+    return { id: user.id, username: user.username, role: user.role, family: rec.f, user };
   }
 
   /** Logout: every token of the user ends (all devices), with its audit row. */
@@ -175,6 +176,43 @@ export class TokenService {
       refreshExpiresAt: new Date(Math.min(idleEnd, familyEnd.getTime())).toISOString(),
     };
   }
+}
+
+/** A users row as the driver returns it (snake_case columns). */
+interface UserRow {
+  id: string;
+  username: string;
+  password_hash: string | null;
+  role: Role;
+  disabled: boolean;
+  token_epoch: number;
+  quota_max_sessions: number | null;
+  quota_cpu_millicores: number | null;
+  quota_memory_mb: number | null;
+  quota_idle_timeout_s: number | null;
+  quota_max_duration_s: number | null;
+  quota_storage_mb: number | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function userFromRow(r: UserRow): User {
+  return {
+    id: r.id,
+    username: r.username,
+    passwordHash: r.password_hash,
+    role: r.role,
+    disabled: r.disabled,
+    tokenEpoch: r.token_epoch,
+    quotaMaxSessions: r.quota_max_sessions,
+    quotaCpuMillicores: r.quota_cpu_millicores,
+    quotaMemoryMb: r.quota_memory_mb,
+    quotaIdleTimeoutS: r.quota_idle_timeout_s,
+    quotaMaxDurationS: r.quota_max_duration_s,
+    quotaStorageMb: r.quota_storage_mb,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
 }
 
 function lockUser(manager: EntityManager, id: string): Promise<User | null> {

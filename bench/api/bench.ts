@@ -1,0 +1,173 @@
+/**
+ * API benchmark driver (run through run.sh, compiled). Starts HackStream (`core/main.js` of the
+ * same build) in a child process on 127.0.0.1 with a fresh data dir, logs in as the bootstrap
+ * admin, then measures through the gateway's TLS termination:
+ *
+ * - `GET /v1/me` with a bearer token (token lookup in the KV + one user query per request) and
+ *   `GET /health` (no auth) for reference: autocannon, fixed connections, fixed duration;
+ * - login latency, one at a time, with the production Argon2id cost (m=19456, t=2, p=1).
+ *
+ * Options: --connections N (50), --duration S (10), --logins N (40),
+ * --db embedded|postgres (embedded; postgres uses HACKSTREAM_TEST_DATABASE_URL in a schema of
+ * its own, plus HACKSTREAM_TEST_REDIS_URL for the KV).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+import pg from 'pg';
+
+const HOST = 'hackstream.bench';
+const ADMIN = { username: 'bench-admin', password: 'bench admin password 1' };
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? (process.argv[i + 1] as string) : def;
+}
+
+const connections = Number(arg('connections', '50'));
+const duration = Number(arg('duration', '10'));
+const logins = Number(arg('logins', '40'));
+const db = arg('db', 'embedded');
+const repo = process.env.BENCH_REPO ?? process.cwd();
+const mainJs = join(import.meta.dirname, '../../core/main.js');
+
+interface Server {
+  child: ChildProcess;
+  port: number;
+  ca: string;
+}
+
+async function startServer(dataDir: string, env: Record<string, string>): Promise<Server> {
+  const child = spawn(process.execPath, [mainJs], {
+    cwd: repo,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HACKSTREAM_LISTEN: '127.0.0.1:0',
+      HACKSTREAM_DATA_DIR: dataDir,
+      HACKSTREAM_PUBLIC_HOST: HOST,
+      HACKSTREAM_ADMIN_USER: ADMIN.username,
+      HACKSTREAM_ADMIN_PASSWORD: ADMIN.password,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.on('line', (line) => {
+      if (line.includes('"msg":"hackstream listening"')) resolve((JSON.parse(line) as { port: number }).port);
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  return { child, port, ca: readFileSync(join(dataDir, 'certs/ca.crt'), 'utf8') };
+}
+
+function post(s: Server, path: string, body: unknown, agent: https.Agent): Promise<{ status: number; json: unknown }> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port: s.port, path, method: 'POST', ca: s.ca, servername: HOST, agent, headers: { host: HOST, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as unknown }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+async function cannon(s: Server, path: string, token?: string): Promise<autocannon.Result> {
+  return autocannon({
+    url: `https://127.0.0.1:${s.port}${path}`,
+    connections,
+    duration,
+    servername: HOST,
+    tlsOptions: { ca: s.ca },
+    headers: { host: HOST, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
+}
+
+function pct(xs: number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number;
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hs-bench-api-'));
+  const schema = `bench_${randomBytes(4).toString('hex')}`;
+  const env: Record<string, string> = { HACKSTREAM_LOG_LEVEL: 'info' };
+  if (db === 'postgres') {
+    const url = process.env.HACKSTREAM_TEST_DATABASE_URL ?? 'postgres://hackstream_test:hackstream_test@127.0.0.1:5432/hackstream_test';
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query(`CREATE SCHEMA ${schema}`);
+    await client.end();
+    const u = new URL(url);
+    u.searchParams.set('options', `-c search_path=${schema}`);
+    env.HACKSTREAM_DATABASE_URL = u.toString();
+    env.HACKSTREAM_REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+    // A key prefix of its own (config file: redisPrefix has no env override).
+    writeFileSync(join(dataDir, 'bench-config.json'), JSON.stringify({ redisPrefix: `${schema}:` }));
+    env.HACKSTREAM_CONFIG = join(dataDir, 'bench-config.json');
+  }
+  const server = await startServer(dataDir, env);
+  // Keep the pipe drained: the server logs a line per request at info.
+  server.child.stdout?.resume();
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const login = await post(server, '/v1/login', ADMIN, agent);
+    if (login.status !== 200) throw new Error(`login failed: ${login.status} ${JSON.stringify(login.json)}`);
+    const token = (login.json as { accessToken: string }).accessToken;
+
+    const times: number[] = [];
+    for (let i = 0; i < logins + 3; i++) {
+      const t = performance.now();
+      const r = await post(server, '/v1/login', ADMIN, agent);
+      if (r.status !== 200) throw new Error(`login ${i}: ${r.status}`);
+      if (i >= 3) times.push(performance.now() - t);
+    }
+
+    await cannon(server, '/health'); // warm-up (JIT, pools)
+    const health = await cannon(server, '/health');
+    const me = await cannon(server, '/v1/me', token);
+    const row = (name: string, r: autocannon.Result) =>
+      `| \`GET ${name}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.non2xx} | ${r.errors + r.timeouts} |`;
+    const out = [
+      `### API (${db === 'postgres' ? 'Postgres + Redis' : 'embedded PGlite + in-process KV'}), ${new Date().toISOString().slice(0, 10)}`,
+      '',
+      `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; server and autocannon on the same machine (loopback);`,
+      `${connections} connections, ${duration} s, keep-alive, TLS 1.3 through the gateway; server logs one JSON line per request (info).`,
+      '',
+      '| request | req/s (mean) | p50 ms | p99 ms | max ms | non-2xx | errors |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+      row('/health', health),
+      row('/v1/me', me),
+      '',
+      `Login (\`POST /v1/login\`, Argon2id m=19456 KiB, t=2, p=1, one at a time, ${logins} runs): p50 ${pct(times, 0.5).toFixed(1)} ms, p90 ${pct(times, 0.9).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms.`,
+      '',
+    ].join('\n');
+    process.stdout.write(`${out}\n`);
+  } finally {
+    agent.destroy();
+    server.child.kill('SIGTERM');
+    await new Promise((r) => server.child.once('exit', r));
+    rmSync(dataDir, { recursive: true, force: true });
+    if (db === 'postgres') {
+      const client = new pg.Client({ connectionString: process.env.HACKSTREAM_TEST_DATABASE_URL ?? 'postgres://hackstream_test:hackstream_test@127.0.0.1:5432/hackstream_test' });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await client.end();
+    }
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:api: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
