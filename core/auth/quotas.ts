@@ -71,9 +71,10 @@ export interface Quotas {
    * Asks the quota policy and, if it allows, runs `claim` (which records the new use,
    * e.g. inserts the session row) while holding the user's quota lock: concurrent admits
    * for one user run one at a time, so the usage the policy reads cannot change under it.
-   * Throws QUOTA_EXCEEDED (409) or QUOTA_UNAVAILABLE (503) when refused.
+   * Throws QUOTA_EXCEEDED (409) or QUOTA_UNAVAILABLE (503) when refused. `log`: the
+   * request's logger (its lines carry the request id).
    */
-  admit<T>(user: User, request: QuotaRequest, claim: () => Promise<T>): Promise<T>;
+  admit<T>(user: User, request: QuotaRequest, claim: () => Promise<T>, log?: Logger): Promise<T>;
 }
 
 /** Longest a policy check plus a claim may hold a user's lock. */
@@ -86,14 +87,14 @@ export function createQuotas(deps: { plugins: PluginHost; kv: KeyValueStore; usa
       const [quota, usage] = await Promise.all([deps.plugins.quota.effectiveQuota(quotaSubject(user)), deps.usage.current(user.id)]);
       return { quota, usage };
     },
-    admit(user, request, claim) {
+    admit(user, request, claim, log = deps.logger) {
       return deps.kv.withLock(
         `quota:${user.id}`,
         ADMIT_LOCK_TTL_MS,
         async () => {
           const decision = await deps.plugins.quota.check(quotaSubject(user), request);
           if (!decision.allowed) {
-            deps.logger.info({ userId: user.id, code: decision.code }, 'quota refused');
+            log.info({ userId: user.id, code: decision.code }, 'quota refused');
             throw new AppError(decision.code, decision.message);
           }
           return claim();

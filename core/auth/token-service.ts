@@ -82,7 +82,7 @@ export class TokenService {
   }
 
   /** Exchanges a refresh token for a new pair; the old one stops working. */
-  async refresh(token: string, ip: string | null): Promise<TokenPair> {
+  async refresh(token: string, ip: string | null, log: Logger = this.logger): Promise<TokenPair> {
     if (!isTokenShaped(token, REFRESH_PREFIX)) throw new AppError('AUTH_TOKEN_INVALID', TOKEN_INVALID);
     const now = Date.now();
     const outcome = await this.audit.transaction(async (tx) => {
@@ -123,7 +123,7 @@ export class TokenService {
       return { ok: true as const, user, family: row.familyId, next, expiresAt: row.expiresAt };
     });
     if (!outcome.ok) {
-      this.logger.info({ reason: outcome.reason }, 'refresh refused');
+      log.info({ reason: outcome.reason }, 'refresh refused');
       throw new AppError('AUTH_TOKEN_INVALID', TOKEN_INVALID);
     }
     return this.pair(outcome.user, outcome.family, outcome.next, now, outcome.expiresAt);

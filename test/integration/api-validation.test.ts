@@ -146,7 +146,9 @@ describe('bad input', () => {
     }
   });
 
-  it('creates users only with valid fields; usernames are unique case-insensitively; weak passwords refused', async () => {
+  it('creates users only with valid fields; usernames are unique case-insensitively; weak passwords refused; a refused create leaves no audit row', async () => {
+    const created = async () => ((await api.request('GET', '/v1/audit?action=user_created&limit=500', { token: admin })).json as { items: unknown[] }).items.length;
+    const before = await created();
     const cases: { body: unknown; status: number; code: string }[] = [
       { body: { username: 'VALERIE', password: 'another fine password' }, status: 409, code: 'CONFLICT' },
       { body: { username: 'newbie', password: 'password1' }, status: 400, code: 'PASSWORD_POLICY' },
@@ -163,6 +165,8 @@ describe('bad input', () => {
       assert.equal(r.status, c.status, `${JSON.stringify(c.body).slice(0, 80)}: ${r.text}`);
       if (c.code) assert.equal(errorCode(r), c.code);
     }
+    // The 409 rolled back inside the transaction that also held its audit row: only the 201 is audited.
+    assert.equal(await created(), before + 1);
   });
 
   it('PATCH: needs a field, checks quota bounds, null clears an override; the last admin stays', async () => {

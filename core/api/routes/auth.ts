@@ -30,7 +30,7 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
       body: refreshBody,
       async handle(ctx, { body }) {
         ctx.set('Cache-Control', 'no-store');
-        ctx.body = await control.tokens.refresh(body.refreshToken, clientIp(ctx));
+        ctx.body = await control.tokens.refresh(body.refreshToken, clientIp(ctx), ctx.state.log);
       },
     }),
     route({
