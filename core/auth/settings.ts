@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /*
@@ -19,8 +20,11 @@ export const argon2Schema = z
 export const authSettingsSchema = z
   .object({
     argon2: argon2Schema.prefault({}),
-    /** Password hashes computed at once (each holds a libuv thread and ~memoryCost KiB). */
-    hashConcurrency: z.number().int().min(1).max(16).default(2),
+    /**
+     * Password hashes computed at once (each holds a libuv thread, a core and ~memoryCost KiB):
+     * 2, but always one core less than the host has, so the event loop keeps a core to itself.
+     */
+    hashConcurrency: z.number().int().min(1).max(16).default(Math.max(1, Math.min(2, availableParallelism() - 1))),
     /** Logins waiting for a hashing slot; beyond it they get 503 at once. */
     hashQueueMax: z.number().int().min(1).max(10_000).default(64),
     /** Access tokens live this long (ASVS/our figure: at most 15 min). */
