@@ -84,7 +84,14 @@ export async function runAdminCli(argv: string[], io: CliIo, env: NodeJS.Process
     throw err;
   }
   const logger = createLogger({ level: env.HACKSTREAM_LOG_LEVEL === 'debug' ? 'debug' : 'warn', destination: process.stderr });
-  const db = await openDatabase({ dataDir: config.dataDir, logger, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
+  let db;
+  try {
+    db = await openDatabase({ dataDir: config.dataDir, logger, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
+  } catch (err) {
+    // Typically the embedded store held by the running server: the message says so.
+    io.err(`admin: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
   try {
     const settings = authSettings();
     const hasher = new PasswordHasher(settings.argon2, { concurrency: 1, queueMax: 1 });

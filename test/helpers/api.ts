@@ -58,6 +58,13 @@ export interface ApiOptions {
 export interface TestApi {
   gw: TestGateway;
   readonly port: number;
+  /** Postgres: the schema the tables live in. */
+  readonly schema: string;
+  /** Redis: the key prefix of this app. */
+  readonly redisPrefix: string;
+  readonly dataDir: string;
+  /** The database URL the app uses (Postgres: with search_path set to `schema`), for other processes. */
+  readonly databaseUrl: string | undefined;
   /** Log lines as text (captureLogs). */
   readonly logs: string[];
   /** What the bootstrap printed (a generated password notice). */
@@ -105,6 +112,10 @@ export async function startApi(opts: ApiOptions = {}): Promise<TestApi> {
     get port() {
       return gw.port;
     },
+    schema,
+    redisPrefix: prefix,
+    dataDir,
+    databaseUrl: dbKind === 'postgres' ? withSearchPath(String(config.databaseUrl ?? TEST_DATABASE_URL), schema) : undefined,
     logs,
     announced,
     request: (method, path, o = {}) => request(gw, method, path, o),
@@ -181,6 +192,12 @@ export function request(gw: Pick<TestGateway, 'port' | 'ca'>, method: string, pa
 export function errorCode(r: ApiResponse): string | undefined {
   const e = (r.json as { error?: { code?: unknown } } | undefined)?.error;
   return typeof e?.code === 'string' ? e.code : undefined;
+}
+
+function withSearchPath(url: string, schema: string): string {
+  const u = new URL(url);
+  u.searchParams.set('options', `-c search_path=${schema}`);
+  return u.toString();
 }
 
 function captureLogger(lines: string[]): Logger {

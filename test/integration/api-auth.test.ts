@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { verifyAuditChain } from '../../core/audit/index.js';
+import { Redis } from 'ioredis';
 import { ADMIN, errorCode, startApi, type TestApi, type TokenPair } from '../helpers/api.js';
+import { TEST_REDIS_URL } from '../helpers/store.js';
 
 /*
  * Logins, tokens and their revocation through the real gateway (TLS), on real Postgres +
@@ -201,6 +203,30 @@ for (const combo of COMBOS) {
       const chain = await verifyAuditChain(api.gw.app.db.dataSource);
       assert.equal(chain.ok, true, JSON.stringify(chain));
       assert.equal(api.announced.length, 0, 'no second bootstrap');
+    });
+
+    it('stores only hashes: a dump of the database and the KV after 100 more tokens holds no raw token or password (T2)', async () => {
+      for (let i = 0; i < 50; i++) await login('alice', 'alice password 1');
+      const ds = api.gw.app.db.dataSource;
+      const tables = await Promise.all(['users', 'refresh_tokens', 'audit_log', 'sessions'].map((t) => ds.query(`SELECT * FROM ${t}`) as Promise<unknown[]>));
+      const dump = JSON.stringify(tables);
+      const hashes = (tables[1] as { token_hash: string }[]).map((r) => r.token_hash);
+      assert.ok(hashes.length >= 50 && hashes.every((h) => /^[0-9a-f]{64}$/.test(h)));
+      let kvDump = '';
+      if (combo.kv === 'redis') {
+        const redis = new Redis(TEST_REDIS_URL);
+        try {
+          const keys = await redis.keys(`${api.redisPrefix}*`);
+          assert.ok(keys.some((k) => k.includes('access:')), 'access tokens live in Redis, under their hash');
+          for (const k of keys) kvDump += `${k}=${(await redis.type(k)) === 'string' ? await redis.get(k) : ''}\n`;
+        } finally {
+          redis.disconnect();
+        }
+      }
+      for (const secret of secrets) {
+        assert.ok(!dump.includes(secret), `a raw secret in the database: ${secret.slice(0, 8)}…`);
+        assert.ok(!kvDump.includes(secret), `a raw secret in Redis: ${secret.slice(0, 8)}…`);
+      }
     });
 
     it('never logs a password or a token; every request line has its request id', () => {
