@@ -5,7 +5,7 @@
  *
  * - `GET /v1/me` with a bearer token (token lookup in the KV + one user query per request) and
  *   `GET /health` (no auth) for reference: autocannon, fixed connections, fixed duration;
- * - login latency, one at a time, with the production Argon2id cost (m=19456, t=2, p=1).
+ * - login latency, one at a time, with the production Argon2id cost (core/auth/settings.ts).
  *
  * Options: --connections N (50), --duration S (10), --logins N (40),
  * --db embedded|postgres (embedded; postgres uses HACKSTREAM_TEST_DATABASE_URL in a schema of
@@ -20,6 +20,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { authSettings } from '../../core/auth/settings.js';
+
+const ARGON2 = authSettings().argon2;
 
 const HOST = 'hackstream.bench';
 const ADMIN = { username: 'bench-admin', password: 'bench admin password 1' };
@@ -149,7 +152,7 @@ async function main(): Promise<void> {
       row('/health', health),
       row('/v1/me', me),
       '',
-      `Login (\`POST /v1/login\`, Argon2id m=19456 KiB, t=2, p=1, one at a time, ${logins} runs): p50 ${pct(times, 0.5).toFixed(1)} ms, p90 ${pct(times, 0.9).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms.`,
+      `Login (\`POST /v1/login\`, Argon2id m=${ARGON2.memoryCost} KiB, t=${ARGON2.timeCost}, p=${ARGON2.parallelism}, one at a time, ${logins} runs): p50 ${pct(times, 0.5).toFixed(1)} ms, p90 ${pct(times, 0.9).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms.`,
       '',
     ].join('\n');
     process.stdout.write(`${out}\n`);

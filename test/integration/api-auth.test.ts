@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { verifyAuditChain } from '../../core/audit/index.js';
+import { authSettings } from '../../core/auth/settings.js';
 import { Redis } from 'ioredis';
 import { ADMIN, errorCode, startApi, type TestApi, type TokenPair } from '../helpers/api.js';
 import { TEST_REDIS_URL } from '../helpers/store.js';
@@ -306,7 +307,7 @@ describe('first start (bootstrap)', () => {
 
 describe('enumeration (A7): unknown user and wrong password look alike', () => {
   it('same status and body byte for byte; median times within 5 ms, with the production Argon2id cost', async () => {
-    const api = await startApi({ auth: { ...RELAXED, argon2: { memoryCost: 19_456, timeCost: 2, parallelism: 1 } } });
+    const api = await startApi({ auth: { ...RELAXED, argon2: authSettings().argon2 } });
     const agent = new (await import('node:https')).Agent({ keepAlive: true, maxSockets: 1 });
     try {
       await api.createUser('known-user', 'the known password');
