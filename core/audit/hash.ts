@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { AuditResult } from '../store/entities.js';
+import type { AuditEntry } from '../store/entities.js';
 
 /*
  * The row hash: SHA-256, lowercase hex, of prev_hash followed by a canonical serialisation
@@ -10,17 +10,10 @@ import type { AuditResult } from '../store/entities.js';
 const FORMAT = 'hackstream-audit-v1';
 
 /** The stored fields of one row, in the form they are read back from the database. */
-export interface HashedFields {
-  id: string;
-  at: Date;
-  actor: string;
-  action: string;
-  target: string | null;
-  sourceIp: string | null;
-  result: AuditResult;
+export type HashedFields = Omit<AuditEntry, 'details' | 'prevHash' | 'hash'> & {
   /** canonicalJson(details) */
   details: string;
-}
+};
 
 /** A JSON array: fields in a fixed order, each one quoted, so no two rows serialise alike. */
 export function serializeAuditFields(f: HashedFields): string {

@@ -111,7 +111,7 @@ export interface AuditEntry {
   at: Date;
   /** Who acted: a user id, "anonymous", "system" or a plugin name. */
   actor: string;
-  /** OWASP logging-vocabulary style, e.g. authn_login_fail, session_create. */
+  /** One of core/audit's AUDIT_ACTIONS (OWASP logging vocabulary), e.g. authn_login_fail. */
   action: string;
   target: string | null;
   sourceIp: string | null;

@@ -4,7 +4,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Redis } from 'ioredis';
+import { deleteRedisKeys } from './redis.js';
 import type { AuthSettingsInput } from '../../core/auth/index.js';
 import type { ConfigInput } from '../../core/config/schema.js';
 import { createLogger, type Logger } from '../../core/log.js';
@@ -142,7 +142,7 @@ export async function startApi(opts: ApiOptions = {}): Promise<TestApi> {
       await gw.app.close();
       rmSync(dataDir, { recursive: true, force: true });
       if (dbKind === 'postgres') await dropSchema(schema);
-      if (kvKind === 'redis') await deleteKeys(prefix);
+      if (kvKind === 'redis') await deleteRedisKeys(prefix);
     },
   };
   return api;
@@ -210,12 +210,3 @@ function captureLogger(lines: string[]): Logger {
   return createLogger({ level: 'trace', destination });
 }
 
-async function deleteKeys(prefix: string): Promise<void> {
-  const redis = new Redis(TEST_REDIS_URL);
-  try {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length) await redis.del(...keys);
-  } finally {
-    redis.disconnect();
-  }
-}

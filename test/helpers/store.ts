@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import { Redis } from 'ioredis';
+import { deleteRedisKeys, TEST_REDIS_URL } from './redis.js';
 import pg from 'pg';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { openDatabase, type Database } from '../../core/store/database.js';
@@ -14,7 +14,7 @@ import { openKv, type KeyValueStore } from '../../core/store/kv.js';
 
 export const TEST_DATABASE_URL =
   process.env.HACKSTREAM_TEST_DATABASE_URL ?? 'postgres://hackstream_test:hackstream_test@127.0.0.1:5432/hackstream_test';
-export const TEST_REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export { TEST_REDIS_URL };
 
 export const DATABASE_KINDS = ['postgres', 'embedded'] as const;
 export type DatabaseKind = (typeof DATABASE_KINDS)[number];
@@ -132,13 +132,7 @@ export async function openTestKv(kind: KvKind, opts: { redisUrl?: string; comman
     async cleanup() {
       await kv.close();
       if (kind !== 'redis') return;
-      const redis = new Redis(TEST_REDIS_URL);
-      try {
-        const keys = await redis.keys(`${prefix}*`);
-        if (keys.length) await redis.del(...keys);
-      } finally {
-        redis.disconnect();
-      }
+      await deleteRedisKeys(prefix);
     },
   };
 }

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, describe, it } from 'node:test';
@@ -16,17 +14,11 @@ import { setupCertificates, type KeyPair } from '../../gateway/certs/index.js';
 import { startGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/net.js';
 import { freePort, startPebble, type Pebble } from '../helpers/pebble.js';
+import { scratchDirs } from '../helpers/tmp.js';
 
 // Pebble's VA resolves names with the system resolver: "localhost" is 127.0.0.1 via /etc/hosts.
 const HOST = 'localhost';
-const root = mkdtempSync(join(tmpdir(), 'hs-acme-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let dirCount = 0;
-const tempDir = (): string => {
-  const dir = join(root, String(dirCount++));
-  mkdirSync(dir);
-  return dir;
-};
+const tempDir = scratchDirs('hs-acme-');
 
 const leafOf = (pair: KeyPair): X509Certificate => new X509Certificate(pair.certPem);
 const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;

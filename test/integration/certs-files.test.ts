@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import tls from 'node:tls';
@@ -14,16 +13,10 @@ import { createLogger, silentLogger, type Logger } from '../../core/log.js';
 import { BACKDATE_MS, loadOrCreateCa, signServerCert, type Ca } from '../../gateway/certs/ca.js';
 import { setupCertificates, type Certificates, type KeyPair } from '../../gateway/certs/index.js';
 import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { scratchDirs } from '../helpers/tmp.js';
 
 const HOST = 'hackstream.test';
-const root = mkdtempSync(join(tmpdir(), 'hs-certs-files-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let dirCount = 0;
-const tempDir = (): string => {
-  const dir = join(root, String(dirCount++));
-  mkdirSync(dir);
-  return dir;
-};
+const tempDir = scratchDirs('hs-certs-files-');
 
 /** The operator's own CA (as if from their PKI), made at test time. */
 const operatorCa: Promise<Ca> = (async () => {

@@ -4,12 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
 import { SESSION_DOMAIN, startGateway, startTlsBackend, type TestGateway, type TlsBackend } from '../helpers/gateway.js';
 import { closed, tlsConnect, waitFor } from '../helpers/net.js';
+import { deleteRedisKeys, TEST_REDIS_URL as REDIS_URL } from '../helpers/redis.js';
 import { dropSchema, TEST_DATABASE_URL } from '../helpers/store.js';
 
-const REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const NAME = `shared.${SESSION_DOMAIN}`;
 
 describe('two gateways sharing routes through one Redis', () => {
@@ -34,10 +33,7 @@ describe('two gateways sharing routes through one Redis', () => {
     await two.close();
     rmSync(dataDir, { recursive: true, force: true });
     await dropSchema(schema);
-    const redis = new Redis(REDIS_URL);
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await deleteRedisKeys(prefix);
   });
 
   it('share one CA when they share a data dir', () => {

@@ -5,8 +5,8 @@ import { Redis } from 'ioredis';
 import { silentLogger } from '../../core/log.js';
 import { RedisRouteTable } from '../../gateway/redis-route-table.js';
 import { waitFor } from '../helpers/net.js';
+import { deleteRedisKeys, TEST_REDIS_URL as REDIS_URL } from '../helpers/redis.js';
 
-const REDIS_URL = process.env.HACKSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 describe('RedisRouteTable (real Redis)', () => {
   const prefix = `hstest:${randomBytes(6).toString('hex')}:`;
@@ -22,9 +22,8 @@ describe('RedisRouteTable (real Redis)', () => {
   after(async () => {
     await a.close();
     await b.close();
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length) await redis.del(...keys);
     redis.disconnect();
+    await deleteRedisKeys(prefix);
   });
 
   it('shares an added route with the other instance within a second', async () => {
