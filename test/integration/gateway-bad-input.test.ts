@@ -89,10 +89,11 @@ describe('gateway under malformed and hostile input', () => {
   it('closes random garbage at once, sending nothing back', async () => {
     for (let i = 0; i < 20; i++) {
       const junk = randomBytes(1 + (i * 97) % 3000);
-      if (junk[0] === 0x16) junk[0] = 0x17;
+      // Not a TLS record, and not a possible HTTP method (those get the plain-HTTP 400).
+      if (junk[0] === 0x16 || (junk[0]! >= 0x41 && junk[0]! <= 0x5a)) junk[0] = 0x17;
       const { ms, reply } = await timeToClose(gw, (s) => void s.write(junk));
       assert.ok(ms < 500, `garbage closed after ${ms} ms`);
-      if (!/^[A-Z]+ /.test(junk.subarray(0, 8).toString('latin1'))) assert.equal(reply.length, 0);
+      assert.equal(reply.length, 0);
     }
   });
 
