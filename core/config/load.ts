@@ -15,7 +15,13 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   HACKSTREAM_TLS_MODE: ['tls', 'mode'],
   HACKSTREAM_TLS_CERT_FILE: ['tls', 'certFile'],
   HACKSTREAM_TLS_KEY_FILE: ['tls', 'keyFile'],
+  HACKSTREAM_DOCKER_HOST: ['sessions', 'dockerHost'],
+  HACKSTREAM_SESSION_IMAGE: ['sessions', 'image'],
+  HACKSTREAM_POOL_SIZE: ['sessions', 'pool', 'size'],
 };
+
+/** Overrides whose value is a whole number (the environment only holds strings). */
+const NUMERIC_ENV = new Set(['HACKSTREAM_POOL_SIZE']);
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -26,7 +32,7 @@ export class ConfigError extends Error {
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-function setPath(target: Record<string, Json>, path: string[], value: string): void {
+function setPath(target: Record<string, Json>, path: string[], value: Json): void {
   let node = target;
   for (const key of path.slice(0, -1)) {
     const next = node[key];
@@ -75,7 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value !== undefined && value !== '') {
-      setPath(raw, path, value);
+      setPath(raw, path, NUMERIC_ENV.has(name) && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : value);
       envFor.set(path.join('.'), name);
     }
   }

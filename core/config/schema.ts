@@ -85,6 +85,86 @@ export const tlsSchema = z
     }
   });
 
+const cidr = z.string().refine((v) => {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(v.trim());
+  return !!m && isIP(m[1]!) === 4 && Number(m[2]) <= 32;
+}, 'must be an IPv4 CIDR such as "10.1.2.0/24"');
+
+const onOff = (def: boolean) => z.boolean().default(def);
+
+export const sessionsSchema = z
+  .object({
+    /** Docker engine: unix:///var/run/docker.sock (default), a socket path, or tcp://host:port. */
+    dockerHost: z
+      .string()
+      .regex(/^(unix:\/\/\/|tcp:\/\/|\/)/, 'must be unix:///path, tcp://host:port or an absolute socket path')
+      .optional(),
+    /** Run this image instead of the one built from images/firefox-xpra (it must exist). */
+    image: z.string().min(1).max(256).optional(),
+    /**
+     * Names this control plane on the containers it owns (a label), so reconciliation never
+     * touches another instance's containers on a shared engine. Default: derived from the
+     * host name and dataDir, stable across restarts.
+     */
+    instanceId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and hyphens, at most 63').optional(),
+    /** Lifetime of a connect token (single use). */
+    connectTokenTtlSeconds: z.number().int().min(5).max(60).default(30),
+    /** The port clients dial for sessions when it differs from listen's (NAT, port forward). */
+    connectPort: z.number().int().min(1).max(65535).optional(),
+    /** Containers kept started and ready for the next launch. */
+    pool: z
+      .object({
+        size: z.number().int().min(0).max(64).default(1),
+        /** Limits a pool container starts with (raised or lowered to the user's quota at claim). */
+        memoryMb: z.number().int().min(256).max(65_536).default(2048),
+        cpus: z.number().min(0.1).max(64).default(1),
+      })
+      .strict()
+      .prefault({}),
+    /** What this host may run at once, pool included; launches beyond it get 503. */
+    capacity: z
+      .object({
+        maxContainers: z.number().int().min(1).max(10_000).default(20),
+        /** Sum of the containers' memory limits. */
+        memoryMb: z.number().int().min(256).max(16_777_216).default(16_384),
+      })
+      .strict()
+      .prefault({}),
+    /** Processes per container (fork bombs stop here). */
+    pidsLimit: z.number().int().min(64).max(32_768).default(512),
+    /** A container must report ready within this time. */
+    readyTimeoutMs: z.number().int().min(1000).max(600_000).default(60_000),
+    /** Operator caps on top of the user's quota (seconds); the smaller one applies. */
+    idleTimeoutCapSeconds: z.number().int().min(1).max(7 * 86_400).optional(),
+    maxDurationCapSeconds: z.number().int().min(1).max(30 * 86_400).optional(),
+    /** How often idle and duration deadlines are checked. */
+    sweepIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+    /** Session switches: clipboard on; file transfer, printing, audio, webcam off. */
+    policy: z
+      .object({
+        clipboard: onOff(true),
+        fileTransfer: onOff(false),
+        printing: onOff(false),
+        audio: onOff(false),
+        webcam: onOff(false),
+        downloads: onOff(true),
+        fileUrls: onOff(false),
+      })
+      .strict()
+      .prefault({}),
+    network: z
+      .object({
+        name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/).default('hackstream-sessions'),
+        /** The Linux bridge's name (at most 15 characters). */
+        bridge: z.string().regex(/^[a-z][a-z0-9-]{0,14}$/, 'lowercase, at most 15 characters').default('hs-sessions0'),
+        /** Private or link-local ranges the browsers may reach despite the default block. */
+        allow: z.array(cidr).max(64).default([]),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listen: listenAddress.prefault('0.0.0.0:443'),
@@ -117,6 +197,7 @@ export const configSchema = z
       .prefault({}),
     gateway: gatewaySchema.prefault({}),
     tls: tlsSchema.prefault({}),
+    sessions: sessionsSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -133,3 +214,4 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type GatewayLimits = z.output<typeof gatewaySchema>;
 export type TlsConfig = z.output<typeof tlsSchema>;
+export type SessionsConfig = z.output<typeof sessionsSchema>;

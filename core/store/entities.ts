@@ -98,6 +98,18 @@ export interface Session {
   /** Set exactly when the state is stopped or failed. */
   endedAt: Date | null;
   failureReason: string | null;
+  /** The control-plane instance that runs it (container label org.hackstream.instance). */
+  instanceId: string | null;
+  memoryMb: number | null;
+  cpuMillicores: number | null;
+  /** No client attached for this long stops it. */
+  idleTimeoutS: number | null;
+  /** Stopped at this time whatever happens (maximum duration). */
+  deadlineAt: Date | null;
+  /** Since when no client is attached (null while one is). */
+  idleSince: Date | null;
+  /** Claimed from the pre-warmed pool rather than started cold. */
+  pooled: boolean;
 }
 
 export interface QuotaDefaults extends QuotaLimits {
@@ -184,6 +196,13 @@ export const SessionEntity = new EntitySchema<Session>({
     updatedAt,
     endedAt: { type: 'timestamptz', name: 'ended_at', nullable: true },
     failureReason: { type: 'text', name: 'failure_reason', nullable: true },
+    instanceId: { type: 'text', name: 'instance_id', nullable: true },
+    memoryMb: optionalInt('memory_mb'),
+    cpuMillicores: optionalInt('cpu_millicores'),
+    idleTimeoutS: optionalInt('idle_timeout_s'),
+    deadlineAt: { type: 'timestamptz', name: 'deadline_at', nullable: true },
+    idleSince: { type: 'timestamptz', name: 'idle_since', nullable: true },
+    pooled: { type: 'boolean', default: false },
   },
 });
 

@@ -15,6 +15,7 @@ import {
   type User,
 } from '../../core/store/entities.js';
 import { isForeignKeyViolation, isUniqueViolation, mapDatabaseError, pgErrorCode } from '../../core/store/errors.js';
+import { MIGRATIONS } from '../../core/store/migrations/index.js';
 import { DATABASE_KINDS, openTestDatabase, type TestDatabase } from '../helpers/store.js';
 
 /*
@@ -66,7 +67,7 @@ for (const kind of DATABASE_KINDS) {
       const applied: { name: string }[] = await ds().query('SELECT name FROM typeorm_migrations');
       assert.deepEqual(
         applied.map((r) => r.name),
-        ['Initial1764000000000'],
+        ['Initial1764000000000', 'SessionRuntime1764100000000'],
       );
     });
 
@@ -89,7 +90,7 @@ for (const kind of DATABASE_KINDS) {
       await newUser('kept-across-reopen');
       await t.reopen();
       const applied: { n: number }[] = await ds().query('SELECT count(*)::int AS n FROM typeorm_migrations');
-      assert.equal(applied[0]?.n, 1);
+      assert.equal(applied[0]?.n, MIGRATIONS.length);
       assert.ok(await users().findOneBy({ username: 'kept-across-reopen' }));
     });
 

@@ -1,5 +1,6 @@
 import type { MigrationInterface } from 'typeorm';
 import { Initial1764000000000 } from './1764000000000-initial.js';
+import { SessionRuntime1764100000000 } from './1764100000000-session-runtime.js';
 
 /** Every migration, oldest first. Listed, not globbed, so sources (tsx) and dist/ run the same set. */
-export const MIGRATIONS: (new () => MigrationInterface)[] = [Initial1764000000000];
+export const MIGRATIONS: (new () => MigrationInterface)[] = [Initial1764000000000, SessionRuntime1764100000000];

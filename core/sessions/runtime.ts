@@ -1,0 +1,103 @@
+/*
+ * What the session manager needs from a container runtime. Docker (dockerode) implements it
+ * today (docker-runtime.ts); a Kubernetes runtime can implement it later.
+ */
+
+/** Per-session switches the image applies (xpra options and Firefox enterprise policies). */
+export interface SessionPolicy {
+  clipboard: boolean;
+  fileTransfer: boolean;
+  printing: boolean;
+  audio: boolean;
+  webcam: boolean;
+  /** Firefox may save downloads (to the session's tmpfs). */
+  downloads: boolean;
+  /** Firefox may open file:// URLs. */
+  fileUrls: boolean;
+}
+
+export interface SessionLimits {
+  memoryMb: number;
+  /** CPU cores, e.g. 1 or 0.5. */
+  cpus: number;
+  pids: number;
+}
+
+export interface SessionSpec {
+  /** The session id (uuid); also the first label of the session's hostname. */
+  sessionId: string;
+  /** Owner; absent for a pool container until it is claimed. */
+  userId?: string;
+  limits: SessionLimits;
+  policy: SessionPolicy;
+  /** PEM cert + key for `<sessionId>.<sessionDomain>`, served by xpra. */
+  tls: { certPem: string; keyPem: string };
+  /** Opened in Firefox at start; none → the blank start page. */
+  url?: string;
+  /** A pre-warmed pool container (labelled so, owner unset). */
+  pooled?: boolean;
+}
+
+/** Labels every HackStream container carries (names used by reconciliation and tests). */
+export const LABELS = {
+  /** "1" on every container HackStream creates. */
+  managed: 'org.hackstream.managed',
+  /** The control-plane instance that owns it (config instanceId). */
+  instance: 'org.hackstream.instance',
+  session: 'org.hackstream.session',
+  user: 'org.hackstream.user',
+  /** "1" for a pool container not yet claimed. */
+  pool: 'org.hackstream.pool',
+} as const;
+
+export interface RuntimeContainer {
+  containerId: string;
+  sessionId: string;
+  userId: string | null;
+  pooled: boolean;
+  running: boolean;
+  /** Where the gateway sends the session's raw TLS bytes (container IP, xpra port). */
+  upstream: { host: string; port: number } | null;
+}
+
+export interface ContainerExit {
+  containerId: string;
+  sessionId: string;
+  exitCode: number | null;
+  /** The kernel's OOM killer ended it (memory limit reached). */
+  oomKilled: boolean;
+}
+
+export type ProgressFn = (line: string) => void;
+
+export interface SessionRuntime {
+  /**
+   * Checks the engine, builds the image when it is missing (reporting progress) and sets up
+   * the sessions' network. Throws RuntimeUnavailableError when no engine answers.
+   */
+  prepare(progress?: ProgressFn): Promise<void>;
+  /** Creates and starts a container and resolves when xpra is up and Firefox's window mapped. */
+  create(spec: SessionSpec, opts?: { signal?: AbortSignal }): Promise<RuntimeContainer>;
+  /**
+   * Lets one xpra connection in with the token whose SHA-256 hex is `tokenHash` until
+   * `expiresAt` (single use: the token is spent by the first successful login).
+   */
+  allowToken(containerId: string, tokenHash: string, expiresAt: Date): Promise<void>;
+  /** Marks a pool container as claimed by `userId` and opens `url` (if any) in its Firefox. */
+  claim(containerId: string, userId: string, url?: string): Promise<void>;
+  /** Stops and removes the container; resolves quietly when it is already gone. */
+  remove(containerId: string): Promise<void>;
+  /** Every container this instance owns (running or not). */
+  list(): Promise<RuntimeContainer[]>;
+  /** Called when one of this instance's containers exits (crash, OOM, stop). */
+  onExit(listener: (exit: ContainerExit) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** No container engine answers: the API turns this into 503 RUNTIME_UNAVAILABLE. */
+export class RuntimeUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RuntimeUnavailableError';
+  }
+}
