@@ -1,0 +1,415 @@
+/*
+ * The Docker runtime: one hardened container per session (CIS Docker Benchmark 5.x), on the
+ * sessions' network, ready when its entrypoint prints HACKSTREAM-READY. Containers are found
+ * again by their labels (managed + instance); exits come from the engine's event stream.
+ */
+import type Docker from 'dockerode';
+import type { Logger } from '../log.js';
+import {
+  dockerClient,
+  engineUnavailable,
+  execInContainer,
+  isConnectionError,
+  isLocalEngine,
+  parseDockerHost,
+  pingEngine,
+  readLines,
+  statusCode,
+  type EngineAddress,
+} from './docker-engine.js';
+import { ExitWatcher } from './docker-events.js';
+import { ensureImage, imageTag } from './image.js';
+import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, NetworkIsolationError, type NetworkOptions } from './network.js';
+import {
+  LABELS,
+  RuntimeUnavailableError,
+  type ContainerExit,
+  type ProgressFn,
+  type RuntimeContainer,
+  type SessionLimits,
+  type SessionRuntime,
+  type SessionSpec,
+} from './runtime.js';
+
+export interface DockerRuntimeOptions {
+  logger: Logger;
+  /** HACKSTREAM_DOCKER_HOST: unix:///path, tcp://host:port or a socket path; default the local socket. */
+  dockerHost?: string;
+  /** Names this control plane on its containers' labels. */
+  instanceId: string;
+  /** The session image; default imageTag() (built by prepare() when missing). */
+  image?: string;
+  network: NetworkOptions;
+  /** The port xpra serves TLS on inside the container. Default 14500. */
+  xpraPort?: number;
+  /** create() fails when the container is not ready within this time. Default 60 s. */
+  readyTimeoutMs?: number;
+}
+
+/** The session container did not become ready; carries its last log lines. */
+export class ContainerStartError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'failed' | 'exited' | 'timeout',
+    readonly logTail: string[],
+    readonly exitCode: number | null = null,
+    readonly oomKilled = false,
+  ) {
+    super(logTail.length ? `${message}; last log lines:\n${logTail.join('\n')}` : message);
+    this.name = 'ContainerStartError';
+  }
+}
+
+export const DEFAULT_XPRA_PORT = 14500;
+const DEFAULT_READY_TIMEOUT_MS = 60_000;
+/** Engine calls other than create's wait and exec get this long before we call the engine hung. */
+const CALL_TIMEOUT_MS = 30_000;
+const LOG_TAIL = 20;
+const MB = 1024 * 1024;
+
+export class DockerRuntime implements SessionRuntime {
+  readonly docker: Docker;
+  private readonly address: EngineAddress;
+  private readonly log: Logger;
+  private readonly networkName: string;
+  private readonly xpraPort: number;
+  private readonly readyTimeoutMs: number;
+  /** Resolved at first use (imageTag() hashes the image folder) or by prepare(). */
+  private image: string | null;
+  private readonly exits: ExitWatcher;
+  private lastPing = 0;
+  private ping: Promise<void> | null = null;
+
+  constructor(private readonly opts: DockerRuntimeOptions) {
+    if (!opts.instanceId) throw new TypeError('DockerRuntime needs an instanceId');
+    this.address = parseDockerHost(opts.dockerHost);
+    this.docker = dockerClient(this.address);
+    this.log = opts.logger.child({ runtime: 'docker' });
+    this.networkName = opts.network.name ?? DEFAULT_NETWORK_NAME;
+    this.xpraPort = opts.xpraPort ?? DEFAULT_XPRA_PORT;
+    this.readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+    this.image = opts.image ?? null;
+    this.exits = new ExitWatcher(this.docker, this.ownLabels(), this.log);
+  }
+
+  async prepare(progress?: ProgressFn): Promise<void> {
+    await this.reachable(true);
+    if (!isLocalEngine(this.address)) {
+      throw new NetworkIsolationError(
+        `the sessions' firewall is applied with this machine's iptables, but the engine at ${this.address.display} is remote: ` +
+          'run HackStream on the engine host (sessions are not run without network isolation)',
+      );
+    }
+    // A build takes minutes: no deadline here (the build reports progress instead).
+    this.image = await this.call(
+      () => ensureImage(this.docker, { logger: this.log, ...(progress ? { progress } : {}), ...(this.opts.image ? { image: this.opts.image } : {}) }),
+      Infinity,
+    );
+    await this.call(() => ensureSessionNetwork(this.docker, this.opts.network, this.log));
+  }
+
+  async create(spec: SessionSpec, opts: { signal?: AbortSignal } = {}): Promise<RuntimeContainer> {
+    opts.signal?.throwIfAborted();
+    const config = this.containerConfig(spec);
+    const t0 = Date.now();
+    const log = this.log.child({ sessionId: spec.sessionId });
+    const container = await this.call(() => this.docker.createContainer({ ...config, abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) })).catch((err: unknown) => {
+      // No such image or network: say what sets them up.
+      if (statusCode(err) === 404) throw new Error(`${(err as Error).message.trim()} (prepare() builds the image and creates the network)`, { cause: err });
+      throw err;
+    });
+    try {
+      await this.call(() => container.start());
+      await this.waitReady(container, opts.signal);
+      const info = await this.call(() => container.inspect());
+      const host = info.NetworkSettings.Networks[this.networkName]?.IPAddress;
+      if (!host) throw new Error(`the container has no address on network ${this.networkName}`);
+      log.info({ containerId: container.id, ms: Date.now() - t0 }, 'session container ready');
+      return {
+        containerId: container.id,
+        sessionId: spec.sessionId,
+        userId: spec.userId ?? null,
+        pooled: spec.pooled ?? false,
+        running: true,
+        upstream: { host, port: this.xpraPort },
+      };
+    } catch (err) {
+      log.warn({ containerId: container.id, err: (err as Error).message }, 'session container failed to start');
+      await this.removeQuietly(container.id);
+      throw err;
+    }
+  }
+
+  async allowToken(containerId: string, tokenHash: string, expiresAt: Date): Promise<void> {
+    if (!/^[0-9a-f]{64}$/.test(tokenHash)) throw new TypeError('tokenHash must be 64 lowercase hex characters');
+    const expires = Math.floor(expiresAt.getTime() / 1000);
+    if (!Number.isFinite(expires)) throw new TypeError('expiresAt is not a valid date');
+    await this.owned(containerId);
+    await this.exec(containerId, ['/usr/local/bin/hs-token', 'add', tokenHash, String(expires)]);
+  }
+
+  /**
+   * Applies `limits` live (memory, swap, CPU, pids) and opens `url` in the session's Firefox.
+   * Labels are immutable in Docker, so `userId` is not written to the container: the manager
+   * records the owner, and list() keeps reporting a claimed pool container as pooled/unowned.
+   */
+  async claim(containerId: string, userId: string, url?: string, limits?: SessionLimits): Promise<void> {
+    await this.owned(containerId);
+    if (limits) {
+      checkLimits(limits);
+      await this.call(() =>
+        this.docker.getContainer(containerId).update({
+          Memory: limits.memoryMb * MB,
+          MemorySwap: limits.memoryMb * MB,
+          NanoCpus: Math.round(limits.cpus * 1e9),
+          PidsLimit: limits.pids,
+        }),
+      );
+    }
+    if (url !== undefined) {
+      const protocol = URL.canParse(url) ? new URL(url).protocol : '';
+      if (protocol !== 'http:' && protocol !== 'https:') throw new TypeError('only http and https URLs can be opened');
+      await this.exec(containerId, ['/usr/local/bin/hs-open', url]);
+    }
+    this.log.info({ containerId, userId, limits }, 'pool container claimed');
+  }
+
+  async remove(containerId: string): Promise<void> {
+    if (!(await this.owned(containerId, true))) return;
+    await this.call(() => this.forceRemove(containerId));
+  }
+
+  async list(): Promise<RuntimeContainer[]> {
+    const found = await this.call(() =>
+      this.docker.listContainers({ all: true, filters: { label: this.ownLabels() }, abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) }),
+    );
+    return found.map((c) => {
+      const running = c.State === 'running';
+      const ip = c.NetworkSettings?.Networks?.[this.networkName]?.IPAddress;
+      return {
+        containerId: c.Id,
+        sessionId: c.Labels[LABELS.session] ?? '',
+        userId: c.Labels[LABELS.user] ?? null,
+        pooled: c.Labels[LABELS.pool] === '1',
+        running,
+        upstream: running && ip ? { host: ip, port: this.xpraPort } : null,
+      };
+    });
+  }
+
+  onExit(listener: (exit: ContainerExit) => void): () => void {
+    return this.exits.add(listener);
+  }
+
+  async close(): Promise<void> {
+    this.exits.close();
+  }
+
+  /** The container's create options (exported through the runtime for tests and audits). */
+  containerConfig(spec: SessionSpec): Docker.ContainerCreateOptions {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,120}$/.test(spec.sessionId)) throw new TypeError('sessionId is not a valid container name part');
+    checkLimits(spec.limits);
+    const memory = spec.limits.memoryMb * MB;
+    const labels: Record<string, string> = {
+      [LABELS.managed]: '1',
+      [LABELS.instance]: this.opts.instanceId,
+      [LABELS.session]: spec.sessionId,
+    };
+    if (spec.userId) labels[LABELS.user] = spec.userId;
+    if (spec.pooled) labels[LABELS.pool] = '1';
+    return {
+      name: `hs-${spec.sessionId}`,
+      Image: (this.image ??= imageTag()),
+      User: '1000:1000',
+      Env: sessionEnv(spec, this.xpraPort),
+      Labels: labels,
+      HostConfig: {
+        NetworkMode: this.networkName,
+        ReadonlyRootfs: true,
+        // tmpfs pages count against the memory limit; half of it leaves room for Firefox itself.
+        Tmpfs: { '/tmp': `rw,nosuid,nodev,mode=1777,size=${Math.max(16, Math.floor(spec.limits.memoryMb / 2))}m` },
+        ShmSize: Math.min(512, Math.max(64, Math.floor(spec.limits.memoryMb / 4))) * MB,
+        CapDrop: ['ALL'],
+        CapAdd: [],
+        SecurityOpt: ['no-new-privileges:true'],
+        Privileged: false,
+        Memory: memory,
+        MemorySwap: memory,
+        OomKillDisable: false,
+        NanoCpus: Math.round(spec.limits.cpus * 1e9),
+        PidsLimit: spec.limits.pids,
+        IpcMode: 'private',
+        PortBindings: {},
+        PublishAllPorts: false,
+        Binds: [],
+        Devices: [],
+        RestartPolicy: { Name: 'no' },
+        AutoRemove: false,
+        Init: true,
+        // Bounded logs: a chatty session cannot fill the host's disk.
+        LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
+      },
+      NetworkingConfig: { EndpointsConfig: { [this.networkName]: {} } },
+    };
+  }
+
+  /** Follows the container's output until HACKSTREAM-READY, a failure, its exit, the timeout or an abort. */
+  private async waitReady(container: Docker.Container, signal?: AbortSignal): Promise<void> {
+    const stream = await this.call(() => container.logs({ follow: true, stdout: true, stderr: true }));
+    const tail: string[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        timer = setTimeout(
+          () => reject(new ContainerStartError(`the session container was not ready within ${this.readyTimeoutMs} ms`, 'timeout', [...tail])),
+          this.readyTimeoutMs,
+        );
+        onAbort = () => reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+        signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal?.aborted) onAbort();
+        readLines(stream, (line, source) => {
+          tail.push(line);
+          if (tail.length > LOG_TAIL) tail.shift();
+          if (source === 'stdout' && /^HACKSTREAM-READY\s*$/.test(line)) resolve();
+          const failed = /^HACKSTREAM-FAILED\s*(.*)$/.exec(line);
+          if (failed) reject(new ContainerStartError(`the session container failed: ${failed[1] || 'no reason given'}`, 'failed', [...tail]));
+        });
+        stream.on('error', (err: Error) => reject(isConnectionError(err) ? engineUnavailable(this.address, err) : err));
+        // The log ends when the container stops: report how it ended.
+        stream.on('end', () => {
+          container.inspect().then((info) => {
+            const { ExitCode: code, OOMKilled: oom } = info.State;
+            const msg = `the session container exited with code ${code}${oom ? ' (out of memory)' : ''} before it was ready`;
+            reject(new ContainerStartError(msg, 'exited', [...tail], code, oom));
+          }, reject);
+        });
+      });
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+      (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+    }
+  }
+
+  private async exec(containerId: string, cmd: string[]): Promise<void> {
+    const r = await this.call(() => execInContainer(this.docker, containerId, cmd, { user: '1000:1000' }));
+    if (r.exitCode !== 0) {
+      throw new Error(`${cmd[0]} exited with code ${r.exitCode}: ${r.output.trim().split('\n').slice(-5).join(' | ')}`);
+    }
+  }
+
+  /** Inspects a container and checks it is one of ours; null when it is gone (with `missingOk`). */
+  private async owned(containerId: string, missingOk = false): Promise<Docker.ContainerInspectInfo | null> {
+    try {
+      const info = await this.call(() => this.docker.getContainer(containerId).inspect({ abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) }));
+      const labels = info.Config.Labels ?? {};
+      if (labels[LABELS.managed] !== '1' || labels[LABELS.instance] !== this.opts.instanceId) {
+        throw new Error(`container ${containerId} is not a HackStream container of instance ${this.opts.instanceId}`);
+      }
+      return info;
+    } catch (err) {
+      if (missingOk && statusCode(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  private async forceRemove(containerId: string): Promise<void> {
+    try {
+      await this.docker.getContainer(containerId).remove({ force: true, v: true });
+    } catch (err) {
+      const status = statusCode(err);
+      if (status === 404) return;
+      if (status !== 409) throw err;
+      // Removal already in progress (a concurrent remove): wait for it to finish.
+      for (let i = 0; i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        try {
+          await this.docker.getContainer(containerId).inspect();
+        } catch (e) {
+          if (statusCode(e) === 404) return;
+          throw e;
+        }
+      }
+      throw err;
+    }
+  }
+
+  private async removeQuietly(containerId: string): Promise<void> {
+    await this.forceRemove(containerId).catch((err: unknown) =>
+      this.log.error({ containerId, err: (err as Error).message }, 'could not remove a failed session container'),
+    );
+  }
+
+  private ownLabels(): string[] {
+    return [`${LABELS.managed}=1`, `${LABELS.instance}=${this.opts.instanceId}`];
+  }
+
+  /** Pings the engine (shared while in flight, trusted for 2 s) so a dead engine fails fast. */
+  private async reachable(force = false): Promise<void> {
+    if (!force && Date.now() - this.lastPing < 2_000) return;
+    this.ping ??= pingEngine(this.address).finally(() => {
+      this.ping = null;
+    });
+    await this.ping;
+    this.lastPing = Date.now();
+  }
+
+  /**
+   * Runs one engine operation: fails fast when the engine is gone, gives up when it hangs
+   * (`timeoutMs`), and turns transport errors into RuntimeUnavailableError.
+   */
+  private async call<T>(fn: () => Promise<T>, timeoutMs = CALL_TIMEOUT_MS): Promise<T> {
+    await this.reachable();
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => reject(new RuntimeUnavailableError(`the Docker engine at ${this.address.display} did not answer within ${timeoutMs} ms`)), timeoutMs);
+      }
+    });
+    try {
+      return await Promise.race([fn(), hung]);
+    } catch (err) {
+      if (err instanceof RuntimeUnavailableError) {
+        this.lastPing = 0;
+        throw err;
+      }
+      if (isConnectionError(err)) {
+        this.lastPing = 0;
+        throw engineUnavailable(this.address, err);
+      }
+      if (err instanceof Error && err.name === 'TimeoutError') {
+        this.lastPing = 0;
+        throw new RuntimeUnavailableError(`the Docker engine at ${this.address.display} did not answer in time`, { cause: err });
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function checkLimits(l: SessionLimits): void {
+  const ok = Number.isInteger(l.memoryMb) && l.memoryMb >= 16 && l.cpus > 0 && Number.isFinite(l.cpus) && Number.isInteger(l.pids) && l.pids > 0;
+  if (!ok) throw new TypeError(`invalid session limits ${JSON.stringify(l)}`);
+}
+
+function sessionEnv(spec: SessionSpec, port: number): string[] {
+  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+  const flag = (on: boolean) => (on ? '1' : '0');
+  const p = spec.policy;
+  const env = [
+    `HS_XPRA_PORT=${port}`,
+    `HS_TLS_CERT=${b64(spec.tls.certPem)}`,
+    `HS_TLS_KEY=${b64(spec.tls.keyPem)}`,
+    `HS_CLIPBOARD=${flag(p.clipboard)}`,
+    `HS_FILE_TRANSFER=${flag(p.fileTransfer)}`,
+    `HS_PRINTING=${flag(p.printing)}`,
+    `HS_AUDIO=${flag(p.audio)}`,
+    `HS_WEBCAM=${flag(p.webcam)}`,
+    `HS_DOWNLOADS=${flag(p.downloads)}`,
+    `HS_FILE_URLS=${flag(p.fileUrls)}`,
+  ];
+  if (spec.url) env.push(`HS_URL=${spec.url}`);
+  return env;
+}
