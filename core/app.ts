@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { setupCertificates, type Certificates } from '../gateway/certs/index.js';
@@ -14,6 +16,9 @@ import { startPluginHost, type PluginHost } from './plugin/host.js';
 import { loadPlugins } from './plugin/loader.js';
 import { openDatabase, type Database } from './store/database.js';
 import { openKv, type KeyValueStore } from './store/kv.js';
+import { DockerRuntime } from './sessions/docker-runtime.js';
+import { SessionManager } from './sessions/manager.js';
+import type { SessionRuntime } from './sessions/runtime.js';
 
 export interface HackStream {
   config: Readonly<Config>;
@@ -25,6 +30,8 @@ export interface HackStream {
   kv: KeyValueStore;
   /** Accounts, tokens, quotas, audit: what the API calls. */
   control: ControlPlane;
+  sessions: SessionManager;
+  runtime: SessionRuntime;
   /** Binds the configured address (or `listen` overrides) and starts background work. */
   listen(override?: { host: string; port: number }): Promise<AddressInfo>;
   close(): Promise<void>;
@@ -44,6 +51,13 @@ export interface AppOptions {
   auth?: AuthSettingsInput;
   /** Postgres only: keep the tables in this schema (tests give each run its own). */
   databaseSchema?: string;
+  /** The container runtime (default: Docker at sessions.dockerHost). */
+  runtime?: SessionRuntime;
+}
+
+/** Stable across restarts of one installation, distinct between installations on one engine. */
+export function defaultInstanceId(dataDir: string): string {
+  return `hs-${createHash('sha256').update(`${osHostname()}\0${dataDir}`).digest('hex').slice(0, 12)}`;
 }
 
 /** The composition root: builds gateway + core without listening (so tests can drive it). */
@@ -97,6 +111,35 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   }
   const host = plugins;
   let gateway: Gateway | undefined;
+  const instanceId = config.sessions.instanceId ?? defaultInstanceId(dataDir);
+  const runtime =
+    opts.runtime ??
+    new DockerRuntime({
+      logger,
+      instanceId,
+      network: config.sessions.network,
+      readyTimeoutMs: config.sessions.readyTimeoutMs,
+      ...(config.sessions.dockerHost ? { dockerHost: config.sessions.dockerHost } : {}),
+      ...(config.sessions.image ? { image: config.sessions.image } : {}),
+    });
+  const issuer = certs;
+  const sessions = new SessionManager({
+    config: config.sessions,
+    sessionDomain: config.sessionDomain,
+    publicHost: config.publicHost,
+    connectPort: () => gateway!.address().port,
+    instanceId,
+    logger,
+    dataSource: db.dataSource,
+    kv,
+    routes,
+    runtime,
+    certs: { caPem: certs.ca.certPem, issue: (h) => issuer.issueSessionCert(h) },
+    quotas: control.quotas,
+    audit: control.audit,
+    emit: (event) => host.sessions.emit(event),
+    tunnels: { onTunnelChange: (l) => gateway!.onTunnelChange(l), tunnelCount: (h) => gateway!.tunnelCount(h) },
+  });
   const api = createApi({
     logger,
     control,
@@ -107,6 +150,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
     ],
     plugins: host,
     gatewayMetrics: () => gateway!.metrics(),
+    sessions,
   });
   gateway = new Gateway({
     publicHost: config.publicHost,
@@ -129,15 +173,21 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
     db,
     kv,
     control,
+    sessions,
+    runtime,
     async listen(override) {
       const addr = await gw.listen(override?.host ?? config.listen.host, override?.port ?? config.listen.port);
       certs.start();
+      sessions.start();
       return addr;
     },
     close() {
       // Reverse order of creation: nothing is closed while something opened after it still runs.
       closing ??= (async () => {
+        // Sessions keep running (the next start adopts them); only the manager's timers stop.
+        await sessions.close();
         await gw.close();
+        await runtime.close();
         await host.close();
         await kv.close();
         await db.close();

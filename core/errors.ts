@@ -17,6 +17,8 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: 405,
   NOT_ACCEPTABLE: 406,
   CONFLICT: 409,
+  /** The session has ended (or is ending): it cannot be connected to. */
+  SESSION_NOT_RUNNING: 409,
   QUOTA_EXCEEDED: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -24,6 +26,14 @@ export const ERRORS = {
   RATE_LIMITED: 429,
   INTERNAL: 500,
   NOT_IMPLEMENTED: 501,
+  /** profile "persist": persistent profiles do not exist yet. */
+  PROFILE_UNAVAILABLE: 501,
+  /** The session's container did not come up (its last log lines are in the server log). */
+  SESSION_START_FAILED: 502,
+  /** No container engine answers (HACKSTREAM_DOCKER_HOST, or install and start Docker). */
+  RUNTIME_UNAVAILABLE: 503,
+  /** This host runs as many sessions as its capacity settings allow. */
+  CAPACITY_REACHED: 503,
   SERVICE_UNAVAILABLE: 503,
   QUOTA_UNAVAILABLE: 503,
   /** /ready: the database or the key-value store does not answer. */

@@ -35,6 +35,9 @@ const PLAIN_HTTP_RESPONSE =
  * a session hostname in the route table → raw byte tunnel to its upstream; the API host
  * or no SNI → TLS terminated here and served over HTTP; anything else → closed.
  */
+/** See Gateway#onTunnelChange. */
+export type TunnelListener = (hostname: string, openTunnels: number) => void;
+
 export class Gateway {
   private readonly server: net.Server;
   private readonly terminator: Terminator;
@@ -48,6 +51,7 @@ export class Gateway {
   private open = 0;
   private closing = false;
   private readonly unsubscribe: Array<() => void> = [];
+  private readonly tunnelListeners = new Set<TunnelListener>();
   private readonly counters = { accepted: 0, routed: 0, terminated: 0, rejected: emptyRejects(), bytesUp: 0, bytesDown: 0 };
 
   constructor(private readonly opts: GatewayOptions) {
@@ -80,6 +84,20 @@ export class Gateway {
 
   address(): AddressInfo {
     return this.server.address() as AddressInfo;
+  }
+
+  /** Open tunnels to a session hostname on this gateway. */
+  tunnelCount(hostname: string): number {
+    return this.tunnels.get(hostname)?.size ?? 0;
+  }
+
+  /**
+   * Called with a hostname and its open tunnel count whenever a tunnel to it connects
+   * upstream or closes (the session manager's connected/idle signal). Listeners must not throw.
+   */
+  onTunnelChange(listener: TunnelListener): () => void {
+    this.tunnelListeners.add(listener);
+    return () => this.tunnelListeners.delete(listener);
   }
 
   metrics(): GatewayMetricsSnapshot {
@@ -235,8 +253,10 @@ export class Gateway {
       connectTimeoutMs: this.opts.limits.upstreamConnectTimeoutMs,
       idleTimeoutMs: this.opts.limits.tunnelIdleTimeoutMs,
       onConnect: (ok, err) => {
-        if (ok) this.counters.routed++;
-        else {
+        if (ok) {
+          this.counters.routed++;
+          this.notifyTunnels(hostname);
+        } else {
           this.counters.rejected.upstream_unreachable++;
           this.log.warn({ hostname, err: err?.message }, 'upstream unreachable');
         }
@@ -246,9 +266,21 @@ export class Gateway {
         this.counters.bytesDown += t.bytesToClient;
         tunnels.delete(t);
         if (tunnels.size === 0 && this.tunnels.get(hostname) === tunnels) this.tunnels.delete(hostname);
+        this.notifyTunnels(hostname);
       },
     });
     tunnels.add(tunnel);
+  }
+
+  private notifyTunnels(hostname: string): void {
+    const n = this.tunnelCount(hostname);
+    for (const l of this.tunnelListeners) {
+      try {
+        l(hostname, n);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'tunnel listener failed');
+      }
+    }
   }
 
   private answerPlainHttp(socket: net.Socket): void {

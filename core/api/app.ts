@@ -5,12 +5,14 @@ import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
 import type { ControlPlane } from '../auth/index.js';
 import type { Logger } from '../log.js';
 import type { PluginHost } from '../plugin/host.js';
+import type { SessionManager } from '../sessions/manager.js';
 import { bodyLimit } from './body.js';
 import { errorRenderer, requestContext, type ApiState } from './errors.js';
 import { accessGuard, type AnyRoute } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { meRoutes } from './routes/me.js';
+import { sessionRoutes } from './routes/sessions.js';
 import { systemRoutes, type Probe } from './routes/system.js';
 import { userRoutes } from './routes/users.js';
 
@@ -24,6 +26,8 @@ export interface ApiDeps {
   plugins?: PluginHost;
   /** Gateway counters for /v1/metrics; absent when the API runs without a gateway (tests). */
   gatewayMetrics?: () => GatewayMetricsSnapshot;
+  /** The session API; absent in tests of the account API alone. */
+  sessions?: SessionManager;
 }
 
 /** Every core route, each with its access level (the RBAC tests walk this table). */
@@ -34,6 +38,7 @@ export function apiRoutes(deps: ApiDeps): AnyRoute[] {
     ...meRoutes(deps.control),
     ...userRoutes(deps.control),
     ...auditRoutes(deps.dataSource),
+    ...(deps.sessions ? sessionRoutes(deps.sessions) : []),
   ];
 }
 

@@ -37,9 +37,18 @@ export const AUDIT_ACTIONS = [
   'privilege_permissions_changed',
   // Sessions, i.e. running apps (HackStream; OWASP's session_created is reused by name).
   'session_created',
+  /** HackStream: the session's container is up (xpra listening, Firefox's window mapped). */
+  'session_ready',
   'session_connected',
+  /** HackStream: the last client detached; the idle timeout runs from here. */
+  'session_idle',
+  /** HackStream: a one-time connect token was issued (the token itself is never recorded). */
+  'session_connect_token',
+  'session_stopping',
   'session_stopped',
   'session_failed',
+  /** HackStream: a live session was taken over after a control-plane restart. */
+  'session_adopted',
   // The system (OWASP sys_*).
   'sys_startup',
   'sys_shutdown',

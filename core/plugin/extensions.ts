@@ -107,7 +107,7 @@ export interface AuditSink {
 export type SessionEventType = 'created' | 'ready' | 'connected' | 'idle' | 'stopped' | 'failed';
 
 /** Why a session stopped. */
-export type StopReason = 'user' | 'admin' | 'idle-timeout' | 'max-duration' | 'reconciled' | 'shutdown';
+export type StopReason = 'user' | 'admin' | 'idle-timeout' | 'max-duration' | 'reconciled' | 'shutdown' | 'app-exited';
 
 interface SessionEventBase {
   readonly sessionId: string;

@@ -83,8 +83,12 @@ export interface SessionRuntime {
    * `expiresAt` (single use: the token is spent by the first successful login).
    */
   allowToken(containerId: string, tokenHash: string, expiresAt: Date): Promise<void>;
-  /** Marks a pool container as claimed by `userId` and opens `url` (if any) in its Firefox. */
-  claim(containerId: string, userId: string, url?: string): Promise<void>;
+  /**
+   * Hands a pool container to `userId`: applies the user's `limits` (a live update of the
+   * container's memory, CPU and pids limits) and opens `url` (if any) in its Firefox.
+   * Labels cannot change after creation, so the owner is recorded by the manager, not a label.
+   */
+  claim(containerId: string, userId: string, url?: string, limits?: SessionLimits): Promise<void>;
   /** Stops and removes the container; resolves quietly when it is already gone. */
   remove(containerId: string): Promise<void>;
   /** Every container this instance owns (running or not). */

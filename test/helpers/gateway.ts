@@ -42,6 +42,8 @@ export async function startGateway(
     sessionDomain: SESSION_DOMAIN,
     dataDir,
     log: { level: 'silent' },
+    // No pre-warmed containers unless a test asks for them.
+    sessions: { pool: { size: 0 } },
     ...input,
   });
   // The embedded database's initdb takes seconds; a copy of an initialised template does not.

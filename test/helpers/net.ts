@@ -81,3 +81,12 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms: numbe
   }
   return check();
 }
+
+/** A TCP port that was free a moment ago on 127.0.0.1 (for servers that need a fixed port). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = portOf(s);
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}

@@ -201,6 +201,7 @@ describe('A3: 200 concurrent wrong logins with the production Argon2id cost', ()
         HACKSTREAM_PUBLIC_HOST: PUBLIC_HOST,
         HACKSTREAM_LOG_LEVEL: 'info',
         HACKSTREAM_ADMIN_PASSWORD: 'flood test admin password',
+        HACKSTREAM_POOL_SIZE: '0',
       },
       stdio: ['ignore', logFd, 'pipe'],
     });

@@ -11,7 +11,8 @@ const MAIN = join(import.meta.dirname, '../../core/main.ts');
 
 function run(env: Record<string, string>): { child: ChildProcess; lines: string[]; stderr: () => string; exit: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    // No pre-warmed session containers: these tests are about the process, not sessions.
+    env: { PATH: process.env.PATH ?? '', HACKSTREAM_POOL_SIZE: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
