@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { LABELS } from '../../core/sessions/runtime.js';
+import type { SessionView } from '../../core/sessions/view.js';
+import { startApi, type TestApi } from '../helpers/api.js';
+import { cleanupSessions, containersOf, docker, launch, target, testSessions, waitForSession } from '../helpers/sessions.js';
+import { xpraClient } from '../helpers/xpra.js';
+
+async function auditActions(api: TestApi, sessionId: string): Promise<Array<{ action: string; details: Record<string, unknown> }>> {
+  const r = await api.request('GET', `/v1/audit?user=${sessionId}&limit=100`, { token: await api.adminToken() });
+  return (r.json as { items: Array<{ action: string; details: Record<string, unknown> }> }).items;
+}
+
+async function containerOf(instanceId: string, sessionId: string): Promise<string> {
+  const c = (await containersOf(instanceId)).find((x) => x.Labels[LABELS.session] === sessionId);
+  assert.ok(c, `session ${sessionId} has a container`);
+  return c.Id;
+}
+
+/** Runs a command in a session's container as its user; resolves with the exit code. */
+async function execIn(containerId: string, cmd: string[]): Promise<number | null> {
+  const exec = await docker.getContainer(containerId).exec({ Cmd: cmd, User: '1000:1000', AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  await new Promise<void>((resolve) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.on('error', () => resolve());
+    stream.resume();
+  });
+  return (await exec.inspect()).ExitCode;
+}
+
+describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM, fork bomb', () => {
+  const sessions = testSessions({ idleTimeoutCapSeconds: 4, sweepIntervalMs: 500, pool: { size: 1, memoryMb: 1024, cpus: 1 } });
+  let api: TestApi;
+  let user: string;
+
+  before(async () => {
+    api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
+    await api.createUser('carol', 'carol-password-1', { quota: { maxSessions: 4, memoryMb: 1024 } });
+    user = (await api.login('carol', 'carol-password-1')).accessToken;
+  });
+  after(async () => {
+    await api?.close();
+    await cleanupSessions(sessions);
+  });
+
+  it('claims a pre-warmed container from the pool, then refills the pool', async () => {
+    const manager = api.gw.app.sessions;
+    const end = Date.now() + 120_000;
+    while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
+    assert.equal(manager.poolSize(), 1, 'the pool filled');
+    const pooledIds = (await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.pool] === '1').map((c) => c.Labels[LABELS.session]);
+    const t0 = Date.now();
+    const s = await launch(api, user, { app: 'firefox', url: 'http://example.org/' });
+    const ms = Date.now() - t0;
+    assert.equal(s.pooled, true);
+    assert.ok(pooledIds.includes(s.session_id), 'the session is the pool container');
+    assert.equal((await xpraClient('info', target(api, s.connect))).code, 0, 'the claimed session lets the token in');
+    // The claim applied the user's limits (1024 MiB) to the container.
+    const info = await docker.getContainer(await containerOf(sessions.instanceId, s.session_id)).inspect();
+    assert.equal(info.HostConfig.Memory, 1024 * 1024 * 1024);
+    while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
+    assert.equal(manager.poolSize(), 1, 'the pool refilled');
+    assert.ok(ms < 10_000, `claim took ${ms} ms`);
+    await api.request('POST', `/v1/sessions/${s.session_id}/stop`, { token: user });
+  });
+
+  it('stops a session nobody attached to after the idle timeout', async () => {
+    const s = await launch(api, user);
+    const stopped = await waitForSession(api, user, s.session_id, (v) => v.state === 'stopped', 20_000);
+    assert.ok(stopped.ended_at);
+    const rows = await auditActions(api, s.session_id);
+    const stop = rows.find((r) => r.action === 'session_stopped');
+    assert.equal(stop?.details.reason, 'idle-timeout');
+    assert.equal((await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.session] === s.session_id).length, 0);
+  });
+
+  it('marks a session failed when its container dies, withdraws its route and audits it', async () => {
+    const s = await launch(api, user);
+    await docker.getContainer(await containerOf(sessions.instanceId, s.session_id)).kill({ signal: 'SIGKILL' });
+    const failed = await waitForSession(api, user, s.session_id, (v) => v.state === 'failed', 15_000);
+    assert.match(failed.failure_reason ?? '', /ended unexpectedly/);
+    assert.equal(api.gw.app.routes.lookup(s.connect.sni), undefined);
+    assert.ok((await auditActions(api, s.session_id)).some((r) => r.action === 'session_failed'));
+  });
+
+  it('contains a memory hog: that session fails (OOM) with an audit row, the API and other sessions keep answering', async () => {
+    const victim = await launch(api, user);
+    const bystander = await launch(api, user);
+    const hog = execIn(await containerOf(sessions.instanceId, victim.session_id), ['python3', '-c', 'b = []\nwhile True: b.append(bytearray(64 << 20))']);
+    const failed = await waitForSession(api, user, victim.session_id, (v) => v.state === 'failed', 30_000);
+    await hog.catch(() => null);
+    assert.match(failed.failure_reason ?? '', /out of memory/);
+    assert.ok((await auditActions(api, victim.session_id)).some((r) => r.action === 'session_failed' && /out of memory/.test(String(r.details.error))));
+    assert.equal((await api.request('GET', '/health')).status, 200);
+    const other = (await api.request('POST', `/v1/sessions/${bystander.session_id}/connect`, { token: user })).json as typeof bystander.connect;
+    assert.equal((await xpraClient('info', target(api, other))).code, 0, 'the other session still answers');
+    await api.request('POST', `/v1/sessions/${bystander.session_id}/stop`, { token: user });
+  });
+
+  it('contains a fork bomb within the pids limit: the API and other sessions keep answering', async () => {
+    const victim = await launch(api, user);
+    const bystander = await launch(api, user);
+    const cid = await containerOf(sessions.instanceId, victim.session_id);
+    const pidsFile = `/sys/fs/cgroup/pids/docker/${cid}/pids.current`;
+    assert.ok(existsSync(pidsFile), `cgroup v1 pids file ${pidsFile}`);
+    const bomb = execIn(cid, ['bash', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 5']).catch(() => null);
+    // Sample the victim's process count while the bomb runs (the cgroup disappears with it).
+    let peak = 0;
+    const sampler = setInterval(() => {
+      try {
+        peak = Math.max(peak, Number(readFileSync(pidsFile, 'utf8')));
+      } catch {
+        // gone: the session ended
+      }
+    }, 50);
+    try {
+      await new Promise((r) => setTimeout(r, 3_000));
+      assert.equal((await api.request('GET', '/health')).status, 200);
+      // The other session answers a real xpra login (retried: both cores are busy refusing forks).
+      let answer = { code: -1 as number | null, stderr: '' };
+      for (let i = 0; i < 3 && answer.code !== 0; i++) {
+        const other = (await api.request('POST', `/v1/sessions/${bystander.session_id}/connect`, { token: user })).json as typeof bystander.connect;
+        answer = await xpraClient('info', target(api, other), 20_000);
+      }
+      assert.equal(answer.code, 0, `the other session still answers: ${answer.stderr.slice(-800)}`);
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(peak > 50 && peak <= 512, `the bomb ran into the pids limit: peak ${peak} of 512`);
+    for (const s of [victim, bystander]) {
+      const r = await api.request('POST', `/v1/sessions/${s.session_id}/stop`, { token: user });
+      assert.equal(r.status, 200);
+      assert.ok(['stopped', 'failed'].includes((r.json as SessionView).state));
+    }
+    await bomb;
+    assert.equal((await containersOf(sessions.instanceId)).filter((c) => [victim.session_id, bystander.session_id].includes(c.Labels[LABELS.session] ?? '')).length, 0);
+  });
+});
+
+describe('session lifecycle: maximum duration', () => {
+  const sessions = testSessions({ maxDurationCapSeconds: 5, sweepIntervalMs: 500 });
+  let api: TestApi;
+
+  before(async () => {
+    api = await startApi({ db: 'embedded', kv: 'memory', config: { sessions } });
+  });
+  after(async () => {
+    await api?.close();
+    await cleanupSessions(sessions);
+  });
+
+  it('stops a session at its maximum duration even while a client is attached', async () => {
+    const admin = await api.adminToken();
+    const s = await launch(api, admin);
+    assert.ok(s.deadline_at && Date.parse(s.deadline_at) - Date.parse(s.created_at) <= 5_000);
+    const sock = tls.connect({ host: '127.0.0.1', port: api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
+    sock.on('error', () => {});
+    await waitForSession(api, admin, s.session_id, (v) => v.state === 'connected', 10_000);
+    const closed = new Promise((r) => sock.once('close', r));
+    const stopped = await waitForSession(api, admin, s.session_id, (v) => v.state === 'stopped', 20_000);
+    assert.ok(stopped.ended_at);
+    await closed; // the withdrawn route cut the attached client's tunnel
+    const r = await api.request('GET', `/v1/audit?user=${s.session_id}&action=session_stopped`, { token: admin });
+    assert.equal((r.json as { items: Array<{ details: { reason: string } }> }).items[0]?.details.reason, 'max-duration');
+  });
+});
