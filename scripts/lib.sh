@@ -88,3 +88,28 @@ ensure_postgres() {
   fi
   export HACKSTREAM_TEST_DATABASE_URL="postgres://$role:$role@127.0.0.1:5432/$role"
 }
+
+# Makes sure a Docker engine answers: reuses a running one, else (as root) installs
+# docker.io when missing and starts dockerd in the background, waiting up to 60 s.
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ]; then
+    if command -v docker >/dev/null 2>&1; then
+      log "the Docker engine does not answer: start dockerd, or add your user to the docker group"
+    else
+      log "Docker is missing: run as root, or: sudo apt-get install -y docker.io"
+    fi
+    return 1
+  fi
+  command -v dockerd >/dev/null 2>&1 || apt_install docker.io || return 1
+  log "starting dockerd (log: /var/log/hackstream-dockerd.log)…"
+  setsid dockerd >>/var/log/hackstream-dockerd.log 2>&1 </dev/null &
+  local i
+  for ((i = 0; i < 120; i++)); do
+    if [ -S /var/run/docker.sock ] && docker info >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "dockerd did not come up within 60 s; see /var/log/hackstream-dockerd.log"
+  tail -20 /var/log/hackstream-dockerd.log >&2 || true
+  return 1
+}
