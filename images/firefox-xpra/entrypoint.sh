@@ -1,0 +1,163 @@
+#!/bin/bash
+# Session container entrypoint (runs as uid 1000 under tini; see images/README.md).
+# Writes the session's TLS pair and Firefox policies into /tmp/hs, starts xpra with
+# Firefox as its child, and prints HACKSTREAM-READY once xpra listens and Firefox's window
+# is mapped, or HACKSTREAM-FAILED <reason> and exits non-zero.
+set -euo pipefail
+umask 077
+
+readonly HS=/tmp/hs
+readonly READY_TIMEOUT=${HS_READY_TIMEOUT:-60}
+
+fail() {
+  printf 'HACKSTREAM-FAILED %s\n' "$*"
+  exit 1
+}
+
+# A switch is "1" or "0" (unset: its default); anything else fails closed.
+switch() {
+  local name=$1 default=$2
+  printf -v "$name" '%s' "${!name:-$default}"
+  case ${!name} in
+    0 | 1) export "${name?}" ;;
+    *) fail "bad $name (want 1 or 0)" ;;
+  esac
+}
+
+# --- configuration from the environment ---------------------------------------------------
+switch HS_CLIPBOARD 1
+switch HS_FILE_TRANSFER 0
+switch HS_PRINTING 0
+switch HS_AUDIO 0
+switch HS_WEBCAM 0
+switch HS_DOWNLOADS 1
+switch HS_FILE_URLS 0
+PORT=${HS_XPRA_PORT:-14500}
+[[ $PORT =~ ^[0-9]{1,5}$ ]] && ((PORT >= 1 && PORT <= 65535)) || fail "bad HS_XPRA_PORT"
+[[ $READY_TIMEOUT =~ ^[0-9]+$ ]] || fail "bad HS_READY_TIMEOUT"
+SCREEN=${HS_SCREEN:-1920x1080}
+[[ $SCREEN =~ ^([0-9]{3,4})x([0-9]{3,4})$ ]] && ((BASH_REMATCH[1] >= 640 && BASH_REMATCH[1] <= 7680 &&
+  BASH_REMATCH[2] >= 480 && BASH_REMATCH[2] <= 4320)) || fail "bad HS_SCREEN (want WxH, e.g. 1920x1080)"
+URL=${HS_URL:-about:blank}
+[[ $URL == about:blank || $URL =~ ^https?://[^[:space:][:cntrl:]]+$ ]] || fail "bad HS_URL (want http(s) or nothing)"
+export HS_START_URL=$URL
+
+# --- the writable tree (tmpfs /tmp, mode 1777) --------------------------------------------
+mkdir -p "$HS" 2>/dev/null || fail "cannot create $HS (/tmp must be a writable tmpfs, mode 1777)"
+chmod 0700 "$HS"
+mkdir -p "$HS/home/Downloads" "$HS/run" "$HS/xpra" "$HS/profile" "$HS/firefox-policies"
+chmod 0755 "$HS/firefox-policies"
+: >"$HS/tokens"
+: >"$HS/spent"
+
+# --- TLS pair: from env to 0600 files, then out of the environment -----------------------
+[ -n "${HS_TLS_CERT:-}" ] && [ -n "${HS_TLS_KEY:-}" ] || fail "HS_TLS_CERT and HS_TLS_KEY are required"
+printf '%s' "$HS_TLS_CERT" | base64 -d >"$HS/tls.crt" 2>/dev/null || fail "HS_TLS_CERT is not base64"
+printf '%s' "$HS_TLS_KEY" | base64 -d >"$HS/tls.key" 2>/dev/null || fail "HS_TLS_KEY is not base64"
+unset HS_TLS_CERT HS_TLS_KEY
+grep -q -- '-----BEGIN CERTIFICATE-----' "$HS/tls.crt" || fail "HS_TLS_CERT is not a PEM certificate"
+grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$HS/tls.key" || fail "HS_TLS_KEY is not a PEM private key"
+
+# --- Firefox enterprise policies for this session ----------------------------------------
+umask 022
+python3 /usr/local/lib/hackstream/hs-policies.py >"$HS/firefox-policies/policies.json" ||
+  fail "cannot write Firefox policies"
+umask 077
+
+# --- xpra -------------------------------------------------------------------------------
+audio() { if [ "$1" = 1 ]; then printf on; else printf disabled; fi; }
+yesno() { if [ "$1" = 1 ]; then printf yes; else printf no; fi; }
+# Xvfb's screen bounds what a client window can be (RandR shrinks it to the client); its
+# framebuffer costs W*H*4 bytes per session. No GLX: saves ~20 MB (Mesa stays unloaded);
+# Firefox still gets WebGL from Mesa's llvmpipe through EGL.
+XVFB="Xvfb -extension GLX +extension Composite +extension RANDR -screen 0 ${SCREEN}x24+32 -nolisten tcp -noreset -auth $XAUTHORITY"
+xpra_args=(
+  start :100 --daemon=no --start=
+  --bind-ssl=0.0.0.0:"$PORT" --ssl-cert="$HS/tls.crt" --ssl-key="$HS/tls.key"
+  --ssl-client-verify-mode=none --html=on --ssh-upgrade=no --rfb-upgrade=0
+  --ssl-auth=hackstream --tcp-auth=hackstream --ws-auth=hackstream --wss-auth=hackstream
+  --systemd-run=no --start-via-proxy=no --mdns=no --dbus-launch= --dbus-proxy=no
+  --dbus-control=no --notifications=no --pulseaudio=no --socket-dirs="$HS/xpra"
+  --log-dir="$HS/xpra" --opengl=no --mmap=no --system-tray=no --start-new-commands=no
+  --open-url=no --open-files=no --forward-xdg-open=no --sharing=no
+  --clipboard="$(yesno "$HS_CLIPBOARD")" --file-transfer="$(yesno "$HS_FILE_TRANSFER")"
+  --printing="$(yesno "$HS_PRINTING")"
+  --speaker="$(audio "$HS_AUDIO")" --microphone="$(audio "$HS_AUDIO")"
+  --webcam="$(yesno "$HS_WEBCAM")"
+  --xvfb="$XVFB" --session-name=HackStream
+  --exit-with-children=yes --terminate-children=yes --start-child=/usr/local/bin/hs-firefox
+)
+
+# A private session bus, only for Firefox's remoting (hs-open opens URLs through it); xpra's
+# own D-Bus features stay off.
+export DBUS_SESSION_BUS_ADDRESS="unix:path=$HS/run/bus"
+dbus-daemon --session --address="$DBUS_SESSION_BUS_ADDRESS" --nofork --nopidfile --nosyslog &
+for _ in {1..50}; do [ -S "$HS/run/bus" ] && break; sleep 0.05; done
+[ -S "$HS/run/bus" ] || fail "the session bus did not start"
+
+# HS_XPRA_DEBUG: xpra debug categories for troubleshooting (e.g. "clipboard,auth").
+if [ -n "${HS_XPRA_DEBUG:-}" ]; then
+  [[ $HS_XPRA_DEBUG =~ ^[a-z0-9,-]+$ ]] || fail "bad HS_XPRA_DEBUG"
+  xpra_args+=(-d "$HS_XPRA_DEBUG")
+fi
+
+# Files a client sends (file transfer) land where Firefox saves downloads.
+XPRA_DOWNLOAD_DIR="$HS/home/Downloads" xpra "${xpra_args[@]}" &
+XPRA_PID=$!
+
+# docker stop: let xpra say goodbye to its client, but never for longer than about a second
+# (the session is ephemeral; nothing needs saving).
+on_term() {
+  trap '' TERM INT
+  kill -TERM "$XPRA_PID" 2>/dev/null || true
+  for _ in {1..10}; do
+    kill -0 "$XPRA_PID" 2>/dev/null || exit 0
+    sleep 0.1
+  done
+  exit 0
+}
+trap on_term TERM INT
+
+# --- readiness ----------------------------------------------------------------------------
+# xpra's TCP socket in LISTEN state (read from /proc, so no probe connection shows in its log).
+listening() {
+  local hex
+  hex=$(printf ':%04X' "$PORT")
+  awk -v p="$hex" '$2 ~ p"$" && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6
+}
+# Firefox's main window ("Navigator") mapped: xpra keeps it in an unmapped frame until a
+# client shows it, so "viewable" is too strict; "unviewable" (mapped, parent not) counts.
+firefox_mapped() {
+  local id
+  for id in $(xwininfo -root -tree 2>/dev/null | awk '/\("Navigator" "firefox-esr"\)/ { print $1 }'); do
+    xwininfo -id "$id" 2>/dev/null | grep -q -E 'Map State: Is(Viewable|Unviewable)' && return 0
+  done
+  return 1
+}
+
+deadline=$((SECONDS + READY_TIMEOUT))
+ready=
+while ((SECONDS < deadline)); do
+  if ! kill -0 "$XPRA_PID" 2>/dev/null; then
+    rc=0
+    wait "$XPRA_PID" || rc=$?
+    fail "xpra exited with code $rc before the session was ready"
+  fi
+  if listening && firefox_mapped; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [ -z "$ready" ]; then
+  what="firefox window not mapped"
+  listening || what="xpra not listening on $PORT"
+  kill -TERM "$XPRA_PID" 2>/dev/null || true
+  fail "$what after ${READY_TIMEOUT}s"
+fi
+echo HACKSTREAM-READY
+
+rc=0
+wait "$XPRA_PID" || rc=$?
+# `wait` returns early (>128) when a trapped signal arrives; on_term exits by itself then.
+exit "$rc"
