@@ -8,6 +8,11 @@ ensure_node_modules
 ensure_redis
 ensure_postgres
 apt_install pebble openssl curl ca-certificates
+# Sessions: a Docker engine, the session image, the real xpra client (Debian's, with the GTK
+# bits it needs even for `xpra info`) and iptables for the sessions' firewall.
+apt_install xpra python3-gi-cairo python3-pil xvfb iptables
+ensure_docker
+bash scripts/build-image.sh
 # The flood tests open thousands of sockets in one process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

@@ -65,6 +65,7 @@ export class SessionManager {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly pool = new Map<string, PoolEntry>();
   private poolFilling = 0;
+  private readonly poolStarts = new Set<Promise<void>>();
   private poolRetryAt = 0;
   private prepared: Promise<void> | undefined;
   private reconciled = false;
@@ -92,7 +93,7 @@ export class SessionManager {
     clearInterval(this.sweepTimer);
     for (const t of this.settleTimers.values()) clearTimeout(t);
     for (const u of this.unsubscribe) u();
-    await Promise.allSettled([...this.locks.values()]);
+    await Promise.allSettled([...this.locks.values(), ...this.poolStarts]);
   }
 
   hostnameOf(sessionId: string): string {
@@ -547,22 +548,26 @@ export class SessionManager {
     }
   }
 
+  /** Starts pool containers up to pool.size within capacity; never rejects. */
   private async fillPool(): Promise<void> {
     const cfg = this.deps.config;
     if (this.closed || !this.reconciled || cfg.pool.size === 0 || Date.now() < this.poolRetryAt) return;
     if (this.pool.size + this.poolFilling >= cfg.pool.size) return;
     try {
       await this.ensurePrepared();
+      while (!this.closed && this.pool.size + this.poolFilling < cfg.pool.size) {
+        const u = await this.usage();
+        if (u.containers + 1 > cfg.capacity.maxContainers || u.memoryMb + cfg.pool.memoryMb > cfg.capacity.memoryMb) return;
+        this.poolFilling++;
+        const started = this.startPoolContainer().finally(() => {
+          this.poolFilling--;
+          this.poolStarts.delete(started);
+        });
+        this.poolStarts.add(started);
+      }
     } catch (err) {
       this.poolRetryAt = Date.now() + POOL_RETRY_MS;
       this.log.warn({ err: (err as Error).message }, 'cannot fill the session pool; retrying later');
-      return;
-    }
-    while (this.pool.size + this.poolFilling < cfg.pool.size) {
-      const u = await this.usage();
-      if (u.containers + 1 > cfg.capacity.maxContainers || u.memoryMb + cfg.pool.memoryMb > cfg.capacity.memoryMb) return;
-      this.poolFilling++;
-      void this.startPoolContainer().finally(() => this.poolFilling--);
     }
   }
 

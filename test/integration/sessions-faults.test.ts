@@ -272,3 +272,27 @@ describe('faults: SIGKILL of the control plane, then a restart', () => {
     child!.kill('SIGTERM');
   });
 });
+
+describe('faults: no Docker engine at all', () => {
+  const sessions = testSessions();
+  let api: TestApi;
+  before(async () => {
+    api = await startApi({ config: { sessions: { ...sessions, dockerHost: 'unix:///run/hackstream-test-no-such-docker.sock' } } });
+  });
+  after(async () => {
+    await api?.close();
+  });
+
+  it('answers a launch with 503 RUNTIME_UNAVAILABLE saying how to install or point at an engine, quickly', async () => {
+    const t0 = Date.now();
+    const r = await api.request('POST', '/v1/sessions', { token: await api.adminToken(), body: { app: 'firefox' } });
+    assert.equal(r.status, 503, r.text);
+    assert.equal(errorCode(r), 'RUNTIME_UNAVAILABLE');
+    assert.match(r.text, /apt-get install docker\.io/);
+    assert.match(r.text, /HACKSTREAM_DOCKER_HOST/);
+    assert.ok(Date.now() - t0 < 5_000);
+    const list = await api.request('GET', '/v1/sessions?ended=1', { token: await api.adminToken() });
+    assert.deepEqual((list.json as { items: unknown[] }).items, [], 'no session row was left behind');
+    assert.equal((await api.request('GET', '/health')).status, 200);
+  });
+});

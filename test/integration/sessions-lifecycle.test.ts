@@ -168,3 +168,40 @@ describe('session lifecycle: maximum duration', () => {
     assert.equal((r.json as { items: Array<{ details: { reason: string } }> }).items[0]?.details.reason, 'max-duration');
   });
 });
+
+describe('session lifecycle: host capacity bounds the pool and launches', () => {
+  const sessions = testSessions({ pool: { size: 3, memoryMb: 1024, cpus: 1 }, capacity: { maxContainers: 2, memoryMb: 8192 }, sweepIntervalMs: 500 });
+  let api: TestApi;
+
+  before(async () => {
+    api = await startApi({ db: 'embedded', kv: 'memory', config: { sessions } });
+  });
+  after(async () => {
+    await api?.close();
+    await cleanupSessions(sessions);
+  });
+
+  it('keeps the pool within maxContainers and answers 503 CAPACITY_REACHED beyond it', async () => {
+    const admin = await api.adminToken();
+    const manager = api.gw.app.sessions;
+    const end = Date.now() + 120_000;
+    while (manager.poolSize() < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 2_000)); // a third would have started by now
+    assert.equal(manager.poolSize(), 2, 'the pool stops at the capacity, not at its size of 3');
+    assert.equal((await containersOf(sessions.instanceId)).length, 2);
+    const a = await launch(api, admin);
+    const b = await launch(api, admin);
+    assert.ok(a.pooled && b.pooled);
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.equal(manager.poolSize(), 0, 'no room left to refill');
+    const c = await api.request('POST', '/v1/sessions', { token: admin, body: { app: 'firefox' } });
+    assert.equal(c.status, 503, c.text);
+    assert.equal((c.json as { error: { code: string } }).error.code, 'CAPACITY_REACHED');
+    assert.equal(c.headers['retry-after'], '30');
+    assert.equal((await containersOf(sessions.instanceId)).length, 2);
+    await api.request('POST', `/v1/sessions/${a.session_id}/stop`, { token: admin });
+    while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
+    assert.equal(manager.poolSize(), 1, 'a freed slot refills the pool');
+    await api.request('POST', `/v1/sessions/${b.session_id}/stop`, { token: admin });
+  });
+});
