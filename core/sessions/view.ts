@@ -18,7 +18,9 @@ export const sessionUrl = z
     } catch {
       return false;
     }
-  }, 'must be an http:// or https:// URL');
+  }, 'must be an http:// or https:// URL')
+  // The normalised form (what the image's hs-open and HS_URL accept: no raw spaces or controls).
+  .transform((v) => new URL(v).href);
 
 export const createSessionBody = z.strictObject({
   app: z.enum(APPS, { message: `unknown app; available: ${APPS.join(', ')}` }),
