@@ -80,7 +80,7 @@ export class SessionManager {
 
   /** Reconciles (in the background when the engine is slow or down), then keeps the pool and deadlines. */
   start(): void {
-    this.unsubscribe.push(this.deps.runtime.onExit((e) => void this.onContainerExit(e.sessionId, e.exitCode, e.oomKilled)));
+    this.unsubscribe.push(this.deps.runtime.onExit((e) => void this.onContainerExit(e.sessionId, e.containerId, e.exitCode, e.oomKilled)));
     if (this.deps.tunnels) this.unsubscribe.push(this.deps.tunnels.onTunnelChange((h, n) => this.onTunnels(h, n)));
     this.sweepTimer = setInterval(() => void this.sweep(), this.deps.config.sweepIntervalMs);
     this.sweepTimer.unref();
@@ -211,13 +211,23 @@ export class SessionManager {
     const { runtime } = this.deps;
     const t0 = performance.now();
     const timings: Record<string, number> = {};
-    let container: { containerId: string; upstream: { host: string; port: number } };
+    let container: { containerId: string; upstream: { host: string; port: number } } | undefined;
+    let claimed = false;
     try {
       if (pooled) {
-        await runtime.claim(pooled.containerId, row.userId, row.url ?? undefined, limits);
-        timings.claimMs = Math.round(performance.now() - t0);
-        container = pooled;
-      } else {
+        try {
+          await runtime.claim(pooled.containerId, row.userId, row.url ?? undefined, limits);
+          timings.claimMs = Math.round(performance.now() - t0);
+          container = pooled;
+          claimed = true;
+        } catch (err) {
+          if (err instanceof RuntimeUnavailableError) throw err;
+          // The pool container died or broke since it was ready: start this session cold instead.
+          log.warn({ err: (err as Error).message }, 'pool container unusable; starting cold');
+          await runtime.remove(pooled.containerId).catch(() => {});
+        }
+      }
+      if (!container) {
         const tls = await this.deps.certs.issue(this.hostnameOf(row.id));
         timings.certMs = Math.round(performance.now() - t0);
         const c = await runtime.create({
@@ -236,18 +246,19 @@ export class SessionManager {
       const unavailable = err instanceof RuntimeUnavailableError;
       const reason = unavailable ? 'the container engine is unreachable' : `the container did not start: ${(err as Error).message}`;
       log.error({ err: (err as Error).message }, 'session failed to start');
-      if (pooled) await runtime.remove(pooled.containerId).catch(() => {});
+      if (pooled && !claimed) await runtime.remove(pooled.containerId).catch(() => {});
       await this.finish(row.id, 'failed', { reason: 'failed', error: reason.slice(0, 500) }, 'system', null).catch((e: unknown) =>
         log.error({ err: (e as Error).message }, 'could not record the failure (reconciliation will)'),
       );
       if (unavailable) throw new AppError('RUNTIME_UNAVAILABLE', (err as Error).message, { cause: err });
       throw new AppError('SESSION_START_FAILED', 'the session did not start; try again (details are in the server log)', { cause: err });
     }
-    const ready = await this.transition(row.id, ['starting'], { state: 'ready', containerId: container.containerId, upstream: container.upstream, idleSince: new Date() }, {
-      actor: 'system',
-      action: 'session_ready',
-      details: { pooled: pooled !== undefined },
-    });
+    const ready = await this.transition(
+      row.id,
+      ['starting'],
+      { state: 'ready', containerId: container.containerId, upstream: container.upstream, idleSince: new Date(), pooled: claimed },
+      { actor: 'system', action: 'session_ready', details: { pooled: claimed } },
+    );
     if (!ready) {
       // Stopped while it started: nothing may keep running.
       await runtime.remove(container.containerId).catch(() => {});
@@ -255,7 +266,7 @@ export class SessionManager {
     }
     await this.deps.routes.add(this.hostnameOf(row.id), container.upstream);
     this.emit({ type: 'ready', sessionId: row.id, userId: row.userId });
-    log.info({ pooled: pooled !== undefined, ...timings, totalMs: Math.round(performance.now() - t0) }, 'session ready');
+    log.info({ pooled: claimed, ...timings, totalMs: Math.round(performance.now() - t0) }, 'session ready');
     return ready;
   }
 
@@ -374,9 +385,9 @@ export class SessionManager {
 
   // ---- signals: container exits, tunnels, deadlines ---------------------------------------
 
-  private async onContainerExit(sessionId: string, exitCode: number | null, oomKilled: boolean): Promise<void> {
+  private async onContainerExit(sessionId: string, containerId: string, exitCode: number | null, oomKilled: boolean): Promise<void> {
     const pooled = this.pool.get(sessionId);
-    if (pooled) {
+    if (pooled?.containerId === containerId) {
       this.pool.delete(sessionId);
       await this.deps.runtime.remove(pooled.containerId).catch(() => {});
       this.log.warn({ sessionId, exitCode, oomKilled }, 'a pool container exited; refilling');
@@ -385,7 +396,8 @@ export class SessionManager {
     }
     await this.withLock(sessionId, async () => {
       const row = await this.deps.dataSource.getRepository(SessionEntity).findOneBy({ id: sessionId, instanceId: this.deps.instanceId });
-      if (!row || !RUNNING.includes(row.state)) return;
+      // Another container of this session (a replaced pool container) is not the session's.
+      if (!row || !RUNNING.includes(row.state) || row.containerId !== containerId) return;
       if (row.hostname) await this.deps.routes.remove(row.hostname).catch(() => {});
       if (row.containerId) await this.deps.runtime.remove(row.containerId).catch(() => {});
       if (exitCode === 0 && !oomKilled) {

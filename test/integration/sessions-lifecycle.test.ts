@@ -68,6 +68,21 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
     await api.request('POST', `/v1/sessions/${s.session_id}/stop`, { token: user });
   });
 
+  it('starts cold when the pool container it claims does not answer (paused), and removes that container', async () => {
+    const manager = api.gw.app.sessions;
+    const end = Date.now() + 120_000;
+    while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
+    const [pooled] = (await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.pool] === '1' && c.State === 'running');
+    assert.ok(pooled);
+    await docker.getContainer(pooled.Id).pause();
+    const s = await launch(api, user, { app: 'firefox', url: 'http://example.org/' });
+    assert.equal(s.pooled, false, 'started cold');
+    assert.equal(s.state, 'ready');
+    assert.equal((await xpraClient('info', target(api, s.connect))).code, 0);
+    await assert.rejects(docker.getContainer(pooled.Id).inspect(), /no such container/i);
+    await api.request('POST', `/v1/sessions/${s.session_id}/stop`, { token: user });
+  });
+
   it('stops a session nobody attached to after the idle timeout', async () => {
     const s = await launch(api, user);
     const stopped = await waitForSession(api, user, s.session_id, (v) => v.state === 'stopped', 20_000);
