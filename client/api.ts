@@ -1,0 +1,135 @@
+import { clearTokens, loadTokens, saveTokens, type CliConfig, type StoredTokens } from './config.js';
+import { CliError, EXIT } from './errors.js';
+import { pinnedRequest, type Endpoint, type HttpResult } from './http.js';
+
+/** Asks for credentials when no refresh token is alive (a TTY prompt, or stdin). */
+export type CredentialPrompt = () => Promise<{ username: string; password: string }>;
+
+interface TokenPair {
+  accessToken: string;
+  refreshToken: string;
+  expiresIn: number;
+  refreshExpiresAt: string;
+}
+
+
+export function endpointOf(c: CliConfig): Endpoint {
+  return { url: new URL(c.api_url), ...(c.address ? { address: c.address } : {}) };
+}
+
+export function errorOf(r: HttpResult): { code: string; message: string } {
+  const e = (r.json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  return { code: typeof e?.code === 'string' ? e.code : `HTTP_${r.status}`, message: typeof e?.message === 'string' ? e.message : r.text.slice(0, 200) };
+}
+
+/** The API's error codes → what the user reads and the exit code. */
+export function toCliError(r: HttpResult): CliError {
+  const { code, message } = errorOf(r);
+  switch (code) {
+    case 'AUTH_INVALID_CREDENTIALS':
+      return new CliError(EXIT.AUTH, 'wrong username or password');
+    case 'AUTH_REQUIRED':
+    case 'AUTH_TOKEN_INVALID':
+      return new CliError(EXIT.AUTH, 'not logged in (or the login expired): run hackstream login');
+    case 'QUOTA_EXCEEDED':
+      return new CliError(EXIT.QUOTA, `quota reached: ${message}. Stop a session first (hackstream list, hackstream stop <id>)`);
+    case 'SESSION_START_FAILED':
+      return new CliError(EXIT.SESSION_START_FAILED, `the session failed to start on the server: ${message}. Try again; if it keeps failing ask the administrator to check the server log`);
+    case 'RUNTIME_UNAVAILABLE':
+    case 'CAPACITY_REACHED':
+    case 'SERVICE_UNAVAILABLE':
+    case 'QUOTA_UNAVAILABLE':
+      return new CliError(EXIT.RUNTIME_UNAVAILABLE, `the server cannot run sessions right now (${code}): ${message}`);
+    case 'RATE_LIMITED':
+      return new CliError(EXIT.AUTH, `too many attempts: ${message}. Wait a minute and try again`);
+    default:
+      return new CliError(EXIT.FAILURE, `${code}: ${message}`, { apiCode: code });
+  }
+}
+
+/** The API as the logged-in user: refreshes silently, prompts only when the refresh token is dead. */
+export class ApiClient {
+  private readonly endpoint: Endpoint;
+
+  constructor(
+    private readonly config: CliConfig,
+    private readonly prompt?: CredentialPrompt,
+  ) {
+    this.endpoint = endpointOf(config);
+  }
+
+  raw(method: string, path: string, body?: unknown, token?: string): Promise<HttpResult> {
+    return pinnedRequest(this.endpoint, this.config.fingerprint, method, path, body, token);
+  }
+
+  async login(username: string, password: string): Promise<void> {
+    const r = await this.raw('POST', '/v1/login', { username, password });
+    if (r.status !== 200) throw toCliError(r);
+    this.store(r.json as TokenPair, username);
+  }
+
+  async logout(): Promise<boolean> {
+    const t = loadTokens();
+    if (!t) return false;
+    // Best effort on the server: the local tokens go either way.
+    try {
+      await this.raw('POST', '/v1/logout', undefined, await this.accessToken(false));
+    } finally {
+      clearTokens();
+    }
+    return true;
+  }
+
+  /** A JSON call as the user; throws CliError on any non-2xx. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let r = await this.raw(method, path, body, await this.accessToken(true));
+    // Revoked or expired early on the server: one refresh (or login) and one retry.
+    if (r.status === 401) {
+      await this.renew(true);
+      r = await this.raw(method, path, body, await this.accessToken(true));
+    }
+    if (r.status < 200 || r.status > 299) throw toCliError(r);
+    return r.json as T;
+  }
+
+  /** A valid access token, refreshed (or logged in again) when needed. */
+  token(): Promise<string> {
+    return this.accessToken(true);
+  }
+
+  private async accessToken(allowPrompt: boolean): Promise<string> {
+    const t = loadTokens();
+    if (t && t.accessExpiresAt > Date.now()) return t.accessToken;
+    return (await this.renew(allowPrompt)).accessToken;
+  }
+
+  private async renew(allowPrompt: boolean): Promise<StoredTokens> {
+    const t = loadTokens();
+    if (t) {
+      const r = await this.raw('POST', '/v1/token/refresh', { refreshToken: t.refreshToken });
+      if (r.status === 200) return this.store(r.json as TokenPair, t.username);
+      if (r.status !== 401) throw toCliError(r);
+      clearTokens();
+    }
+    if (!allowPrompt || !this.prompt) throw new CliError(EXIT.AUTH, 'not logged in (or the login expired): run hackstream login');
+    const { username, password } = await this.prompt();
+    await this.login(username, password);
+    const fresh = loadTokens();
+    if (!fresh) throw new CliError(EXIT.AUTH, 'login did not store tokens');
+    return fresh;
+  }
+
+  private store(p: TokenPair, username: string): StoredTokens {
+    const ttl = p.expiresIn * 1000;
+    const t: StoredTokens = {
+      accessToken: p.accessToken,
+      refreshToken: p.refreshToken,
+      // Treated as expired a little early so a request never races the expiry.
+      accessExpiresAt: Date.now() + ttl - Math.min(5_000, ttl / 4),
+      refreshExpiresAt: p.refreshExpiresAt,
+      username,
+    };
+    saveTokens(t);
+    return t;
+  }
+}

@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { adminUsers, QUOTA_FLAGS } from './admin.js';
+import { ApiClient } from './api.js';
+import { attach } from './attach.js';
+import { clearTokens, loadConfig, requireConfig, saveConfig } from './config.js';
+import { configure } from './configure.js';
+import { CliError, EXIT } from './errors.js';
+import { askCredentials, askHidden } from './prompt.js';
+import { isQuality, QUALITIES, type Quality } from './quality.js';
+
+const HELP: Record<string, string> = {
+  '': `hackstream — run Firefox on a HackStream server and show it here with xpra
+
+usage: hackstream <command> [options]
+
+  configure --api-url URL [--ca-fingerprint SHA256] [--yes]   pin the server (first contact)
+  config set api_url URL                                        same as configure
+  login [--username U]                                          log in (password hidden)
+  logout
+  launch browser [--url U] [--profile ephemeral] [--quality low|auto|high] [--no-attach]
+  attach <id> [--quality low|auto|high]
+  list [--json] [--all]
+  stop <id>
+  admin users create|disable|enable|role|quota|list …
+
+  --help (also after a command), --version
+Exit codes: docs/clients.md.`,
+  configure: `usage: hackstream configure --api-url https://host[:port] [--ca-fingerprint SHA256] [--yes] [--address IP]
+Reads the certificate the server presents, shows its SHA-256 and pins it once you agree
+(--yes, or a matching --ca-fingerprint, for scripts). --address dials that IP instead of resolving the host.`,
+  config: 'usage: hackstream config set api_url URL [--yes|--ca-fingerprint SHA256]\n       hackstream config show',
+  login: 'usage: hackstream login [--username U]\nPrompts for the username and the password (hidden); with stdin not a terminal, reads them as two lines.',
+  logout: 'usage: hackstream logout\nRevokes this login on the server and deletes the local tokens.',
+  launch: `usage: hackstream launch browser [--url U] [--profile ephemeral] [--quality ${QUALITIES.join('|')}] [--no-attach]
+Starts a session and attaches with xpra (re-attaching by itself when the connection drops).
+--no-attach prints the session id and returns.`,
+  attach: `usage: hackstream attach <id> [--quality ${QUALITIES.join('|')}]`,
+  list: 'usage: hackstream list [--json] [--all]\n--all: every user\'s sessions (admins); ended ones are not shown.',
+  stop: 'usage: hackstream stop <id>',
+  admin: `usage: hackstream admin users create <username> [--role user|admin]   (password prompted, or stdin)
+       hackstream admin users disable|enable <username>
+       hackstream admin users role <username> user|admin
+       hackstream admin users quota <username> ${Object.keys(QUOTA_FLAGS).map((f) => `[--${f} N|default]`).join(' ')}
+       hackstream admin users list`,
+};
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+  'api-url': { type: 'string' },
+  'ca-fingerprint': { type: 'string' },
+  address: { type: 'string' },
+  yes: { type: 'boolean', short: 'y' },
+  username: { type: 'string' },
+  url: { type: 'string' },
+  profile: { type: 'string' },
+  quality: { type: 'string' },
+  'no-attach': { type: 'boolean' },
+  json: { type: 'boolean' },
+  all: { type: 'boolean' },
+  role: { type: 'string' },
+  ...Object.fromEntries(Object.keys(QUOTA_FLAGS).map((f) => [f, { type: 'string' }])),
+} as const;
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+interface SessionRow {
+  session_id: string;
+  state: string;
+  app: string;
+  url: string | null;
+  quality: string;
+  created_at: string;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return `hackstream ${pkg.version ?? '0.0.0'}`;
+}
+
+function quality(v: string | undefined, fallback: Quality): Quality {
+  if (v === undefined) return fallback;
+  if (!isQuality(v)) throw new CliError(EXIT.USAGE, `--quality must be one of ${QUALITIES.join(', ')}`);
+  return v;
+}
+
+function table(rows: SessionRow[]): string {
+  const head = ['ID', 'STATE', 'APP', 'QUALITY', 'CREATED', 'URL'];
+  const cells = rows.map((r) => [r.session_id, r.state, r.app, r.quality, r.created_at.replace(/\.\d+Z$/, 'Z'), r.url ?? '']);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  return [head, ...cells].map((c) => c.map((v, i) => (i === c.length - 1 ? v : v.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const v = values as Record<string, string | boolean | undefined>;
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const [command = '', ...args] = positionals;
+  if (v.version) return out(version()), EXIT.OK;
+  if (v.help || command === '' || command === 'help') {
+    const topic = command === 'help' ? (args[0] ?? '') : command;
+    out(HELP[topic] ?? HELP['']!);
+    return EXIT.OK;
+  }
+  const configureWith = async (apiUrl: string) =>
+    configure({ apiUrl, yes: v.yes === true, log, ...(str('address') ? { address: str('address')! } : {}), ...(str('ca-fingerprint') ? { caFingerprint: str('ca-fingerprint')! } : {}) });
+  const api = () => new ApiClient(requireConfig(), () => askCredentials());
+  const dialHost = () => requireConfig().address;
+
+  switch (command) {
+    case 'configure': {
+      const url = str('api-url') ?? args[0];
+      if (!url) throw new CliError(EXIT.USAGE, HELP.configure!);
+      await configureWith(url);
+      return EXIT.OK;
+    }
+    case 'config': {
+      if (args[0] === 'show') return out(JSON.stringify(loadConfig() ?? {}, null, 2)), EXIT.OK;
+      if (args[0] !== 'set' || args[2] === undefined) throw new CliError(EXIT.USAGE, HELP.config!);
+      if (args[1] === 'api_url') await configureWith(args[2]);
+      else if (args[1] === 'address') saveConfig({ ...requireConfig(), address: args[2] });
+      else throw new CliError(EXIT.USAGE, `unknown setting ${args[1]}; known: api_url, address`);
+      return EXIT.OK;
+    }
+    case 'login': {
+      const client = api();
+      clearTokens();
+      const { username, password } = await askCredentials(str('username'));
+      await client.login(username, password);
+      log(`Logged in as ${username}.`);
+      return EXIT.OK;
+    }
+    case 'logout': {
+      const had = await api().logout();
+      log(had ? 'Logged out.' : 'Not logged in.');
+      return EXIT.OK;
+    }
+    case 'launch': {
+      if (args[0] !== 'browser') throw new CliError(EXIT.USAGE, HELP.launch!);
+      const q = quality(str('quality'), 'low');
+      const client = api();
+      const body = { app: 'firefox', quality: q, ...(str('url') ? { url: str('url') } : {}), ...(str('profile') ? { profile: str('profile') } : {}) };
+      log('Starting a browser session…');
+      const s = await client.call<SessionRow & { connect: Parameters<typeof attach>[2]['first'] }>('POST', '/v1/sessions', body);
+      if (v['no-attach']) {
+        log(`Session ${s.session_id} is ${s.state}. Attach with: hackstream attach ${s.session_id}`);
+        out(s.session_id);
+        return EXIT.OK;
+      }
+      log(`Session ${s.session_id} is ${s.state}; attaching (quality ${q}).`);
+      await attach(client, s.session_id, { quality: q, log, ...(s.connect ? { first: s.connect } : {}), ...(dialHost() ? { dialHost: dialHost()! } : {}) });
+      return EXIT.OK;
+    }
+    case 'attach': {
+      const id = args[0];
+      if (!id) throw new CliError(EXIT.USAGE, HELP.attach!);
+      const client = api();
+      const session = await client.call<SessionRow>('GET', `/v1/sessions/${encodeURIComponent(id)}`).catch((err: unknown) => {
+        if (err instanceof CliError && err.apiCode === 'NOT_FOUND') throw new CliError(EXIT.SESSION_GONE, `no session ${id} (see hackstream list)`);
+        throw err;
+      });
+      const q = quality(str('quality'), isQuality(session.quality) ? session.quality : 'low');
+      await attach(client, id, { quality: q, log, ...(dialHost() ? { dialHost: dialHost()! } : {}) });
+      return EXIT.OK;
+    }
+    case 'list': {
+      const r = await api().call<{ items: SessionRow[] }>('GET', `/v1/sessions${v.all ? '?all=1' : ''}`);
+      out(v.json ? JSON.stringify(r.items, null, 2) : r.items.length ? table(r.items) : 'No sessions.');
+      return EXIT.OK;
+    }
+    case 'stop': {
+      const id = args[0];
+      if (!id) throw new CliError(EXIT.USAGE, HELP.stop!);
+      const s = await api().call<SessionRow>('POST', `/v1/sessions/${encodeURIComponent(id)}/stop`);
+      log(`Session ${s.session_id} is ${s.state}.`);
+      return EXIT.OK;
+    }
+    case 'admin': {
+      if (args[0] !== 'users') throw new CliError(EXIT.USAGE, HELP.admin!);
+      const strings = Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'string')) as Record<string, string>;
+      await adminUsers(api(), args.slice(1), strings, () => askHidden('New user\'s password: ', 'password'), out);
+      return EXIT.OK;
+    }
+    default:
+      throw new CliError(EXIT.USAGE, `unknown command ${command}\n\n${HELP['']!}`);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (err) {
+    if (err instanceof CliError) {
+      log(`hackstream: ${err.message}`);
+      return err.exitCode;
+    }
+    if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
+      log(`hackstream: ${err.message} (see hackstream --help)`);
+      return EXIT.USAGE;
+    }
+    log(`hackstream: ${err instanceof Error ? err.message : String(err)}`);
+    return EXIT.FAILURE;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { xpraArgs } from '../../client/attach.js';
+import { QUALITY_PRESETS, qualityOptions, type Quality } from '../../client/quality.js';
+
+/** The rows of docs/clients.md's `--quality` table: preset → the options in backticks. */
+function documentedTable(): Map<string, string[]> {
+  const doc = readFileSync(new URL('../../docs/clients.md', import.meta.url), 'utf8');
+  const rows = new Map<string, string[]>();
+  for (const line of doc.split('\n')) {
+    const m = /^\| `(low|auto|high)`[^|]*\| (.*) \|$/.exec(line);
+    if (!m) continue;
+    const opts = /`([^`]*)`/.exec(m[2] ?? '');
+    rows.set(m[1] ?? '', opts ? (opts[1] ?? '').split(' ') : []);
+  }
+  return rows;
+}
+
+describe('cli --quality', () => {
+  const cases: Array<{ desc: string; q: Quality; expect: (o: string[]) => void }> = [
+    { desc: 'low is tuned for a Pi Zero: JPEG, low quality, fast, capped', q: 'low', expect: (o) => {
+      assert.ok(o.includes('--encoding=jpeg'));
+      const quality = Number(o.find((x) => x.startsWith('--quality='))?.split('=')[1]);
+      assert.ok(quality >= 30 && quality <= 40, `quality ${quality}`);
+      const speed = Number(o.find((x) => x.startsWith('--speed='))?.split('=')[1]);
+      assert.ok(speed >= 80 && speed <= 100, `speed ${speed}`);
+      assert.ok(o.some((x) => x.startsWith('--bandwidth-limit=')));
+      assert.ok(o.some((x) => x.startsWith('--min-quality=')));
+    } },
+    { desc: 'auto leaves xpra its defaults', q: 'auto', expect: (o) => assert.deepEqual(o, []) },
+    { desc: 'high asks for quality 90', q: 'high', expect: (o) => assert.ok(o.includes('--quality=90')) },
+  ];
+  for (const c of cases) it(c.desc, () => c.expect(qualityOptions(c.q)));
+
+  it('docs/clients.md shows exactly the table in the code', () => {
+    const doc = documentedTable();
+    assert.deepEqual([...doc.keys()].sort(), Object.keys(QUALITY_PRESETS).sort());
+    for (const [q, opts] of Object.entries(QUALITY_PRESETS)) assert.deepEqual(doc.get(q), [...opts], q);
+  });
+
+  it('every option is one xpra 3.1 attach accepts (names from `xpra attach --help`)', () => {
+    const known = new Set(['--encoding', '--quality', '--min-quality', '--speed', '--min-speed', '--bandwidth-limit']);
+    for (const opts of Object.values(QUALITY_PRESETS)) for (const o of opts) assert.ok(known.has(o.split('=')[0] ?? ''), o);
+  });
+
+  it('the xpra command line carries the SNI, CA and token file but never the token', () => {
+    const c = { host: 'hackstream.test', port: 8443, sni: 'abc.sessions.test', token: 'hst_secret-token', ca_cert: 'PEM' };
+    const args = xpraArgs(c, '127.0.0.1', { ca: '/tmp/d/ca.pem', token: '/tmp/d/token' }, 'low');
+    assert.deepEqual(args.slice(0, 5), ['attach', 'ssl://127.0.0.1:8443/', '--ssl-ca-certs=/tmp/d/ca.pem', '--ssl-server-hostname=abc.sessions.test', '--password-file=/tmp/d/token']);
+    assert.ok(!args.join(' ').includes(c.token));
+    assert.deepEqual(args.slice(5), qualityOptions('low'));
+  });
+});
