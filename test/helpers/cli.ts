@@ -34,3 +34,46 @@ export function runCli(args: string[], o: { home: string; stdin?: string; env?: 
     child.stdin.end(o.stdin ?? '');
   });
 }
+
+export interface RunningCli {
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the first capture group once stderr or stdout matches. */
+  waitFor(re: RegExp, ms: number): Promise<string>;
+  exited(ms: number): Promise<number | null>;
+  kill(): void;
+}
+
+/** The CLI left running (launch/attach): output collected, waited on by pattern. */
+export function spawnCli(args: string[], o: { home: string; env?: NodeJS.ProcessEnv }): RunningCli {
+  const child = spawn(process.execPath, ['--import', TSX, `${ROOT}client/cli.ts`, ...args], {
+    cwd: o.home,
+    env: { ...process.env, HOME: o.home, XDG_CONFIG_HOME: `${o.home}/.config`, ...o.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const poll = async <T>(check: () => T | undefined, ms: number, what: string): Promise<T> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = check();
+      if (v !== undefined) return v;
+      if (Date.now() > end) throw new Error(`${what} within ${ms} ms; stderr:\n${err.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  let code: number | null | undefined;
+  void exit.then((c) => (code = c));
+  return {
+    stdout: () => out,
+    stderr: () => err,
+    waitFor: (re, ms) => poll(() => { const m = re.exec(err) ?? re.exec(out); return m ? (m[1] ?? m[0]) : undefined; }, ms, `no ${re}`),
+    exited: (ms) => poll(() => (code === undefined ? undefined : { code }), ms, 'the CLI did not exit').then((c) => c.code),
+    kill: () => {
+      if (code === undefined) child.kill('SIGTERM');
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { EXIT } from '../../client/errors.js';
+import { startApi, type TestApi } from '../helpers/api.js';
+import { runCli, spawnCli } from '../helpers/cli.js';
+import { PUBLIC_HOST } from '../helpers/gateway.js';
+import { cleanupSessions, testSessions, waitForSession } from '../helpers/sessions.js';
+import { scratchDirs } from '../helpers/tmp.js';
+
+const scratch = scratchDirs('hs-cli-attach-');
+const sessions = testSessions();
+const USER = { username: 'attach-user', password: 'Attach-User-Password-42' };
+
+let api: TestApi;
+let xvfb: ChildProcess | undefined;
+let display = '';
+
+/** An X server of our own on a free display number (xpra attach needs one). */
+async function startXvfb(): Promise<void> {
+  let n = 150 + Math.floor(Math.random() * 100);
+  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
+  display = `:${n}`;
+  xvfb = spawn('Xvfb', [display, '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], { stdio: 'ignore' });
+  const end = Date.now() + 10_000;
+  while (!existsSync(`/tmp/.X11-unix/X${n}`)) {
+    if (Date.now() > end) throw new Error('Xvfb did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  await startXvfb();
+  api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
+  await api.createUser(USER.username, USER.password);
+});
+
+after(async () => {
+  await api?.close();
+  await cleanupSessions(sessions);
+  xvfb?.kill('SIGTERM');
+});
+
+describe('hackstream launch with the real xpra client', () => {
+  it('attaches through the gateway, re-attaches by itself when the tunnel is cut, and ends when the session stops', { timeout: 120_000 }, async () => {
+    const home = scratch();
+    const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
+    const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', '127.0.0.1', '--ca-fingerprint', fingerprint], { home });
+    assert.equal(conf.code, 0, conf.stderr);
+    const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n` });
+    assert.equal(login.code, 0, login.stderr);
+
+    const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display } });
+    try {
+      const token = (await api.login(USER.username, USER.password)).accessToken;
+      const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
+      const first = await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+      assert.ok(!cli.stderr().includes('hst_') && !cli.stdout().includes('hst_'), 'no token printed');
+
+      // Cut the tunnel at the gateway, as a network drop would.
+      api.gw.app.gateway['closeTunnels'](first.hostname ?? '');
+      await cli.waitFor(/re-attaching/, 30_000);
+      await waitForSession(api, token, id, (s) => s.state === 'idle', 15_000).catch(() => undefined);
+      await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+
+      const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
+      assert.equal(stop.status, 200, stop.text);
+      const code = await cli.exited(30_000);
+      // xpra reports a server shutdown as 0 or as a lost connection (then the CLI finds the session gone).
+      assert.ok(code === EXIT.OK || code === EXIT.SESSION_GONE, `exit ${code}\n${cli.stderr()}`);
+      if (code === EXIT.SESSION_GONE) assert.match(cli.stderr(), /session [0-9a-f-]+ has ended/);
+    } finally {
+      cli.kill();
+    }
+  });
+});
