@@ -100,7 +100,12 @@ choose_base() {
     printf '%s' "$REGISTRY_BASE"
   else
     log "no registry answered"
-    build_base_with_debootstrap "${mirror:-http://deb.debian.org/debian}" || return 1
+    if [ -z "$mirror" ]; then
+      log "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list to debootstrap from;"
+      log "add one there, or set HACKSTREAM_BASE_IMAGE to a Debian bookworm image you have"
+      return 1
+    fi
+    build_base_with_debootstrap "$mirror" || return 1
     printf '%s' "$LOCAL_BASE"
   fi
 }
