@@ -4,6 +4,15 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
 
+/** The CLI as a child process with its own HOME and XDG_CONFIG_HOME. */
+function cliProcess(args: string[], o: { home: string; env?: NodeJS.ProcessEnv }) {
+  return spawn(process.execPath, ['--import', TSX, `${ROOT}client/cli.ts`, ...args], {
+    cwd: o.home,
+    env: { ...process.env, HOME: o.home, XDG_CONFIG_HOME: `${o.home}/.config`, ...o.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
 export interface CliResult {
   code: number | null;
   stdout: string;
@@ -16,11 +25,7 @@ export interface CliResult {
  */
 export function runCli(args: string[], o: { home: string; stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX, `${ROOT}client/cli.ts`, ...args], {
-      cwd: o.home,
-      env: { ...process.env, HOME: o.home, XDG_CONFIG_HOME: `${o.home}/.config`, ...o.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = cliProcess(args, o);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -46,11 +51,8 @@ export interface RunningCli {
 
 /** The CLI left running (launch/attach): output collected, waited on by pattern. */
 export function spawnCli(args: string[], o: { home: string; env?: NodeJS.ProcessEnv }): RunningCli {
-  const child = spawn(process.execPath, ['--import', TSX, `${ROOT}client/cli.ts`, ...args], {
-    cwd: o.home,
-    env: { ...process.env, HOME: o.home, XDG_CONFIG_HOME: `${o.home}/.config`, ...o.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = cliProcess(args, o);
+  child.stdin.end(); // no input: a prompt reads end-of-file
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));

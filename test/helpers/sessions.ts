@@ -4,7 +4,8 @@ import type { ConfigInput } from '../../core/config/schema.js';
 import { removeSessionNetworkRules } from '../../core/sessions/network.js';
 import { LABELS } from '../../core/sessions/runtime.js';
 import type { ConnectDescriptor, SessionView } from '../../core/sessions/view.js';
-import { errorCode, type ApiResponse, type TestApi } from './api.js';
+import { after, before } from 'node:test';
+import { errorCode, startApi, type ApiOptions, type ApiResponse, type TestApi } from './api.js';
 import type { XpraTarget } from './xpra.js';
 
 export const docker = new Docker({ socketPath: '/var/run/docker.sock' });
@@ -79,4 +80,25 @@ export async function cleanupSessions(s: { instanceId: string; network?: { name?
   await removeContainersOf(s.instanceId);
   if (s.network?.name) await removeNetwork(s.network.name);
   if (s.network?.name && s.network.bridge) await removeSessionNetworkRules({ name: s.network.name, bridge: s.network.bridge, allow: [] }).catch(() => {});
+}
+
+/**
+ * A HackStream with these session settings for one describe block: started before its
+ * tests; closed, with its containers and network removed, after them.
+ */
+export function useSessionsApi(sessions: SessionsInput & { instanceId: string }, opts: Omit<ApiOptions, 'config'> = {}): { readonly api: TestApi } {
+  let api: TestApi | undefined;
+  before(async () => {
+    api = await startApi({ ...opts, config: { sessions } });
+  });
+  after(async () => {
+    await api?.close();
+    await cleanupSessions(sessions);
+  });
+  return {
+    get api() {
+      if (!api) throw new Error('the app is not started yet');
+      return api;
+    },
+  };
 }

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../core/sessions/runtime.js';
 import type { SessionView } from '../../core/sessions/view.js';
 import { startApi, type TestApi } from '../helpers/api.js';
-import { cleanupSessions, containersOf, docker, launch, target, testSessions, waitForSession } from '../helpers/sessions.js';
+import { cleanupSessions, containersOf, docker, launch, target, testSessions, useSessionsApi, waitForSession } from '../helpers/sessions.js';
 import { xpraClient } from '../helpers/xpra.js';
 
 async function auditActions(api: TestApi, sessionId: string): Promise<Array<{ action: string; details: Record<string, unknown> }>> {
@@ -158,67 +158,51 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
 
 describe('session lifecycle: maximum duration', () => {
   const sessions = testSessions({ maxDurationCapSeconds: 5, sweepIntervalMs: 500 });
-  let api: TestApi;
-
-  before(async () => {
-    api = await startApi({ db: 'embedded', kv: 'memory', config: { sessions } });
-  });
-  after(async () => {
-    await api?.close();
-    await cleanupSessions(sessions);
-  });
+  const app = useSessionsApi(sessions, { db: 'embedded', kv: 'memory' });
 
   it('stops a session at its maximum duration even while a client is attached', async () => {
-    const admin = await api.adminToken();
-    const s = await launch(api, admin);
+    const admin = await app.api.adminToken();
+    const s = await launch(app.api, admin);
     // created_at is the database's transaction time, the deadline the manager's clock a moment later.
     const lifetime = Date.parse(s.deadline_at ?? '') - Date.parse(s.created_at);
     assert.ok(lifetime >= 4_500 && lifetime <= 5_500, `deadline ${lifetime} ms after creation`);
-    const sock = tls.connect({ host: '127.0.0.1', port: api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
+    const sock = tls.connect({ host: '127.0.0.1', port: app.api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
     sock.on('error', () => {});
-    await waitForSession(api, admin, s.session_id, (v) => v.state === 'connected', 10_000);
+    await waitForSession(app.api, admin, s.session_id, (v) => v.state === 'connected', 10_000);
     const closed = new Promise((r) => sock.once('close', r));
-    const stopped = await waitForSession(api, admin, s.session_id, (v) => v.state === 'stopped', 20_000);
+    const stopped = await waitForSession(app.api, admin, s.session_id, (v) => v.state === 'stopped', 20_000);
     assert.ok(stopped.ended_at);
     await closed; // the withdrawn route cut the attached client's tunnel
-    const r = await api.request('GET', `/v1/audit?user=${s.session_id}&action=session_stopped`, { token: admin });
+    const r = await app.api.request('GET', `/v1/audit?user=${s.session_id}&action=session_stopped`, { token: admin });
     assert.equal((r.json as { items: Array<{ details: { reason: string } }> }).items[0]?.details.reason, 'max-duration');
   });
 });
 
 describe('session lifecycle: host capacity bounds the pool and launches', () => {
   const sessions = testSessions({ pool: { size: 3, memoryMb: 1024, cpus: 1 }, capacity: { maxContainers: 2, memoryMb: 8192 }, sweepIntervalMs: 500 });
-  let api: TestApi;
-
-  before(async () => {
-    api = await startApi({ db: 'embedded', kv: 'memory', config: { sessions } });
-  });
-  after(async () => {
-    await api?.close();
-    await cleanupSessions(sessions);
-  });
+  const app = useSessionsApi(sessions, { db: 'embedded', kv: 'memory' });
 
   it('keeps the pool within maxContainers and answers 503 CAPACITY_REACHED beyond it', async () => {
-    const admin = await api.adminToken();
-    const manager = api.gw.app.sessions;
+    const admin = await app.api.adminToken();
+    const manager = app.api.gw.app.sessions;
     const end = Date.now() + 120_000;
     while (manager.poolSize() < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
     await new Promise((r) => setTimeout(r, 2_000)); // a third would have started by now
     assert.equal(manager.poolSize(), 2, 'the pool stops at the capacity, not at its size of 3');
     assert.equal((await containersOf(sessions.instanceId)).length, 2);
-    const a = await launch(api, admin);
-    const b = await launch(api, admin);
+    const a = await launch(app.api, admin);
+    const b = await launch(app.api, admin);
     assert.ok(a.pooled && b.pooled);
     await new Promise((r) => setTimeout(r, 2_000));
     assert.equal(manager.poolSize(), 0, 'no room left to refill');
-    const c = await api.request('POST', '/v1/sessions', { token: admin, body: { app: 'firefox' } });
+    const c = await app.api.request('POST', '/v1/sessions', { token: admin, body: { app: 'firefox' } });
     assert.equal(c.status, 503, c.text);
     assert.equal((c.json as { error: { code: string } }).error.code, 'CAPACITY_REACHED');
     assert.equal(c.headers['retry-after'], '30');
     assert.equal((await containersOf(sessions.instanceId)).length, 2);
-    await api.request('POST', `/v1/sessions/${a.session_id}/stop`, { token: admin });
+    await app.api.request('POST', `/v1/sessions/${a.session_id}/stop`, { token: admin });
     while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
     assert.equal(manager.poolSize(), 1, 'a freed slot refills the pool');
-    await api.request('POST', `/v1/sessions/${b.session_id}/stop`, { token: admin });
+    await app.api.request('POST', `/v1/sessions/${b.session_id}/stop`, { token: admin });
   });
 });
