@@ -11,7 +11,7 @@ import type { ConnectDescriptor, SessionView } from '../../core/sessions/view.js
 import { ADMIN, errorCode, request, startApi, type TestApi } from '../helpers/api.js';
 import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
-import { cleanupSessions, containersOf, launch, target, testSessions, type CreatedSession } from '../helpers/sessions.js';
+import { cleanupSessions, containersOf, docker, launch, target, testSessions, type CreatedSession } from '../helpers/sessions.js';
 import { xpraClient } from '../helpers/xpra.js';
 
 /** A real redis-server of this test's own, so killing it disturbs nothing else. */
@@ -269,6 +269,42 @@ describe('faults: SIGKILL of the control plane, then a restart', () => {
       (await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.session] === s.session_id),
       [],
     );
+    child!.kill('SIGTERM');
+    await new Promise((r) => (child!.exitCode === null ? child!.once('exit', r) : r(null)));
+  });
+
+  it('after a restart marks a session whose container vanished meanwhile stopped (audited), and adopts the other', async () => {
+    await startServer();
+    const gw = () => ({ port, ca: caPem() });
+    const login = async () =>
+      ((await request(gw(), 'POST', '/v1/login', { body: { username: 'admin', password: 'kill test admin password' } })).json as { accessToken: string }).accessToken;
+    let token = await login();
+    const launched: CreatedSession[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await request(gw(), 'POST', '/v1/sessions', { token, body: { app: 'firefox' } });
+      assert.equal(r.status, 201, r.text);
+      launched.push(r.json as CreatedSession);
+    }
+    const [gone, kept] = launched as [CreatedSession, CreatedSession];
+    child!.kill('SIGKILL');
+    await new Promise((r) => child!.once('exit', r));
+    const [container] = (await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.session] === gone.session_id);
+    assert.ok(container);
+    await docker.getContainer(container.Id).remove({ force: true });
+    await startServer();
+    token = await login();
+    let view: SessionView | undefined;
+    const end = Date.now() + 20_000;
+    while (view?.state !== 'stopped' && Date.now() < end) {
+      view = (await request(gw(), 'GET', `/v1/sessions/${gone.session_id}`, { token })).json as SessionView;
+      if (view.state !== 'stopped') await sleep(250);
+    }
+    assert.equal(view?.state, 'stopped', 'the vanished container’s session is stopped');
+    const audit = await request(gw(), 'GET', `/v1/audit?user=${gone.session_id}&action=session_stopped`, { token });
+    assert.equal((audit.json as { items: Array<{ details: { reason: string } }> }).items[0]?.details.reason, 'reconciled');
+    const other = (await request(gw(), 'GET', `/v1/sessions/${kept.session_id}`, { token })).json as SessionView;
+    assert.ok(['ready', 'idle'].includes(other.state), `the other is adopted, state ${other.state}`);
+    await request(gw(), 'POST', `/v1/sessions/${kept.session_id}/stop`, { token });
     child!.kill('SIGTERM');
   });
 });
