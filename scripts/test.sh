@@ -11,6 +11,8 @@ apt_install pebble openssl curl ca-certificates
 # Sessions: a Docker engine, the session image, the real xpra client (Debian's, with the GTK
 # bits it needs even for `xpra info`) and iptables for the sessions' firewall.
 apt_install xpra python3-gi-cairo python3-pil xvfb iptables
+# End-to-end and launcher tests: screenshots (ImageMagick's import) and synthetic input.
+apt_install imagemagick xdotool
 ensure_docker
 bash scripts/build-image.sh
 # The flood tests open thousands of sockets in one process.
