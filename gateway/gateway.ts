@@ -289,11 +289,16 @@ export class Gateway {
     socket.setTimeout(1000, () => socket.destroy());
   }
 
-  /** A withdrawn route also ends the tunnels it carried (the session is gone). */
-  private closeTunnels(hostname: string): void {
+  /**
+   * Ends every tunnel to `hostname` (the route stays). A withdrawn route calls it (the session
+   * is gone); an operator can call it to drop a session's clients. Returns how many it ended.
+   */
+  closeTunnels(hostname: string): number {
     const set = this.tunnels.get(hostname);
-    if (!set) return;
-    for (const t of [...set]) t.destroy();
+    if (!set) return 0;
+    const all = [...set];
+    for (const t of all) t.destroy();
+    return all.length;
   }
 }
 
