@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { SessionEvent, StopReason } from '../plugin/contract.js';
 import type { KeyValueStore } from '../store/kv.js';
 import { SessionEntity, type Session, type SessionState, type User } from '../store/entities.js';
+import { ImageError } from './image.js';
 import { NetworkIsolationError } from './network.js';
 import { RuntimeUnavailableError, type RuntimeContainer, type SessionLimits, type SessionRuntime } from './runtime.js';
 import { sessionView, type ConnectDescriptor, type CreateSessionInput, type SessionView } from './view.js';
@@ -610,6 +611,11 @@ export class SessionManager {
       this.prepared = undefined;
       // No engine, or no way to isolate the sessions' network: either way no session can run.
       if (err instanceof RuntimeUnavailableError || err instanceof NetworkIsolationError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
+      // A missing or unbuildable image is the operator's to fix; the user learns the launch failed.
+      if (err instanceof ImageError) {
+        this.log.error({ err: err.message }, 'the session image is not available');
+        throw new AppError('SESSION_START_FAILED', 'the session image is not available on the server; the administrator must build it (details are in the server log)', { cause: err });
+      }
       throw err;
     });
     return this.prepared;
