@@ -1,6 +1,6 @@
 import { loadConfig, saveConfig, type CliConfig } from './config.js';
 import { CliError, EXIT } from './errors.js';
-import { connectPinned, formatFingerprint } from './http.js';
+import { connectPinned, formatFingerprint, trustProblem } from './http.js';
 import { confirm } from './prompt.js';
 
 export interface ConfigureOptions {
@@ -9,12 +9,29 @@ export interface ConfigureOptions {
   caFingerprint?: string;
   yes: boolean;
   log: (m: string) => void;
+  /** Asks whether to pin (default: a y/N question on the terminal). */
+  confirm?: (c: PresentedCertificate) => Promise<boolean>;
+}
+
+/** What the server presented at first contact. */
+export interface PresentedCertificate {
+  host: string;
+  subject: string;
+  issuer: string;
+  fingerprint: string;
+  /** The fingerprint pinned until now, when it differs. */
+  replaces?: string;
+}
+
+/** The CN of an X509Certificate subject or issuer ("CN=…\nO=…"). */
+function commonName(dn: string): string {
+  return /^CN=(.*)$/m.exec(dn)?.[1] ?? dn.split('\n')[0] ?? '?';
 }
 
 /**
- * First contact, like ssh: read the certificate the server presents, show its SHA-256 and
- * pin it once the user agrees (or the expected value was given). The gateway sends only
- * its API certificate, not the CA's, so the pin is that certificate's fingerprint.
+ * First contact, like ssh: read the chain the server presents, show the fingerprint of its
+ * CA (the last certificate: HackStream's own CA in self-signed mode) and pin it once the user
+ * agrees, or pin the certificate whose fingerprint was given (--ca-fingerprint).
  */
 export async function configure(o: ConfigureOptions): Promise<CliConfig> {
   let url: URL;
@@ -25,16 +42,32 @@ export async function configure(o: ConfigureOptions): Promise<CliConfig> {
   }
   if (url.protocol !== 'https:') throw new CliError(EXIT.USAGE, `the API URL must start with https:// (got ${o.apiUrl})`);
   const apiUrl = url.origin;
-  const { socket, fingerprint, cert } = await connectPinned({ url, ...(o.address ? { address: o.address } : {}) }, undefined);
+  const { socket, chain } = await connectPinned({ url, ...(o.address ? { address: o.address } : {}) }, undefined);
   socket.destroy();
-  o.log(`Server ${url.host} presented a certificate for ${String(cert.subject?.CN ?? '?')} issued by ${String(cert.issuer?.CN ?? '?')}`);
-  o.log(`SHA-256 fingerprint: ${fingerprint}`);
+  const leaf = chain[0];
+  if (!leaf) throw new CliError(EXIT.CA_MISMATCH, `${url.host} presented no certificate; nothing was saved`);
+  const expected = o.caFingerprint === undefined ? undefined : formatFingerprint(o.caFingerprint);
+  const pinned = expected === undefined ? chain[chain.length - 1]! : chain.find((c) => formatFingerprint(c.fingerprint256) === expected);
+  if (!pinned) {
+    const seen = chain.map((c) => formatFingerprint(c.fingerprint256)).join(', ');
+    throw new CliError(EXIT.CA_MISMATCH, `CA mismatch: the server presented ${seen}, not the expected ${expected}; nothing was saved`);
+  }
+  const fingerprint = formatFingerprint(pinned.fingerprint256);
+  const problem = trustProblem(chain, fingerprint, url.hostname);
+  if (problem) throw new CliError(EXIT.CA_MISMATCH, `${url.host} cannot be trusted: ${problem}; nothing was saved`);
   const previous = loadConfig();
-  if (previous && previous.fingerprint !== fingerprint) o.log(`(this replaces the pinned ${previous.fingerprint})`);
-  if (o.caFingerprint !== undefined) {
-    if (formatFingerprint(o.caFingerprint) !== fingerprint)
-      throw new CliError(EXIT.CA_MISMATCH, `CA mismatch: the server presented ${fingerprint}, not the expected ${formatFingerprint(o.caFingerprint)}; nothing was saved`);
-  } else if (!o.yes && !(await confirm('Trust this server and pin its fingerprint?'))) {
+  const presented: PresentedCertificate = {
+    host: url.host,
+    subject: commonName(leaf.subject),
+    issuer: commonName(leaf.issuer),
+    fingerprint,
+    ...(previous && previous.fingerprint !== fingerprint ? { replaces: previous.fingerprint } : {}),
+  };
+  const what = pinned === leaf ? 'its own certificate' : `the CA ${commonName(pinned.subject)}`;
+  o.log(`Server ${url.host} presented a certificate for ${presented.subject} issued by ${presented.issuer}`);
+  o.log(`SHA-256 fingerprint of ${what}: ${fingerprint}`);
+  if (presented.replaces) o.log(`(this replaces the pinned ${presented.replaces})`);
+  if (expected === undefined && !o.yes && !(await (o.confirm ?? (() => confirm('Trust this server and pin its fingerprint?')))(presented))) {
     throw new CliError(EXIT.CA_MISMATCH, 'not trusted: nothing was saved (pass --yes or --ca-fingerprint SHA256 when not on a terminal)');
   }
   const config: CliConfig = { api_url: apiUrl, fingerprint, ...(o.address ? { address: o.address } : {}) };

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -22,12 +23,45 @@ export function formatFingerprint(hex: string): string {
   return hex.replace(/[^0-9a-f]/gi, '').toUpperCase().replace(/(..)(?!$)/g, '$1:');
 }
 
+/** The certificates the server presented, its own first (Node links them by issuer). */
+export function presentedChain(socket: tls.TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (c?.raw && chain.length < 10) {
+    chain.push(new X509Certificate(c.raw));
+    c = c.issuerCertificate && c.issuerCertificate !== c ? c.issuerCertificate : undefined;
+  }
+  return chain;
+}
+
 /**
- * A TLS connection whose server certificate is checked against a pinned SHA-256, before a
- * single byte of the request (and its tokens) is written. With `pin` undefined the
- * connection is only used to read the certificate (configure), never to send anything.
+ * Why the server (whose key for `chain[0]` the handshake proved) may not be trusted through
+ * the pinned certificate, or undefined when it may: the pin is in the chain, each certificate
+ * up to it is signed by the next, and the server's own certificate is current and names `host`.
  */
-export function connectPinned(e: Endpoint, pin: string | undefined): Promise<{ socket: tls.TLSSocket; fingerprint: string; cert: tls.PeerCertificate }> {
+export function trustProblem(chain: X509Certificate[], pin: string, host: string): string | undefined {
+  const want = formatFingerprint(pin);
+  const at = chain.findIndex((c) => formatFingerprint(c.fingerprint256) === want);
+  if (at < 0) return `none of the certificates it presented (${chain.map((c) => formatFingerprint(c.fingerprint256)).join(', ')}) is the pinned ${want}`;
+  for (let i = 0; i < at; i++) {
+    const [c, issuer] = [chain[i]!, chain[i + 1]!];
+    if (!c.checkIssued(issuer) || !c.verify(issuer.publicKey)) return `certificate ${i} is not signed by the next one`;
+  }
+  const leaf = chain[0]!;
+  const now = Date.now();
+  if (now < Date.parse(leaf.validFrom) || now > Date.parse(leaf.validTo)) return `its certificate is valid only from ${leaf.validFrom} to ${leaf.validTo}`;
+  if (!(isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host))) return `its certificate is not for ${host}`;
+  return undefined;
+}
+
+/**
+ * A TLS connection checked against a pinned SHA-256 before a single byte of the request (and
+ * its tokens) is written. The pin is the server's CA (HackStream's own CA, which the gateway
+ * sends after its certificate) or the server's certificate itself: the presented chain must
+ * contain it and, for a CA, lead from the server's certificate to it. With `pin` undefined
+ * the connection is only used to read the chain (configure), never to send anything.
+ */
+export function connectPinned(e: Endpoint, pin: string | undefined): Promise<{ socket: tls.TLSSocket; chain: X509Certificate[] }> {
   const t = dialTarget(e);
   return new Promise((resolve, reject) => {
     // SNI only for names (RFC 6066 forbids IP addresses there).
@@ -38,21 +72,21 @@ export function connectPinned(e: Endpoint, pin: string | undefined): Promise<{ s
       reject(new CliError(EXIT.UNREACHABLE, `cannot reach the server at ${e.url.host}${e.address ? ` (${e.address})` : ''}: ${err.code ?? err.message}; check the URL, your network and that the server runs`, { cause: err }));
     });
     socket.once('secureConnect', () => {
-      const cert = socket.getPeerCertificate();
-      const fingerprint = formatFingerprint(cert.fingerprint256 ?? '');
-      if (pin !== undefined && fingerprint !== formatFingerprint(pin)) {
+      const chain = presentedChain(socket);
+      const problem = pin === undefined ? undefined : trustProblem(chain, pin, t.servername);
+      if (problem !== undefined) {
         socket.destroy();
         reject(
           new CliError(
             EXIT.CA_MISMATCH,
-            `CA mismatch: ${e.url.host} presented a certificate with SHA-256 ${fingerprint}, but ${formatFingerprint(pin)} is pinned. ` +
-              'Someone may be intercepting the connection; if the server was reinstalled (or its certificate renewed) run hackstream configure again.',
+            `CA mismatch: ${e.url.host} cannot be trusted: ${problem}. ` +
+              'Someone may be intercepting the connection; if the server was reinstalled run hackstream configure again.',
           ),
         );
         return;
       }
       socket.setTimeout(0);
-      resolve({ socket, fingerprint, cert });
+      resolve({ socket, chain });
     });
   });
 }

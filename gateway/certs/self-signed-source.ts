@@ -24,8 +24,16 @@ export class SelfSignedSource implements CertificateSource {
     this.listeners = new PairListeners(logger);
   }
 
+  /**
+   * The API certificate followed by the CA's, so a client can pin the CA (which outlives
+   * every API certificate it issues) and check the chain itself on first contact.
+   */
   current(): KeyPair {
-    return this.cert.pair;
+    return this.served(this.cert);
+  }
+
+  private served(cert: ApiCert): KeyPair {
+    return { keyPem: cert.pair.keyPem, certPem: `${cert.pair.certPem.trimEnd()}\n${this.ca.certPem}` };
   }
 
   onChange(listener: (pair: KeyPair) => void): () => void {
@@ -47,7 +55,7 @@ export class SelfSignedSource implements CertificateSource {
       if (this.closed) return;
       if (next.serial !== this.cert.serial) {
         this.cert = next;
-        this.listeners.emit(next.pair);
+        this.listeners.emit(this.served(next));
       }
       this.schedule(renewalTime(next.notBefore, next.notAfter, API_RENEW_BEFORE_MS), 0);
     } catch (err) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -19,7 +19,9 @@ const USER = { username: 'cli-user', password: 'Cli-User-Password-42' };
 const ACCESS_TTL_MS = 2_000;
 
 let api: TestApi;
+/** The API certificate's SHA-256 (what scripts may pin) and the CA's (what configure pins). */
 let fingerprint: string;
+let caFingerprint: string;
 
 function explain(r: CliResult): string {
   return `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
@@ -43,6 +45,7 @@ const readTokens = (h: string) => JSON.parse(readFileSync(tokensFile(h), 'utf8')
 before(async () => {
   api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions }, auth: { accessTtlMs: ACCESS_TTL_MS } });
   fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
+  caFingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'ca.crt'))).fingerprint256;
   await api.createUser(USER.username, USER.password, { quota: { maxSessions: 1 } });
 });
 
@@ -60,12 +63,13 @@ describe('hackstream CLI', () => {
     assert.match(h.stdout, /--quality low\|auto\|high/);
   });
 
-  it('configure pins the certificate only when confirmed, and a mismatch is refused', async () => {
+  it('configure pins the server CA only when confirmed, and a mismatch is refused', async () => {
     const h = scratch();
     const url = `https://${PUBLIC_HOST}:${api.port}`;
     const noTty = await runCli(['configure', '--api-url', url, '--address', '127.0.0.1'], { home: h });
     assert.equal(noTty.code, EXIT.CA_MISMATCH, explain(noTty));
-    assert.ok(noTty.stderr.includes(fingerprint), 'shows the fingerprint');
+    assert.ok(noTty.stderr.includes(`SHA-256 fingerprint of the CA HackStream`), noTty.stderr);
+    assert.ok(noTty.stderr.includes(caFingerprint), 'shows the CA fingerprint');
     assert.throws(() => statSync(join(h, '.config', 'hackstream', 'config.json')), 'nothing saved');
 
     const wrong = await runCli(['configure', '--api-url', url, '--address', '127.0.0.1', '--ca-fingerprint', 'AB'.repeat(32)], { home: h });
@@ -76,7 +80,7 @@ describe('hackstream CLI', () => {
     const file = join(h, '.config', 'hackstream', 'config.json');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(statSync(join(h, '.config', 'hackstream')).mode & 0o777, 0o700);
-    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { fingerprint: string }).fingerprint, fingerprint);
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { fingerprint: string }).fingerprint, caFingerprint);
 
     // Another server (or a man in the middle) behind the same name: refused before any request.
     writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), fingerprint: 'CD:'.repeat(31) + 'CD' }));
@@ -185,5 +189,30 @@ describe('hackstream CLI', () => {
     assert.equal(refresh.status, 401);
     const list = await runCli(['list'], { home: h });
     assert.equal(list.code, EXIT.AUTH, explain(list));
+  });
+
+  // Last: it restarts the server with a new API certificate.
+  it('a pinned CA keeps trusting a re-issued API certificate; a pinned API certificate does not', async () => {
+    const byCa = scratch();
+    const url = `https://${PUBLIC_HOST}:${api.port}`;
+    assert.equal((await runCli(['configure', '--api-url', url, '--address', '127.0.0.1', '--ca-fingerprint', caFingerprint], { home: byCa })).code, 0);
+    const byLeaf = await home(USER);
+    const l = await runCli(['login'], { home: byCa, stdin: `${USER.username}\n${USER.password}\n` });
+    assert.equal(l.code, 0, explain(l));
+
+    rmSync(join(api.dataDir, 'certs', 'api.crt'));
+    rmSync(join(api.dataDir, 'certs', 'api.key'));
+    await api.restart();
+    const renewed = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
+    assert.notEqual(renewed, fingerprint, 'a new API certificate');
+    for (const h of [byCa, byLeaf]) {
+      const file = join(h, '.config', 'hackstream', 'config.json');
+      writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), api_url: `https://${PUBLIC_HOST}:${api.port}` }));
+    }
+    const ok = await runCli(['list'], { home: byCa });
+    assert.equal(ok.code, 0, explain(ok));
+    const refused = await runCli(['list'], { home: byLeaf });
+    assert.equal(refused.code, EXIT.CA_MISMATCH, explain(refused));
+    assert.match(refused.stderr, /none of the certificates it presented .* is the pinned/);
   });
 });
