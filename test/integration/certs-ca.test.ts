@@ -79,7 +79,8 @@ describe('HackStream CA and API certificate', () => {
     assert.notEqual(serialOf(renewed.certPem), served.serialNumber);
     assert.equal(new X509Certificate(renewed.certPem).subjectAltName, 'DNS:api.hackstream.test');
     await handshake(renewed, 'api.hackstream.test', moved.ca.certPem);
-    assert.equal(await readFile(join(certs, 'api.crt'), 'utf8'), renewed.certPem, 'the renewed cert is written back');
+    const written = await readFile(join(certs, 'api.crt'), 'utf8');
+    assert.equal(`${written.trimEnd()}\n${moved.ca.certPem}`, renewed.certPem, 'the renewed cert is written back, and served followed by the CA');
     await moved.close();
   });
 
