@@ -7,6 +7,7 @@ import { attach } from './attach.js';
 import { clearTokens, loadConfig, requireConfig, saveConfig } from './config.js';
 import { configure } from './configure.js';
 import { CliError, EXIT } from './errors.js';
+import { gui } from './gui.js';
 import { askCredentials, askHidden } from './prompt.js';
 import { isQuality, QUALITIES, type Quality } from './quality.js';
 
@@ -24,6 +25,7 @@ usage: hackstream <command> [options]
   list [--json] [--all]
   stop <id>
   admin users create|disable|enable|role|quota|list …
+  gui [--address IP]                                            the desktop launcher (yad windows)
 
   --help (also after a command), --version
 Exit codes: docs/clients.md.`,
@@ -39,6 +41,10 @@ Starts a session and attaches with xpra (re-attaching by itself when the connect
   attach: `usage: hackstream attach <id> [--quality ${QUALITIES.join('|')}]`,
   list: 'usage: hackstream list [--json] [--all]\n--all: every user\'s sessions (admins); ended ones are not shown.',
   stop: 'usage: hackstream stop <id>',
+  gui: `usage: hackstream gui [--address IP]
+The desktop launcher: signs in the first time (server URL, its certificate to trust, username,
+password), then a window with a URL field, the recent URLs and Launch Browser. Needs yad.
+--address dials that IP instead of resolving the server's host (as configure --address).`,
   admin: `usage: hackstream admin users create <username> [--role user|admin]   (password prompted, or stdin)
        hackstream admin users disable|enable <username>
        hackstream admin users role <username> user|admin
@@ -76,7 +82,11 @@ interface SessionRow {
   created_at: string;
 }
 
+/** Set by the bundler (scripts/package-deb.sh); from a checkout, package.json is read instead. */
+declare const HACKSTREAM_VERSION: string | undefined;
+
 function version(): string {
+  if (typeof HACKSTREAM_VERSION === 'string') return `hackstream ${HACKSTREAM_VERSION}`;
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
   return `hackstream ${pkg.version ?? '0.0.0'}`;
 }
@@ -176,6 +186,10 @@ async function run(argv: string[]): Promise<number> {
       if (!id) throw new CliError(EXIT.USAGE, HELP.stop!);
       const s = await api().call<SessionRow>('POST', `/v1/sessions/${encodeURIComponent(id)}/stop`);
       log(`Session ${s.session_id} is ${s.state}.`);
+      return EXIT.OK;
+    }
+    case 'gui': {
+      await gui({ log, ...(str('address') ? { address: str('address')! } : {}) });
       return EXIT.OK;
     }
     case 'admin': {

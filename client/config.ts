@@ -30,7 +30,7 @@ export function configDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'hackstream');
 }
 
-function readJson(file: string): unknown {
+export function readJson(file: string): unknown {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as unknown;
   } catch (err) {
@@ -40,7 +40,7 @@ function readJson(file: string): unknown {
 }
 
 /** Written to a 0600 temp file and renamed, in a 0700 folder: never readable by others, never half-written. */
-function writePrivate(file: string, value: unknown): void {
+export function writePrivate(file: string, value: unknown): void {
   const dir = configDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);

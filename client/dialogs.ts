@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import { CliError, EXIT } from './errors.js';
+
+/**
+ * The launcher's only contact with yad (GTK dialogs from the shell, light enough for a Pi
+ * Zero). Everything it shows goes in yad's arguments, which other local users can read in
+ * `ps`: so no secret ever does. The password field starts empty and its value comes back on
+ * yad's stdout, a pipe only this process reads.
+ */
+
+// Control characters nobody types in a form and URL.href never contains: safe separators.
+const SEP = '\x1e';
+const ITEM_SEP = '\x1f';
+
+/** yad's exit code when the window was closed or Escape pressed. */
+export const CLOSED = 252;
+
+export const YAD_INSTALL_HINT = 'yad is not installed: sudo apt-get install yad';
+
+export interface Field {
+  label: string;
+  /** H: hidden text (passwords); CBE: editable combo box (`items`, the first one shown). */
+  type?: 'H' | 'CBE';
+  value?: string;
+  items?: readonly string[];
+}
+
+export interface Button {
+  /** `_` marks the Alt mnemonic. */
+  label: string;
+  /** yad's exit code for it; even codes print the form's values, odd ones do not. */
+  code: number;
+}
+
+export interface FormSpec {
+  title: string;
+  text?: string;
+  image?: string;
+  fields: readonly Field[];
+  buttons: readonly Button[];
+}
+
+export interface FormResult {
+  code: number;
+  values: string[];
+}
+
+/** yad reads `--text` as Pango markup and expands backslash escapes: show it literally. */
+export function escapeText(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function common(title: string, text: string | undefined, image: string | undefined): string[] {
+  return [`--title=${title}`, '--window-icon=hackstream', '--center', ...(image ? [`--image=${image}`] : []), ...(text !== undefined ? [`--text=${escapeText(text)}`] : [])];
+}
+
+const buttonArgs = (buttons: readonly Button[]): string[] => buttons.map((b) => `--button=${b.label}:${b.code}`);
+
+export function formArgs(f: FormSpec): string[] {
+  const values = f.fields.map((x) => (x.items ? x.items.join(ITEM_SEP) : (x.value ?? '')));
+  return [
+    '--form',
+    ...common(f.title, f.text, f.image),
+    `--separator=${SEP}`,
+    `--item-separator=${ITEM_SEP}`,
+    ...f.fields.map((x) => `--field=${x.label.replace(/:/g, ' ')}${x.type ? `:${x.type}` : ''}`),
+    ...buttonArgs(f.buttons),
+    // After `--` a value starting with a dash is a value, not an option.
+    '--',
+    ...values,
+  ];
+}
+
+/** yad prints every field followed by the separator, then a newline. */
+export function parseForm(stdout: string, count: number): string[] {
+  const parts = stdout.replace(/\n$/, '').split(SEP);
+  return Array.from({ length: count }, (_, i) => parts[i] ?? '');
+}
+
+export function messageArgs(kind: 'error' | 'info', title: string, text: string): string[] {
+  return [...common(title, text, kind === 'error' ? 'dialog-error' : 'dialog-information'), '--button=_OK:0'];
+}
+
+export function questionArgs(title: string, text: string, yes: string, no: string): string[] {
+  return [...common(title, text, 'dialog-question'), `--button=${no}:1`, `--button=${yes}:0`];
+}
+
+export function progressArgs(title: string, text: string): string[] {
+  return ['--progress', '--pulsate', ...common(title, text, undefined), '--button=_Hide:1'];
+}
+
+interface Run {
+  code: Promise<number>;
+  stdout: () => string;
+  kill: () => void;
+}
+
+function yad(args: string[], stdin: 'ignore' | 'pipe' = 'ignore'): Run {
+  const child = spawn(process.env.HACKSTREAM_YAD ?? 'yad', args, { stdio: [stdin, 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  child.stderr?.resume(); // GTK warnings: not the user's business
+  const code = new Promise<number>((resolve, reject) => {
+    child.on('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new CliError(EXIT.FAILURE, YAD_INSTALL_HINT) : err));
+    child.on('close', (c, signal) => resolve(c ?? (signal ? CLOSED : 1)));
+  });
+  return { code, stdout: () => out, kill: () => void child.kill('SIGTERM') };
+}
+
+/** What the launcher needs from a dialog toolkit. */
+export interface Dialogs {
+  form(spec: FormSpec): Promise<FormResult>;
+  message(kind: 'error' | 'info', title: string, text: string): Promise<void>;
+  question(title: string, text: string, yes: string, no: string): Promise<boolean>;
+  /** A pulsating bar until `close()`; `hidden` resolves when the user dismissed it. */
+  progress(title: string, text: string): { close: () => void; hidden: Promise<void> };
+}
+
+export const yadDialogs: Dialogs = {
+  async form(spec) {
+    const r = yad(formArgs(spec));
+    const code = await r.code;
+    return { code, values: parseForm(r.stdout(), spec.fields.length) };
+  },
+  async message(kind, title, text) {
+    await yad(messageArgs(kind, title, text)).code;
+  },
+  async question(title, text, yes, no) {
+    return (await yad(questionArgs(title, text, yes, no)).code) === 0;
+  },
+  progress(title, text) {
+    // Pulsating needs no input; the pipe stays open so yad does not take end-of-input as done.
+    const r = yad(progressArgs(title, text), 'pipe');
+    return { close: r.kill, hidden: r.code.then(() => undefined) };
+  },
+};
