@@ -13,6 +13,8 @@ apt_install pebble openssl curl ca-certificates
 apt_install xpra python3-gi-cairo python3-pil xvfb iptables
 # End-to-end and launcher tests: screenshots (ImageMagick's import) and synthetic input.
 apt_install imagemagick xdotool
+# The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
+apt_install yad desktop-file-utils xdotool
 ensure_docker
 bash scripts/build-image.sh
 # The flood tests open thousands of sockets in one process.

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# npm run package:deb: the hackstream client as a Debian package,
+# dist/hackstream-client_<version>_all.deb. The CLI is bundled into one JavaScript file
+# (esbuild, Node 18 syntax: bookworm's nodejs is 18.19+), so it needs no node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_node_modules
+command -v dpkg-deb >/dev/null || { log "dpkg-deb is missing (Debian/Ubuntu only)"; exit 1; }
+
+version=$(node -p 'require("./package.json").version')
+name=hackstream-client
+out="dist/${name}_${version}_all.deb"
+root=$(mktemp -d)
+chmod 0755 "$root"
+trap 'rm -rf "$root"' EXIT
+
+log "bundling client/cli.ts (version $version, target node18)…"
+mkdir -p "$root/usr/lib/hackstream"
+node_modules/.bin/esbuild client/cli.ts --bundle --platform=node --format=esm --target=node18 \
+  --define:HACKSTREAM_VERSION="\"$version\"" --minify --keep-names --legal-comments=none --log-level=warning \
+  --outfile="$root/usr/lib/hackstream/hackstream.mjs"
+
+# esbuild lowers syntax, not APIs: refuse what Node 18 does not have.
+newer='import\.meta\.(dirname|filename)|Promise\.withResolvers|(Object|Map)\.groupBy|Array\.fromAsync|process\.getBuiltinModule|node:sqlite|\.toSorted\(|\.toReversed\(|\.toSpliced\('
+if grep -En "$newer" "$root/usr/lib/hackstream/hackstream.mjs" >&2; then
+  log "the bundle uses APIs newer than Node 18 (above); the package would not run on bookworm's nodejs"
+  exit 1
+fi
+
+log "laying out the package…"
+install -d "$root/usr/bin" "$root/usr/share/applications" "$root/usr/share/icons/hicolor/scalable/apps" \
+  "$root/usr/share/doc/$name" "$root/DEBIAN"
+cat >"$root/usr/bin/hackstream" <<'EOF'
+#!/bin/sh
+# The hackstream client, bundled into one file by scripts/package-deb.sh.
+exec node /usr/lib/hackstream/hackstream.mjs "$@"
+EOF
+chmod 0755 "$root/usr/bin/hackstream"
+chmod 0644 "$root/usr/lib/hackstream/hackstream.mjs"
+install -m 0644 packaging/hackstream.desktop "$root/usr/share/applications/hackstream.desktop"
+install -m 0644 packaging/hackstream.svg "$root/usr/share/icons/hicolor/scalable/apps/hackstream.svg"
+install -m 0644 docs/clients.md "$root/usr/share/doc/$name/clients.md"
+cat >"$root/usr/share/doc/$name/copyright" <<EOF
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: hackstream
+Comment: The bundle also contains zod (MIT, Colin McDonnell).
+
+Files: *
+Copyright: HackStream contributors
+License: Apache-2.0
+ On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.
+EOF
+chmod 0644 "$root/usr/share/doc/$name/copyright"
+
+size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+cat >"$root/DEBIAN/control" <<EOF
+Package: $name
+Version: $version
+Architecture: all
+Maintainer: HackStream maintainers <maintainers@hackstream.invalid>
+Installed-Size: $size
+Depends: nodejs (>= 18), xpra, python3-gi-cairo, yad
+Section: net
+Priority: optional
+Description: HackStream client: a server-side Firefox on low-RAM devices
+ The hackstream command launches a Firefox session on a HackStream server and
+ shows it here with xpra (hackstream launch browser), and hackstream gui is a
+ small desktop launcher (yad) light enough for a Raspberry Pi Zero.
+EOF
+
+mkdir -p dist
+log "building $out…"
+dpkg-deb --build --root-owner-group -Zxz "$root" "$out" >/dev/null
+log "done: $out ($(du -h "$out" | cut -f1))"
