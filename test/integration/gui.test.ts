@@ -1,0 +1,274 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startApi, type TestApi } from '../helpers/api.js';
+import { PUBLIC_HOST } from '../helpers/gateway.js';
+import { cleanupSessions, testSessions, waitForSession } from '../helpers/sessions.js';
+import { scratchDirs } from '../helpers/tmp.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
+const scratch = scratchDirs('hs-gui-');
+const sessions = testSessions();
+const USER = { username: 'gui-user', password: 'Gui-User-Password-42' };
+const exec = promisify(execFile);
+
+let api: TestApi;
+/** What configure may pin: the API certificate's SHA-256 or its CA's (see docs/clients.md). */
+let presented: string[] = [];
+let xvfb: ChildProcess | undefined;
+let display = '';
+const home = scratch();
+const configDir = join(home, '.config', 'hackstream');
+
+/** An X server of our own on a free display number (yad and xpra need one). */
+async function startXvfb(): Promise<void> {
+  let n = 150 + Math.floor(Math.random() * 100);
+  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
+  display = `:${n}`;
+  xvfb = spawn('Xvfb', [display, '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], { stdio: 'ignore' });
+  const end = Date.now() + 10_000;
+  while (!existsSync(`/tmp/.X11-unix/X${n}`)) {
+    if (Date.now() > end) throw new Error('Xvfb did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const xdo = async (...args: string[]): Promise<string> => (await exec('xdotool', args, { env: { ...process.env, DISPLAY: display } })).stdout.trim();
+
+interface Window {
+  id: string;
+  pid: number;
+  /** yad's command line: what the window shows. */
+  args: string[];
+}
+
+const cmdline = (pid: number | string): string[] => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+  } catch {
+    return [];
+  }
+};
+
+/** The visible window titled exactly `title` (optionally not the one of `notPid`), with yad's arguments. */
+async function waitWindow(title: string, ms = 20_000, notPid?: number): Promise<Window> {
+  const end = Date.now() + ms;
+  const re = `^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+  for (;;) {
+    const ids = (await xdo('search', '--onlyvisible', '--name', re).catch(() => '')).split('\n').filter(Boolean);
+    for (const id of ids) {
+      const pid = Number(await xdo('getwindowpid', id).catch(() => '0'));
+      const args = cmdline(pid);
+      // Only yad's windows: xpra's may carry the same title.
+      if (pid > 0 && pid !== notPid && args[0]?.endsWith('yad')) return { id, pid, args };
+    }
+    if (Date.now() > end) throw new Error(`no window "${title}" within ${ms} ms; the launcher said:\n${guiErr.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+const textOf = (w: Window): string => w.args.find((a) => a.startsWith('--text='))?.slice('--text='.length) ?? '';
+
+/** Focus the window, then keys and text in order: `{key}` presses a key, anything else is typed. */
+async function drive(w: Window, ...steps: string[]): Promise<void> {
+  await xdo('windowfocus', '--sync', w.id);
+  for (const s of steps) {
+    const key = /^\{(.+)\}$/.exec(s);
+    if (key) await xdo('key', '--clearmodifiers', key[1]!);
+    else await xdo('type', '--delay', '10', s);
+  }
+}
+
+async function gone(w: Window, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (existsSync(`/proc/${w.pid}`) && cmdline(w.pid)[0]?.endsWith('yad')) {
+    if (Date.now() > end) throw new Error(`window ${w.args[1] ?? ''} still open`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let gui: ChildProcess | undefined;
+let guiErr = '';
+let guiExit: Promise<number | null> = Promise.resolve(null);
+
+function startGui(): void {
+  guiErr = '';
+  gui = spawn(process.execPath, ['--import', TSX, `${ROOT}client/cli.ts`, 'gui', '--address', '127.0.0.1'], {
+    cwd: home,
+    env: { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), DISPLAY: display },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  gui.stderr?.on('data', (c: Buffer) => (guiErr += c.toString()));
+  const child = gui;
+  guiExit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+}
+
+async function guiExited(ms = 10_000): Promise<number | null> {
+  return Promise.race([guiExit, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the launcher did not exit:\n${guiErr}`)), ms))]);
+}
+
+/** Every process's command line, and every file under the home (but `allowed`): where a secret must not be. */
+function assertNowhere(secret: string, what: string, allowed?: string): void {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    assert.ok(!cmdline(pid).join(' ').includes(secret), `${what} in the command line of process ${pid}`);
+  }
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && p !== allowed) assert.ok(!readFileSync(p, 'utf8').includes(secret), `${what} in ${p}`);
+    }
+  };
+  walk(home);
+  assert.ok(!guiErr.includes(secret), `${what} in the launcher's output`);
+}
+
+/** Launched browsers (`hackstream launch` children of the launcher) that outlived it. */
+function launchedChildren(): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((pid) => {
+      const args = cmdline(pid);
+      if (!args.includes('launch') || !args.some((a) => a.endsWith('client/cli.ts'))) return false;
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`HOME=${home}`);
+      } catch {
+        return false;
+      }
+    });
+}
+
+before(async () => {
+  await startXvfb();
+  api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
+  presented = ['api.crt', 'ca.crt'].map((f) => new X509Certificate(readFileSync(join(api.dataDir, 'certs', f))).fingerprint256);
+  await api.createUser(USER.username, USER.password, { quota: { maxSessions: 1 } });
+});
+
+after(async () => {
+  gui?.kill('SIGTERM');
+  for (const pid of launchedChildren()) process.kill(pid, 'SIGTERM');
+  await api?.close();
+  await cleanupSessions(sessions);
+  xvfb?.kill('SIGTERM');
+});
+
+describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
+  const serverUrl = () => `https://${PUBLIC_HOST}:${api.port}`;
+
+  it('first run: unreachable and wrong password show an error and return to the form; the certificate is shown and pinned; the login stores tokens 0600', { timeout: 120_000 }, async () => {
+    startGui();
+    let form = await waitWindow('HackStream: sign in');
+    assert.ok(!form.args.some((a) => a.includes(USER.password)));
+    await drive(form, `https://${PUBLIC_HOST}:1`, '{Tab}', USER.username, '{Tab}', USER.password, '{Return}');
+    let error = await waitWindow('HackStream: error');
+    assert.match(textOf(error), /cannot reach the server/);
+    await drive(error, '{Return}');
+
+    // Back to the form with what was typed (except the password).
+    form = await waitWindow('HackStream: sign in', 20_000, form.pid);
+    assert.ok(form.args.includes(`https://${PUBLIC_HOST}:1`) && form.args.includes(USER.username), form.args.join(' '));
+    await drive(form, serverUrl(), '{Tab}', '{Tab}', 'not-the-password', '{Return}');
+    const trust = await waitWindow('HackStream: trust this server?');
+    assert.doesNotMatch(textOf(trust), /WARNING/);
+    assert.ok(!existsSync(join(configDir, 'config.json')), 'nothing pinned before the answer');
+    await drive(trust, '{alt+t}');
+    error = await waitWindow('HackStream: error', 20_000, error.pid);
+    assert.match(textOf(error), /wrong username or password/);
+    const pinned = JSON.parse(readFileSync(join(configDir, 'config.json'), 'utf8')) as { api_url: string; fingerprint: string; address?: string };
+    assert.deepEqual(pinned, { api_url: serverUrl(), fingerprint: pinned.fingerprint, address: '127.0.0.1' });
+    assert.ok(presented.includes(pinned.fingerprint), `pinned one of the server's certificates: ${pinned.fingerprint}`);
+    assert.ok(textOf(trust).includes(pinned.fingerprint), `the pinned fingerprint was shown: ${textOf(trust)}`);
+    assert.ok(!existsSync(join(configDir, 'tokens.json')), 'no tokens after a wrong password');
+    await drive(error, '{Return}');
+
+    // The pinned server is not asked about again.
+    form = await waitWindow('HackStream: sign in', 20_000, form.pid);
+    await drive(form, '{Tab}', '{Tab}', USER.password, '{Return}');
+    const main = await waitWindow('HackStream', 20_000);
+    assert.match(textOf(main), new RegExp(`Signed in as ${USER.username} on ${PUBLIC_HOST}:${api.port}`));
+    assert.equal(statSync(join(configDir, 'tokens.json')).mode & 0o777, 0o600);
+    const tokens = JSON.parse(readFileSync(join(configDir, 'tokens.json'), 'utf8')) as { accessToken: string; refreshToken: string; username: string };
+    assert.equal(tokens.username, USER.username);
+    assertNowhere(USER.password, 'the password');
+    assertNowhere(tokens.refreshToken, 'the refresh token', join(configDir, 'tokens.json'));
+  });
+
+  it('Launch Browser starts a session for the typed URL and attaches; a failure (quota) is shown; the browser outlives the launcher', { timeout: 180_000 }, async () => {
+    const token = (await api.login(USER.username, USER.password)).accessToken;
+    let main = await waitWindow('HackStream');
+    await drive(main, 'example.org/from-gui', '{alt+l}');
+    await waitWindow('HackStream: starting', 20_000);
+    let id = '';
+    const end = Date.now() + 90_000;
+    while (!id) {
+      const r = await api.request('GET', '/v1/sessions', { token });
+      const items = (r.json as { items: Array<{ session_id: string; url: string | null }> }).items;
+      id = items.find((s) => s.url === 'https://example.org/from-gui')?.session_id ?? '';
+      if (!id && Date.now() > end) throw new Error(`no session for the URL: ${r.text}\n${guiErr}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await waitForSession(api, token, id, (s) => s.state === 'connected', 60_000);
+    const recent = join(configDir, 'recent.json');
+    assert.equal(statSync(recent).mode & 0o777, 0o600);
+    assert.deepEqual(JSON.parse(readFileSync(recent, 'utf8')), { urls: ['https://example.org/from-gui'] });
+    const children = launchedChildren();
+    assert.equal(children.length, 1, 'one hackstream launch child');
+    assert.ok(!cmdline(children[0]!).some((a) => a.includes(USER.password) || a.includes('hst_')), 'nothing secret on its command line');
+
+    // Back in the window, with the URL first in the list; quota 1: a second launch fails with a dialog.
+    main = await waitWindow('HackStream', 20_000, main.pid);
+    assert.ok(main.args.at(-1)?.startsWith('https://example.org/from-gui'), main.args.join(' '));
+    await drive(main, '{alt+l}');
+    const error = await waitWindow('HackStream: error', 60_000);
+    assert.match(textOf(error), /quota reached/);
+    await drive(error, '{Return}');
+
+    main = await waitWindow('HackStream', 20_000, main.pid);
+    await drive(main, '{alt+q}');
+    assert.equal(await guiExited(), 0);
+    // Detached: the browser session is still attached after the launcher quit.
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.deepEqual(launchedChildren(), children);
+    assert.equal((await waitForSession(api, token, id, () => true)).state, 'connected');
+    const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
+    assert.equal(stop.status, 200, stop.text);
+  });
+
+  it('the next start opens the main window with the recent URL; Log out returns to the sign-in form', { timeout: 60_000 }, async () => {
+    startGui();
+    const main = await waitWindow('HackStream');
+    assert.equal(main.args.at(-1), 'https://example.org/from-gui');
+    await drive(main, '{alt+o}');
+    const form = await waitWindow('HackStream: sign in');
+    assert.ok(!existsSync(join(configDir, 'tokens.json')), 'tokens removed');
+    assert.ok(form.args.includes(serverUrl()), 'the server URL is kept');
+    await drive(form, '{alt+q}');
+    assert.equal(await guiExited(), 0);
+  });
+
+  it('a changed server certificate is shown with a warning; Cancel keeps the old pin', { timeout: 60_000 }, async () => {
+    const file = join(configDir, 'config.json');
+    const old = 'AB:'.repeat(31) + 'AB';
+    writeFileSync(file, JSON.stringify({ api_url: serverUrl(), fingerprint: old, address: '127.0.0.1' }), { mode: 0o600 });
+    startGui();
+    const form = await waitWindow('HackStream: sign in');
+    await drive(form, '{Tab}', USER.username, '{Tab}', USER.password, '{Return}');
+    const trust = await waitWindow('HackStream: trust this server?');
+    assert.match(textOf(trust), /WARNING: this is not the certificate pinned before/);
+    assert.ok(presented.some((f) => textOf(trust).includes(f)) && textOf(trust).includes(old), textOf(trust));
+    await drive(trust, '{alt+c}');
+    const again = await waitWindow('HackStream: sign in', 20_000, form.pid);
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { fingerprint: string }).fingerprint, old);
+    assert.ok(!existsSync(join(configDir, 'tokens.json')));
+    await drive(again, '{alt+q}');
+    assert.equal(await guiExited(), 0);
+  });
+});
