@@ -1,0 +1,69 @@
+/* The bench's Markdown tables (stdout without --json). */
+import type { Attached, Summary } from './stats.js';
+
+export interface Result {
+  started: string;
+  machine: { cpus: string; memoryGiB: number; node: string; loadAtStart: string; otherContainersAtStart: number };
+  runs: number;
+  seconds: number;
+  bareNodeRssKiB: number;
+  screenshotMs: Summary;
+  launch: { cold: Launches; pool: Launches };
+  attached: Attached[];
+}
+
+export interface Launches {
+  /** launch → the colour block in a screenshot */
+  visible: Summary;
+  /** launch → the CLI printing "…; attaching" (it has the session's descriptor) */
+  attaching: Summary;
+  /** launch → xpra's window mapped on the display */
+  window: Summary;
+}
+
+const mib = (kib: number) => (kib / 1024).toFixed(1);
+const kBps = (bps: number) => (bps / 1000).toFixed(1);
+const Bps = (bps: number) => String(Math.round(bps));
+const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : '–');
+
+export function report(r: Result): string {
+  const launchRow = (name: string, l: Launches) =>
+    `| ${name} | **${l.visible.p50}** | ${l.visible.p95} | ${l.visible.min} | ${l.visible.max} | ${l.attaching.p50} | ${l.window.p50} |`;
+  const row = (a: Attached) =>
+    `| ${a.quality} (${a.cli}) | ${mib(a.wrapperRssKiB)} (peak ${mib(a.wrapperHwmKiB)}) | ${a.idle.wrapperCpu} / ${a.scroll.wrapperCpu} | ` +
+    `${mib(a.xpraRssKiB)} (peak ${mib(a.xpraHwmKiB)}) | ${a.idle.xpraCpu} / ${a.scroll.xpraCpu} | ` +
+    `${Bps(a.idle.downBps)} / ${Bps(a.idle.upBps)} | ${kBps(a.scroll.downBps)} / ${kBps(a.scroll.upBps)} |${a.scrolled ? '' : ' (page did not scroll away)'}`;
+  const low = r.attached.find((a) => a.quality === 'low' && a.cli === 'tsx');
+  const high = r.attached.find((a) => a.quality === 'high');
+  const auto = r.attached.find((a) => a.quality === 'auto');
+  const tsc = r.attached.find((a) => a.cli === 'tsc');
+  const lines = [
+    `Run of ${r.started}: ${r.machine.cpus}, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; load ${r.machine.loadAtStart} at the start, ${r.machine.otherContainersAtStart} other container(s) running.`,
+    '',
+    `Launch → page visible on the client display (ms, ${r.runs} runs each, after one warm-up):`,
+    '',
+    '| path | visible p50 | p95 | min | max | CLI says "attaching" p50 | xpra window mapped p50 |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    launchRow('cold (no pool)', r.launch.cold),
+    launchRow('from the pool', r.launch.pool),
+    `Screenshots took ${r.screenshotMs.p50} ms p50 (${r.screenshotMs.p95} ms p95): the resolution of these times.`,
+    '',
+    `Attached to the long page (${r.seconds} s idle, then ${r.seconds} s of wheel scrolling at 10 notches/s):`,
+    '',
+    '| quality (CLI) | wrapper RSS MiB | wrapper CPU % idle / scroll | xpra client RSS MiB | xpra CPU % idle / scroll | idle B/s down / up | scrolling kB/s down / up |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...r.attached.map(row),
+    '',
+    'Ratios in this run:',
+    ...(low ? [`- wrapper RSS / xpra client RSS at low: ${ratio(low.wrapperRssKiB, low.xpraRssKiB)}`] : []),
+    ...(low ? [`- wrapper RSS / an idle bare Node process (${mib(r.bareNodeRssKiB)} MiB): ${ratio(low.wrapperRssKiB, r.bareNodeRssKiB)}`] : []),
+    ...(low && tsc ? [`- wrapper RSS, compiled / tsx: ${ratio(tsc.wrapperRssKiB, low.wrapperRssKiB)}`] : []),
+    ...(low && high ? [`- low / high, bytes down while scrolling: ${ratio(low.scroll.downBps, high.scroll.downBps)}; idle: ${ratio(low.idle.downBps, high.idle.downBps)}`] : []),
+    ...(low && auto ? [`- low / auto, bytes down while scrolling: ${ratio(low.scroll.downBps, auto.scroll.downBps)}`] : []),
+    `- pool / cold, launch → visible p50: ${ratio(r.launch.pool.visible.p50, r.launch.cold.visible.p50)}`,
+    '',
+    `xpra client processes: ${[...new Set(r.attached.flatMap((a) => a.xpraProcesses.map((c) => c.replace(/ --.*/, ''))))].join('; ')}`,
+    '',
+  ];
+  return lines.join('\n');
+}
