@@ -11,8 +11,8 @@ apt_install pebble openssl curl ca-certificates
 # Sessions: a Docker engine, the session image, the real xpra client (Debian's, with the GTK
 # bits it needs even for `xpra info`) and iptables for the sessions' firewall.
 apt_install xpra python3-gi-cairo python3-pil xvfb iptables
-# End-to-end and launcher tests: screenshots (ImageMagick's import) and synthetic input.
-apt_install imagemagick xdotool
+# End-to-end and launcher tests: screenshots (ImageMagick's import), synthetic input, OCR of the screenshots.
+apt_install imagemagick xdotool tesseract-ocr
 # The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
 apt_install yad desktop-file-utils xdotool
 ensure_docker
