@@ -125,3 +125,12 @@ export async function until<T>(check: () => Promise<T | undefined>, ms: number, 
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** A window's position and size on the root window (`xdotool getwindowgeometry`). */
+export async function windowGeometry(display: Display | string, id: string): Promise<Omit<Box, 'count'>> {
+  const out = await xdotool(display, ['getwindowgeometry', '--shell', id]);
+  const v = (k: string) => Number(new RegExp(`^${k}=(-?\\d+)$`, 'm').exec(out)?.[1] ?? NaN);
+  const box = { x: v('X'), y: v('Y'), width: v('WIDTH'), height: v('HEIGHT') };
+  if (Object.values(box).some(Number.isNaN)) throw new Error(`xdotool getwindowgeometry ${id}: ${out}`);
+  return box;
+}
