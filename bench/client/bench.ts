@@ -7,9 +7,11 @@
  *     the xpra client's TCP connection to the gateway (kernel tcp_info, client side), down and up.
  * The server runs in this process (gateway + API on Postgres + Redis, the real Docker engine and
  * image); the CLI is a child process with its own HOME, and it runs the real xpra client.
- * Options: --runs N (10) launches per path, --seconds S (20) per idle and scroll window,
- * --settle S (5) after the page shows, --compiled-cli FILE (the CLI compiled by tsc, run.sh
- * builds it; measured at low next to the tsx one), --json. Progress on stderr.
+ * Options: --runs N (10) launches per path, --rounds N (2) attached sessions per quality,
+ * --seconds S (20) per idle and scroll window,
+ * --settle S (5) after the page shows, --compiled-cli FILE (the CLI without tsx: the esbuild
+ * bundle the .deb ships, `.mjs`, or tsc's output; run.sh builds it; measured at low next to the
+ * tsx one), --json. Progress on stderr.
  */
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -32,6 +34,7 @@ import { summary, type Attached, type Window } from './stats.js';
 const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '2' },
     seconds: { type: 'string', default: '20' },
     settle: { type: 'string', default: '5' },
     'compiled-cli': { type: 'string' },
@@ -39,6 +42,7 @@ const { values } = parseArgs({
   },
 });
 const RUNS = Number(values.runs);
+const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const SETTLE_MS = Number(values.settle) * 1000;
 const QUALITIES = ['low', 'auto', 'high'] as const;
@@ -68,7 +72,7 @@ type Launcher = (ctx: Ctx, args: string[]) => Launched;
 
 const tsxCli: Launcher = (ctx, args) => spawnCli(args, { home: ctx.home, env: { DISPLAY: ctx.display.name } });
 
-/** The tsc-compiled CLI (plain node, no loader), same HOME and display. */
+/** The CLI built to plain JS (the bundle or tsc's output; no loader), same HOME and display. */
 const compiledCli = (file: string): Launcher => (ctx, args) => {
   const child = spawn(process.execPath, [file, ...args], {
     env: { ...process.env, HOME: ctx.home, XDG_CONFIG_HOME: `${ctx.home}/.config`, DISPLAY: ctx.display.name },
@@ -190,12 +194,12 @@ function windowOf(a: Awaited<ReturnType<typeof sample>>, b: typeof a): Window {
 }
 
 /** One session on the long page at `quality`: idle, then scrolled at 10 wheel notches a second. */
-async function attached(ctx: Ctx, quality: string, launcher: Launcher, cli: Attached['cli']): Promise<Attached> {
+async function attached(ctx: Ctx, quality: string, launcher: Launcher, cli: Attached['cli']): Promise<Omit<Attached, 'round'>> {
   const l = await launch(ctx, launcher, '/long', quality);
   try {
     await sleep(SETTLE_MS);
-    const [wrapper, ...others] = childrenOf(process.pid, 'client/cli.');
-    const xpra = wrapper === undefined ? undefined : childrenOf(wrapper, 'xpra')[0];
+    const [wrapper, ...others] = childrenOf(process.pid, /client\/cli\.[jt]s |hackstream\.mjs /);
+    const xpra = wrapper === undefined ? undefined : childrenOf(wrapper, /xpra/)[0];
     if (wrapper === undefined || others.length || xpra === undefined) throw new Error(`expected one CLI with one xpra child, found CLI ${wrapper} (+${others.length}), xpra ${xpra}`);
     const a = await sample(wrapper, xpra, ctx.api.port);
     await sleep(SECONDS * 1000);
@@ -267,13 +271,17 @@ try {
   const cold = await withServer(cfg, 0, d, p, async (ctx) => {
     const launches = await launchToVisible(ctx, 'cold', async () => {});
     const presets: Attached[] = [];
-    for (const q of QUALITIES) {
-      presets.push(await attached(ctx, q, tsxCli, 'tsx'));
-      progress(`attached at ${q}: ${JSON.stringify(presets.at(-1))}`);
+    // Scrolling traffic swings between sessions (xpra adapts to the load it sees): rounds interleave the presets.
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const q of QUALITIES) {
+        presets.push({ ...(await attached(ctx, q, tsxCli, 'tsx')), round });
+        progress(`attached at ${q}, round ${round}: ${JSON.stringify(presets.at(-1))}`);
+      }
     }
     if (values['compiled-cli']) {
-      presets.push(await attached(ctx, 'low', compiledCli(values['compiled-cli']), 'tsc'));
-      progress(`attached at low, compiled CLI: ${JSON.stringify(presets.at(-1))}`);
+      const kind = values['compiled-cli'].endsWith('.mjs') ? 'bundle' : 'tsc';
+      presets.push({ ...(await attached(ctx, 'low', compiledCli(values['compiled-cli']), kind)), round: 1 });
+      progress(`attached at low, ${kind} CLI: ${JSON.stringify(presets.at(-1))}`);
     }
     return { launches, presets };
   });
@@ -287,6 +295,7 @@ try {
     started: started.toISOString(),
     machine: { cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadAtStart: load, otherContainersAtStart: others },
     runs: RUNS,
+    rounds: ROUNDS,
     seconds: SECONDS,
     bareNodeRssKiB: await bareNodeRss(),
     screenshotMs: summary(shots),

@@ -21,14 +21,14 @@ function statFields(pid: number): string[] | undefined {
   return s === undefined ? undefined : s.slice(s.lastIndexOf(')') + 2).split(' ');
 }
 
-/** Live child processes of pid whose command line contains `match` (all when omitted). */
-export function childrenOf(pid: number, match?: string): number[] {
+/** Live child processes of pid whose command line matches `match` (all when omitted). */
+export function childrenOf(pid: number, match?: RegExp): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const f = statFields(Number(name));
     if (f?.[1] !== String(pid)) continue; // field 4, PPid
-    if (match !== undefined && !commandOf(Number(name)).includes(match)) continue;
+    if (match !== undefined && !match.test(commandOf(Number(name)))) continue;
     out.push(Number(name));
   }
   return out;

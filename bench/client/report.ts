@@ -1,10 +1,11 @@
 /* The bench's Markdown tables (stdout without --json). */
-import type { Attached, Summary } from './stats.js';
+import { pct, type Attached, type Summary } from './stats.js';
 
 export interface Result {
   started: string;
   machine: { cpus: string; memoryGiB: number; node: string; loadAtStart: string; otherContainersAtStart: number };
   runs: number;
+  rounds: number;
   seconds: number;
   bareNodeRssKiB: number;
   screenshotMs: Summary;
@@ -30,13 +31,14 @@ export function report(r: Result): string {
   const launchRow = (name: string, l: Launches) =>
     `| ${name} | **${l.visible.p50}** | ${l.visible.p95} | ${l.visible.min} | ${l.visible.max} | ${l.attaching.p50} | ${l.window.p50} |`;
   const row = (a: Attached) =>
-    `| ${a.quality} (${a.cli}) | ${mib(a.wrapperRssKiB)} (peak ${mib(a.wrapperHwmKiB)}) | ${a.idle.wrapperCpu} / ${a.scroll.wrapperCpu} | ` +
+    `| ${a.quality} (${a.cli}, round ${a.round}) | ${mib(a.wrapperRssKiB)} (peak ${mib(a.wrapperHwmKiB)}) | ${a.idle.wrapperCpu} / ${a.scroll.wrapperCpu} | ` +
     `${mib(a.xpraRssKiB)} (peak ${mib(a.xpraHwmKiB)}) | ${a.idle.xpraCpu} / ${a.scroll.xpraCpu} | ` +
     `${Bps(a.idle.downBps)} / ${Bps(a.idle.upBps)} | ${kBps(a.scroll.downBps)} / ${kBps(a.scroll.upBps)} |${a.scrolled ? '' : ' (page did not scroll away)'}`;
-  const low = r.attached.find((a) => a.quality === 'low' && a.cli === 'tsx');
-  const high = r.attached.find((a) => a.quality === 'high');
-  const auto = r.attached.find((a) => a.quality === 'auto');
-  const tsc = r.attached.find((a) => a.cli === 'tsc');
+  const tsx = r.attached.filter((a) => a.cli === 'tsx');
+  const med = (q: string, f: (a: Attached) => number) => pct(tsx.filter((a) => a.quality === q).map(f), 50);
+  const built = r.attached.find((a) => a.cli !== 'tsx');
+  const low = tsx.length ? { rss: med('low', (a) => a.wrapperRssKiB), xpra: med('low', (a) => a.xpraRssKiB) } : undefined;
+  const scroll = (q: string) => med(q, (a) => a.scroll.downBps);
   const lines = [
     `Run of ${r.started}: ${r.machine.cpus}, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; load ${r.machine.loadAtStart} at the start, ${r.machine.otherContainersAtStart} other container(s) running.`,
     '',
@@ -55,11 +57,11 @@ export function report(r: Result): string {
     ...r.attached.map(row),
     '',
     'Ratios in this run:',
-    ...(low ? [`- wrapper RSS / xpra client RSS at low: ${ratio(low.wrapperRssKiB, low.xpraRssKiB)}`] : []),
-    ...(low ? [`- wrapper RSS / an idle bare Node process (${mib(r.bareNodeRssKiB)} MiB): ${ratio(low.wrapperRssKiB, r.bareNodeRssKiB)}`] : []),
-    ...(low && tsc ? [`- wrapper RSS, compiled / tsx: ${ratio(tsc.wrapperRssKiB, low.wrapperRssKiB)}`] : []),
-    ...(low && high ? [`- low / high, bytes down while scrolling: ${ratio(low.scroll.downBps, high.scroll.downBps)}; idle: ${ratio(low.idle.downBps, high.idle.downBps)}`] : []),
-    ...(low && auto ? [`- low / auto, bytes down while scrolling: ${ratio(low.scroll.downBps, auto.scroll.downBps)}`] : []),
+    `(medians over the ${r.rounds} round(s) where there are several)`,
+    ...(low ? [`- wrapper RSS / xpra client RSS at low: ${ratio(low.rss, low.xpra)}`] : []),
+    ...(low ? [`- wrapper RSS / an idle bare Node process (${mib(r.bareNodeRssKiB)} MiB): ${ratio(low.rss, r.bareNodeRssKiB)}`] : []),
+    ...(low && built ? [`- wrapper RSS, ${built.cli} / tsx: ${ratio(built.wrapperRssKiB, low.rss)}`] : []),
+    ...(tsx.length ? [`- bytes down while scrolling, low / high: ${ratio(scroll('low'), scroll('high'))}; low / auto: ${ratio(scroll('low'), scroll('auto'))}; auto / high: ${ratio(scroll('auto'), scroll('high'))}`] : []),
     `- pool / cold, launch → visible p50: ${ratio(r.launch.pool.visible.p50, r.launch.cold.visible.p50)}`,
     '',
     `xpra client processes: ${[...new Set(r.attached.flatMap((a) => a.xpraProcesses.map((c) => c.replace(/ --.*/, ''))))].join('; ')}`,

@@ -33,8 +33,9 @@ export interface Window {
 
 export interface Attached {
   quality: string;
-  /** Which CLI ran: "tsx" (bin/hackstream, as shipped) or "tsc" (the same code compiled to JS). */
-  cli: 'tsx' | 'tsc';
+  round: number;
+  /** Which CLI ran: "tsx" (bin/hackstream in a checkout), "bundle" (the .deb's esbuild bundle) or "tsc". */
+  cli: 'tsx' | 'bundle' | 'tsc';
   /** KiB, read at the end of the idle window. */
   wrapperRssKiB: number;
   wrapperHwmKiB: number;
