@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { ApiClient } from './api.js';
@@ -23,7 +23,14 @@ interface Connect {
 
 /** The first `xpra` on the user's PATH (HACKSTREAM_XPRA overrides), or the install hint. */
 export function findXpra(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.HACKSTREAM_XPRA) return env.HACKSTREAM_XPRA;
+  if (env.HACKSTREAM_XPRA) {
+    try {
+      accessSync(env.HACKSTREAM_XPRA, constants.X_OK);
+      return env.HACKSTREAM_XPRA;
+    } catch {
+      throw new CliError(EXIT.XPRA_MISSING, `${XPRA_INSTALL_HINT} (HACKSTREAM_XPRA=${env.HACKSTREAM_XPRA} is not an executable file)`);
+    }
+  }
   for (const dir of (env.PATH ?? '').split(delimiter)) {
     if (!dir) continue;
     const file = join(dir, 'xpra');
@@ -82,36 +89,111 @@ async function freshConnect(api: ApiClient, id: string): Promise<Connect> {
   }
 }
 
+export interface AttachOptions {
+  quality: Quality;
+  dialHost?: string;
+  first?: Connect;
+  log: (m: string) => void;
+}
+
+/** Where the attach loop stands between two runs of xpra. */
+interface AttachState {
+  id: string;
+  quality: Quality;
+  dialHost?: string;
+  failures: number;
+  /** When the current xpra run started (ms since the epoch). */
+  started: number;
+}
+
+/** The exit code with which the CLI hands xpra over to bin/hackstream's loop. */
+export const HANDOFF_EXIT = 75;
+
+/** Thrown once xpra's command line is written for bin/hackstream: the CLI exits HANDOFF_EXIT. */
+export class HandOff extends Error {
+  constructor() {
+    super('xpra handed over to bin/hackstream');
+  }
+}
+
+/**
+ * After xpra exited with `code`: `'done'`, or the failures count to re-attach with (after the
+ * backoff it has already waited), or a CliError saying why not.
+ */
+async function afterXpra(api: ApiClient, st: AttachState, code: number, log: (m: string) => void): Promise<'done' | number> {
+  if (code === 0) return 'done';
+  if (!RETRY_CODES.has(code)) throw new CliError(EXIT.FAILURE, `xpra exited with code ${code}; see its messages above`);
+  // A connection that held for a while starts the backoff over.
+  const failures = Date.now() - st.started > 30_000 ? 1 : st.failures + 1;
+  if (!(await sessionAlive(api, st.id))) throw new CliError(EXIT.SESSION_GONE, `session ${st.id} has ended; start a new one with hackstream launch browser`);
+  if (failures > MAX_FAILURES) throw new CliError(EXIT.UNREACHABLE, `gave up re-attaching to session ${st.id} after ${MAX_FAILURES} attempts; try hackstream attach ${st.id} later`);
+  const wait = Math.min(30_000, 500 * 2 ** (failures - 1));
+  log(`connection lost (xpra exit ${code}); re-attaching in ${(wait / 1000).toFixed(1)} s`);
+  await new Promise((r) => setTimeout(r, wait));
+  return failures;
+}
+
+/** The CA and the one-time token as 0600 files in `dir`, and xpra's command line. */
+function prepareRun(dir: string, c: Connect, st: AttachState): string[] {
+  const files = { ca: join(dir, 'ca.pem'), token: join(dir, 'token') };
+  writeFileSync(files.ca, c.ca_cert, { mode: 0o600 });
+  writeFileSync(files.token, c.token, { mode: 0o600 });
+  return xpraArgs(c, st.dialHost ?? c.host, files, st.quality);
+}
+
+/**
+ * Hand-off mode (bin/hackstream sets HACKSTREAM_HANDOFF to a private 0700 folder): instead of
+ * waiting on xpra, write its command line there and exit HANDOFF_EXIT, so that only the
+ * shell waits while the session is shown (a Node process would hold ~40 MB for nothing).
+ * The shell runs xpra and calls `hackstream __resume <xpra exit code>` when it exits.
+ */
+function handOff(dir: string, xpra: string, c: Connect, st: AttachState): never {
+  const args = prepareRun(dir, c, { ...st, started: Date.now() });
+  if ([xpra, ...args].some((a) => a.includes('\n'))) throw new CliError(EXIT.FAILURE, 'an xpra argument contains a line break');
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ ...st, started: Date.now() } satisfies AttachState), { mode: 0o600 });
+  writeFileSync(join(dir, 'xpra.args'), `${[xpra, ...args].join('\n')}\n`, { mode: 0o600 });
+  throw new HandOff();
+}
+
+function handoffDir(): string | undefined {
+  return process.env.HACKSTREAM_HANDOFF || undefined;
+}
+
 /**
  * Attaches with the system's xpra and re-attaches by itself (fresh one-time token, backoff)
- * while the session is alive. Resolves when the user closes xpra.
+ * while the session is alive. Resolves when the user closes xpra. Under bin/hackstream this
+ * process exits when xpra starts (see handOff) and `resume` carries on.
  */
-export async function attach(api: ApiClient, id: string, opts: { quality: Quality; dialHost?: string; first?: Connect; log: (m: string) => void }): Promise<void> {
+export async function attach(api: ApiClient, id: string, opts: AttachOptions): Promise<void> {
   const xpra = findXpra();
+  const st: AttachState = { id, quality: opts.quality, failures: 0, started: 0, ...(opts.dialHost ? { dialHost: opts.dialHost } : {}) };
+  const handoff = handoffDir();
   let next: Connect | undefined = opts.first;
-  let failures = 0;
   for (;;) {
     const c = next ?? (await freshConnect(api, id));
     next = undefined;
+    if (handoff) handOff(handoff, xpra, c, st);
     const dir = mkdtempSync(join(tmpdir(), 'hackstream-'));
-    const files = { ca: join(dir, 'ca.pem'), token: join(dir, 'token') };
-    writeFileSync(files.ca, c.ca_cert, { mode: 0o600 });
-    writeFileSync(files.token, c.token, { mode: 0o600 });
-    const started = Date.now();
+    st.started = Date.now();
     let code: number;
     try {
-      code = await runXpra(xpra, xpraArgs(c, opts.dialHost ?? c.host, files, opts.quality));
+      code = await runXpra(xpra, prepareRun(dir, c, st));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    if (code === 0) return;
-    if (!RETRY_CODES.has(code)) throw new CliError(EXIT.FAILURE, `xpra exited with code ${code}; see its messages above`);
-    // A connection that held for a while starts the backoff over.
-    failures = Date.now() - started > 30_000 ? 1 : failures + 1;
-    if (!(await sessionAlive(api, id))) throw new CliError(EXIT.SESSION_GONE, `session ${id} has ended; start a new one with hackstream launch browser`);
-    if (failures > MAX_FAILURES) throw new CliError(EXIT.UNREACHABLE, `gave up re-attaching to session ${id} after ${MAX_FAILURES} attempts; try hackstream attach ${id} later`);
-    const wait = Math.min(30_000, 500 * 2 ** (failures - 1));
-    opts.log(`connection lost (xpra exit ${code}); re-attaching in ${(wait / 1000).toFixed(1)} s`);
-    await new Promise((r) => setTimeout(r, wait));
+    const after = await afterXpra(api, st, code, opts.log);
+    if (after === 'done') return;
+    st.failures = after;
   }
+}
+
+/** `hackstream __resume <code>`: bin/hackstream's xpra exited with `code`; go on from state.json. */
+export async function resume(api: ApiClient, code: number, log: (m: string) => void): Promise<void> {
+  const dir = handoffDir();
+  if (!dir) throw new CliError(EXIT.USAGE, '__resume is run by bin/hackstream only');
+  rmSync(join(dir, 'token'), { force: true }); // spent, or useless now
+  const st = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as AttachState;
+  const after = await afterXpra(api, st, code, log);
+  if (after === 'done') return;
+  handOff(dir, findXpra(), await freshConnect(api, st.id), { ...st, failures: after });
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { adminUsers, QUOTA_FLAGS } from './admin.js';
 import { ApiClient } from './api.js';
-import { attach } from './attach.js';
+import { attach, HANDOFF_EXIT, HandOff, resume } from './attach.js';
 import { clearTokens, loadConfig, requireConfig, saveConfig } from './config.js';
 import { configure } from './configure.js';
 import { CliError, EXIT } from './errors.js';
@@ -176,6 +176,13 @@ async function run(argv: string[]): Promise<number> {
       await attach(client, id, { quality: q, log, ...(dialHost() ? { dialHost: dialHost()! } : {}) });
       return EXIT.OK;
     }
+    case '__resume': {
+      // bin/hackstream's xpra exited with this code (see attach.ts, handOff).
+      const code = Number(args[0]);
+      if (!Number.isInteger(code)) throw new CliError(EXIT.USAGE, 'usage: hackstream __resume <xpra exit code> (run by bin/hackstream)');
+      await resume(api(), code, log);
+      return EXIT.OK;
+    }
     case 'list': {
       const r = await api().call<{ items: SessionRow[] }>('GET', `/v1/sessions${v.all ? '?all=1' : ''}`);
       out(v.json ? JSON.stringify(r.items, null, 2) : r.items.length ? table(r.items) : 'No sessions.');
@@ -207,6 +214,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await run(argv);
   } catch (err) {
+    if (err instanceof HandOff) return HANDOFF_EXIT;
     if (err instanceof CliError) {
       log(`hackstream: ${err.message}`);
       return err.exitCode;

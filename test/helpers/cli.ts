@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
+/** What users run from a checkout: the shell wrapper, which runs client/cli.ts with tsx. */
+export const BIN = fileURLToPath(new URL('../../bin/hackstream', import.meta.url));
 
 /** The CLI as a child process with its own HOME and XDG_CONFIG_HOME. */
 function cliProcess(args: string[], o: { home: string; env?: NodeJS.ProcessEnv }) {
-  return spawn(process.execPath, ['--import', TSX, `${ROOT}client/cli.ts`, ...args], {
+  return spawn(BIN, args, {
     cwd: o.home,
     env: { ...process.env, HOME: o.home, XDG_CONFIG_HOME: `${o.home}/.config`, ...o.env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -20,7 +20,7 @@ export interface CliResult {
 }
 
 /**
- * Runs the `hackstream` CLI as a child process (node + tsx, like bin/hackstream) with HOME
+ * Runs the `hackstream` CLI (bin/hackstream) as a child process with HOME
  * and XDG_CONFIG_HOME at `home`, stdin piped (closed after `stdin`), never a TTY.
  */
 export function runCli(args: string[], o: { home: string; stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
@@ -41,6 +41,8 @@ export function runCli(args: string[], o: { home: string; stdin?: string; env?: 
 }
 
 export interface RunningCli {
+  /** bin/hackstream's process id. */
+  readonly pid: number;
   stdout(): string;
   stderr(): string;
   /** Resolves with the first capture group once stderr or stdout matches. */
@@ -70,6 +72,7 @@ export function spawnCli(args: string[], o: { home: string; env?: NodeJS.Process
   let code: number | null | undefined;
   void exit.then((c) => (code = c));
   return {
+    pid: child.pid ?? -1,
     stdout: () => out,
     stderr: () => err,
     waitFor: (re, ms) => poll(() => { const m = re.exec(err) ?? re.exec(out); return m ? (m[1] ?? m[0]) : undefined; }, ms, `no ${re}`),

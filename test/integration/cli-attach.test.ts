@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { EXIT } from '../../client/errors.js';
 import { startApi, type TestApi } from '../helpers/api.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
@@ -16,6 +18,12 @@ const sessions = testSessions();
 const USER = { username: 'attach-user', password: 'Attach-User-Password-42' };
 
 let api: TestApi;
+
+/** The command names of a process's children. */
+async function childCommands(pid: number): Promise<string[]> {
+  const r = await promisify(execFile)('ps', ['--ppid', String(pid), '-o', 'comm=']).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
+  return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean).sort();
+}
 let display: Display | undefined;
 
 before(async () => {
@@ -45,12 +53,15 @@ describe('hackstream launch with the real xpra client', () => {
       const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
       const first = await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
       assert.ok(!cli.stderr().includes('hst_') && !cli.stdout().includes('hst_'), 'no token printed');
+      // While attached only the shell waits on xpra: no Node process stays up (docs/clients.md).
+      assert.deepEqual(await childCommands(cli.pid), ['xpra']);
 
       // Cut the tunnel at the gateway, as a network drop would.
       assert.ok(api.gw.app.gateway.closeTunnels(first.hostname ?? '') >= 1, 'a tunnel was cut');
       await cli.waitFor(/re-attaching/, 30_000);
       await waitForSession(api, token, id, (s) => s.state === 'idle', 15_000).catch(() => undefined);
       await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+      assert.deepEqual(await childCommands(cli.pid), ['xpra'], 'the re-attached xpra, again without Node');
 
       const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
       assert.equal(stop.status, 200, stop.text);

@@ -152,7 +152,7 @@ describe('hackstream CLI', () => {
       assert.equal(second.code, EXIT.QUOTA, explain(second));
       assert.match(second.stderr, /quota reached/);
 
-      const noXpra = await runCli(['attach', id], { home: h, env: { PATH: scratch() } });
+      const noXpra = await runCli(['attach', id], { home: h, env: { HACKSTREAM_XPRA: join(scratch(), 'xpra') } });
       assert.equal(noXpra.code, EXIT.XPRA_MISSING, explain(noXpra));
       assert.match(noXpra.stderr, /sudo apt-get install xpra python3-gi-cairo/);
     } finally {

@@ -57,5 +57,11 @@ describe('cli messages', () => {
     assert.throws(() => findXpra({ PATH: scratch() }), (e: unknown) => e instanceof CliError && e.exitCode === EXIT.XPRA_MISSING && e.message === XPRA_INSTALL_HINT);
   });
 
+  it('HACKSTREAM_XPRA naming no executable → the install command and the variable', () => {
+    const missing = join(scratch(), 'xpra');
+    assert.throws(() => findXpra({ HACKSTREAM_XPRA: missing }), (e: unknown) => e instanceof CliError && e.exitCode === EXIT.XPRA_MISSING && e.message.startsWith(XPRA_INSTALL_HINT) && e.message.includes(missing));
+    assert.equal(findXpra({ HACKSTREAM_XPRA: '/bin/sh' }), '/bin/sh');
+  });
+
   it('fingerprints are compared in one form', () => assert.equal(formatFingerprint('ab:cd:ef'), formatFingerprint('ABCDEF')));
 });
