@@ -32,11 +32,13 @@ fi
 log "laying out the package…"
 install -d "$root/usr/bin" "$root/usr/share/applications" "$root/usr/share/icons/hicolor/scalable/apps" \
   "$root/usr/share/doc/$name" "$root/DEBIAN"
-cat >"$root/usr/bin/hackstream" <<'EOF'
-#!/bin/sh
-# The hackstream client, bundled into one file by scripts/package-deb.sh.
-exec node /usr/lib/hackstream/hackstream.mjs "$@"
-EOF
+# bin/hackstream (the shell that waits on xpra, see docs/clients.md) with the bundle as its CLI.
+sed -e '/^root=/d' -e 's|^cli() .*# @cli$|cli() { node /usr/lib/hackstream/hackstream.mjs "$@"; }|' \
+  -e 's|^# From a checkout it runs client/cli.ts with tsx.*$|# Installed by the hackstream-client package: the CLI is one bundled file.|' bin/hackstream >"$root/usr/bin/hackstream"
+if ! grep -q '^cli() { node /usr/lib/hackstream/hackstream.mjs' "$root/usr/bin/hackstream" || grep -q tsx "$root/usr/bin/hackstream"; then
+  log "bin/hackstream no longer has its '# @cli' line; cannot make /usr/bin/hackstream"
+  exit 1
+fi
 chmod 0755 "$root/usr/bin/hackstream"
 chmod 0644 "$root/usr/lib/hackstream/hackstream.mjs"
 install -m 0644 packaging/hackstream.desktop "$root/usr/share/applications/hackstream.desktop"

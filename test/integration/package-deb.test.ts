@@ -98,6 +98,17 @@ describe('npm run package:deb', () => {
     const bundle = readFileSync('/usr/lib/hackstream/hackstream.mjs', 'utf8');
     assert.ok(!bundle.includes(ROOT), 'no path into the checkout');
     assert.ok(!/import\.meta\.(dirname|filename)/.test(bundle), 'nothing newer than Node 18');
+    // The attach loop's shell runs the bundle too, and passes the CLI's own exit code on.
+    const wrapper = readFileSync('/usr/bin/hackstream', 'utf8');
+    assert.match(wrapper, /^cli\(\) \{ node \/usr\/lib\/hackstream\/hackstream\.mjs "\$@"; \}$/m);
+    assert.ok(!wrapper.includes('tsx') && !wrapper.includes(ROOT), 'no checkout paths in /usr/bin/hackstream');
+    const home = scratch();
+    const unconfigured = await exec('hackstream', ['attach', 'x'], { cwd: '/', env: { ...env, HOME: home, XDG_CONFIG_HOME: `${home}/.config` } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(unconfigured.code, 11, unconfigured.stderr);
+    assert.match(unconfigured.stderr, /hackstream configure/);
   });
 
   it('installs the .desktop entry (valid), the icon and sane file modes', async () => {
