@@ -3,15 +3,21 @@
  *   launch → visible: `hackstream launch browser --url <page>` until the page's colour block is on
  *     the client's X display (an Xvfb), cold (no pool) and from a pool of one;
  *   attached (the page up, then idle, then scrolled with the mouse wheel), at each --quality:
- *     the CLI wrapper's RSS and CPU, the xpra client's RSS and CPU, and the bytes per second of
- *     the xpra client's TCP connection to the gateway (kernel tcp_info, client side), down and up.
+ *     the wrapper's RSS and CPU (bin/hackstream, a shell: while attached the Node CLI has handed
+ *     xpra's command line over and exited, and the bench checks that no node process is left under
+ *     the shell), the Node CLI's peak RSS during the launch, the xpra client's RSS and CPU, and the
+ *     bytes per second of the xpra client's TCP connection to the gateway (kernel tcp_info, client
+ *     side), down and up.
  * The server runs in this process (gateway + API on Postgres + Redis, the real Docker engine and
  * image); the CLI is a child process with its own HOME, and it runs the real xpra client.
- * Options: --runs N (10) launches per path, --rounds N (2) attached sessions per quality,
- * --seconds S (20) per idle and scroll window,
- * --settle S (5) after the page shows, --compiled-cli FILE (the CLI without tsx: the esbuild
- * bundle the .deb ships, `.mjs`, or tsc's output; run.sh builds it; measured at low next to the
- * tsx one), --json. Progress on stderr.
+ * Options: --runs N (10) launches per path (0: none), --rounds N (2) attached sessions per quality,
+ * --qualities a,b (low,auto,high), --seconds S (20) per idle and scroll window,
+ * --settle S (5) after the page shows, --packaged-wrapper FILE (bin/hackstream as the .deb ships
+ * it: run.sh makes it with scripts/package-deb.sh's sed, its CLI the esbuild bundle `.mjs` or
+ * tsc's output; measured at low next to the checkout's tsx one), --shots DIR (screenshots of
+ * each session right after scrolling and 2 s later, to judge the text), --json. Progress on stderr.
+ * HACKSTREAM_XPRA (an executable that ends in `exec xpra "$@"`, e.g. one that rewrites the
+ * options) passes through to the CLI, to try xpra options without editing the presets.
  */
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -22,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { silentLogger } from '../../core/log.js';
 import { ensureSessionNetwork } from '../../core/sessions/network.js';
 import { startApi, type TestApi } from '../../test/helpers/api.js';
-import { runCli, spawnCli } from '../../test/helpers/cli.js';
+import { runCli, spawnCli, type RunningCli } from '../../test/helpers/cli.js';
 import { screenshot, startXvfb, xdotool, type Box, type Display } from '../../test/helpers/display.js';
 import { PUBLIC_HOST } from '../../test/helpers/gateway.js';
 import { cleanupSessions, docker, testSessions } from '../../test/helpers/sessions.js';
@@ -37,7 +43,9 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '2' },
     seconds: { type: 'string', default: '20' },
     settle: { type: 'string', default: '5' },
-    'compiled-cli': { type: 'string' },
+    qualities: { type: 'string', default: 'low,auto,high' },
+    'packaged-wrapper': { type: 'string' },
+    shots: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -45,7 +53,7 @@ const RUNS = Number(values.runs);
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const SETTLE_MS = Number(values.settle) * 1000;
-const QUALITIES = ['low', 'auto', 'high'] as const;
+const QUALITIES = values.qualities.split(',').filter(Boolean);
 /** Lossy encodings (JPEG at low) shift colours; the block is large, so a loose match is safe. */
 const FIND = { tolerance: 40, minCount: 50_000 } as const;
 const USER = { username: 'bench', password: 'Bench-Client-Password-1' };
@@ -62,19 +70,17 @@ interface Ctx {
 }
 
 /** A running `hackstream launch`: what the bench needs of spawnCli's handle. */
-interface Launched {
-  stderr(): string;
-  exited(ms: number): Promise<number | null>;
-  kill(): void;
-}
+type Launched = Pick<RunningCli, 'pid' | 'stderr' | 'exited' | 'kill'>;
 
 type Launcher = (ctx: Ctx, args: string[]) => Launched;
 
-const tsxCli: Launcher = (ctx, args) => spawnCli(args, { home: ctx.home, env: { DISPLAY: ctx.display.name } });
+/** bin/hackstream from the checkout (its CLI runs with tsx), as the helpers' spawnCli runs it. */
+const checkoutCli: Launcher = (ctx, args) => spawnCli(args, { home: ctx.home, env: { DISPLAY: ctx.display.name } });
 
-/** The CLI built to plain JS (the bundle or tsc's output; no loader), same HOME and display. */
-const compiledCli = (file: string): Launcher => (ctx, args) => {
-  const child = spawn(process.execPath, [file, ...args], {
+/** The packaged wrapper (a shell script; run.sh makes it), same HOME, cwd and display. */
+const packagedCli = (file: string): Launcher => (ctx, args) => {
+  const child = spawn(file, args, {
+    cwd: ctx.home,
     env: { ...process.env, HOME: ctx.home, XDG_CONFIG_HOME: `${ctx.home}/.config`, DISPLAY: ctx.display.name },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -82,11 +88,15 @@ const compiledCli = (file: string): Launcher => (ctx, args) => {
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return {
+    pid: child.pid ?? -1,
     stderr: () => err,
-    exited: (ms) => Promise.race([exit, sleep(ms).then(() => Promise.reject(new Error('the compiled CLI did not exit')))]),
+    exited: (ms) => Promise.race([exit, sleep(ms).then(() => Promise.reject(new Error('the packaged wrapper did not exit')))]),
     kill: () => void (child.exitCode === null && child.kill('SIGTERM')),
   };
 };
+
+/** Node processes in the tree under pid (the CLI, during a launch or a __resume). */
+const nodesUnder = (pid: number) => treeOf(pid).filter((p) => /^(\S*\/)?node(js)?$/.test(commandOf(p).split(' ')[0] ?? ''));
 
 const shots: number[] = [];
 
@@ -116,8 +126,11 @@ async function launch(ctx: Ctx, launcher: Launcher, page: string, quality: strin
   const cli = launcher(ctx, ['launch', 'browser', '--url', ctx.pages.url(page), '--quality', quality]);
   let descriptorMs = NaN;
   let windowMs = NaN;
+  let nodePeakKiB = 0;
   try {
     const box = await waitVisible(ctx, cli, 90_000, async () => {
+      // The Node CLI's peak RSS (VmHWM) while it is alive: it exits when it hands xpra over.
+      for (const p of nodesUnder(cli.pid)) nodePeakKiB = Math.max(nodePeakKiB, memoryOf(p)?.hwm ?? 0);
       if (Number.isNaN(descriptorMs) && /; attaching/.test(cli.stderr())) descriptorMs = performance.now() - t0;
       // No window manager on the Xvfb: any mapped, named window is xpra's copy of Firefox's.
       if (!Number.isNaN(descriptorMs) && Number.isNaN(windowMs) && (await xdotool(ctx.display, ['search', '--onlyvisible', '--name', '.']))) windowMs = performance.now() - t0;
@@ -125,7 +138,7 @@ async function launch(ctx: Ctx, launcher: Launcher, page: string, quality: strin
     const ms = performance.now() - t0;
     const id = /Session ([0-9a-f-]{36}) is/.exec(cli.stderr())?.[1];
     if (!id) throw new Error(`no session id in the CLI's output:\n${cli.stderr()}`);
-    return { cli, id, box, ms, descriptorMs, windowMs: Number.isNaN(windowMs) ? ms : windowMs };
+    return { cli, id, box, ms, descriptorMs, windowMs: Number.isNaN(windowMs) ? ms : windowMs, nodePeakKiB };
   } catch (err) {
     cli.kill();
     throw err;
@@ -151,7 +164,7 @@ async function launchToVisible(ctx: Ctx, label: string, before: () => Promise<vo
   const window: number[] = [];
   for (let i = 0; i <= RUNS; i++) {
     await before();
-    const { cli, id, ms, descriptorMs, windowMs } = await launch(ctx, tsxCli, '/visible', 'low');
+    const { cli, id, ms, descriptorMs, windowMs } = await launch(ctx, checkoutCli, '/visible', 'low');
     await stop(ctx, id, cli);
     const line = `${Math.round(ms)} ms from launch to the page on the display (the CLI said "attaching" at ${Math.round(descriptorMs)} ms, xpra's window at ${Math.round(windowMs)} ms)`;
     if (i === 0) progress(`${label} warm-up: ${line}, not counted`);
@@ -174,11 +187,12 @@ async function bareNodeRss(): Promise<number> {
   return rss;
 }
 
-/** Readings of the wrapper and xpra at one instant. */
+/** Readings of the wrapper and xpra at one instant; `nodes`: node processes under the wrapper. */
 async function sample(wrapper: number, xpra: number, port: number) {
   const bytes = await tcpBytesOf(xpra, port);
   if (bytes.sockets === 0) throw new Error('the xpra client has no connection to the gateway');
-  return { t: performance.now(), bytes, wrapper: cpuSeconds(wrapper), xpra: treeOf(xpra).reduce((a, p) => a + cpuSeconds(p), 0) };
+  const nodes = nodesUnder(wrapper).map((p) => commandOf(p).slice(0, 120));
+  return { t: performance.now(), bytes, nodes, wrapper: cpuSeconds(wrapper), xpra: treeOf(xpra).reduce((a, p) => a + cpuSeconds(p), 0) };
 }
 
 function windowOf(a: Awaited<ReturnType<typeof sample>>, b: typeof a): Window {
@@ -198,9 +212,11 @@ async function attached(ctx: Ctx, quality: string, launcher: Launcher, cli: Atta
   const l = await launch(ctx, launcher, '/long', quality);
   try {
     await sleep(SETTLE_MS);
-    const [wrapper, ...others] = childrenOf(process.pid, /client\/cli\.[jt]s |hackstream\.mjs /);
-    const xpra = wrapper === undefined ? undefined : childrenOf(wrapper, /xpra/)[0];
-    if (wrapper === undefined || others.length || xpra === undefined) throw new Error(`expected one CLI with one xpra child, found CLI ${wrapper} (+${others.length}), xpra ${xpra}`);
+    // The wrapper is the shell the bench spawned; while attached its only child should be xpra.
+    const wrapper = l.cli.pid;
+    const children = childrenOf(wrapper);
+    const xpra = childrenOf(wrapper, /xpra/)[0];
+    if (xpra === undefined) throw new Error(`expected an xpra child of the wrapper ${wrapper}, found ${children.map(commandOf).join('; ') || 'none'}`);
     const a = await sample(wrapper, xpra, ctx.api.port);
     await sleep(SECONDS * 1000);
     const b = await sample(wrapper, xpra, ctx.api.port);
@@ -213,11 +229,24 @@ async function attached(ctx: Ctx, quality: string, launcher: Launcher, cli: Atta
     const c = await sample(wrapper, xpra, ctx.api.port);
     await xdotool(ctx.display, ['click', '--repeat', String(SECONDS * 10), '--delay', '100', '5']);
     const d = await sample(wrapper, xpra, ctx.api.port);
-    const scrolled = !(await screenshot(ctx.display)).find(MARK, FIND);
+    const after = await screenshot(ctx.display);
+    const scrolled = !after.find(MARK, FIND);
+    if (values.shots) {
+      const name = join(values.shots, `${quality}-${cli}-${Date.now()}`);
+      after.save(`${name}-scrolling.png`);
+      await sleep(2000); // xpra's auto-refresh repaints still content at a higher quality
+      (await screenshot(ctx.display)).save(`${name}-settled.png`);
+    }
     const sum = (k: 'rss' | 'hwm') => xpraMem.reduce((acc, m) => acc + (m?.[k] ?? 0), 0);
+    const nodes = [...new Set([a, b, c, d].flatMap((s) => s.nodes))];
+    if (nodes.length) progress(`node process(es) under the wrapper while attached: ${nodes.join('; ')}`);
     return {
       quality,
       cli,
+      wrapperCommand: commandOf(wrapper).slice(0, 120),
+      wrapperChildren: children.map((p) => commandOf(p).split(' ')[0] ?? ''),
+      nodeWhileAttached: nodes,
+      nodeLaunchPeakKiB: l.nodePeakKiB,
       wrapperRssKiB: mem?.rss ?? NaN,
       wrapperHwmKiB: mem?.hwm ?? NaN,
       xpraRssKiB: sum('rss'),
@@ -269,23 +298,24 @@ try {
   const p = pages;
 
   const cold = await withServer(cfg, 0, d, p, async (ctx) => {
-    const launches = await launchToVisible(ctx, 'cold', async () => {});
+    const launches = RUNS > 0 ? await launchToVisible(ctx, 'cold', async () => {}) : undefined;
     const presets: Attached[] = [];
     // Scrolling traffic swings between sessions (xpra adapts to the load it sees): rounds interleave the presets.
     for (let round = 1; round <= ROUNDS; round++) {
       for (const q of QUALITIES) {
-        presets.push({ ...(await attached(ctx, q, tsxCli, 'tsx')), round });
+        presets.push({ ...(await attached(ctx, q, checkoutCli, 'tsx')), round });
         progress(`attached at ${q}, round ${round}: ${JSON.stringify(presets.at(-1))}`);
       }
     }
-    if (values['compiled-cli']) {
-      const kind = values['compiled-cli'].endsWith('.mjs') ? 'bundle' : 'tsc';
-      presets.push({ ...(await attached(ctx, 'low', compiledCli(values['compiled-cli']), kind)), round: 1 });
-      progress(`attached at low, ${kind} CLI: ${JSON.stringify(presets.at(-1))}`);
+    const packaged = values['packaged-wrapper'];
+    if (packaged) {
+      const kind = /hackstream\.mjs/.test(readFileSync(packaged, 'utf8')) ? 'bundle' : 'tsc';
+      presets.push({ ...(await attached(ctx, 'low', packagedCli(packaged), kind)), round: 1 });
+      progress(`attached at low, packaged wrapper (${kind} CLI): ${JSON.stringify(presets.at(-1))}`);
     }
     return { launches, presets };
   });
-  const pool = await withServer(cfg, 1, d, p, (ctx) =>
+  const pool = RUNS <= 0 ? undefined : await withServer(cfg, 1, d, p, (ctx) =>
     launchToVisible(ctx, 'pool', async () => {
       const end = Date.now() + 120_000;
       while (ctx.api.gw.app.sessions.poolSize() < 1 && Date.now() < end) await sleep(100);
@@ -299,7 +329,7 @@ try {
     seconds: SECONDS,
     bareNodeRssKiB: await bareNodeRss(),
     screenshotMs: summary(shots),
-    launch: { cold: cold.launches, pool },
+    launch: cold.launches && pool ? { cold: cold.launches, pool } : undefined,
     attached: cold.presets,
   };
   process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : report(result));

@@ -9,7 +9,8 @@ export interface Result {
   seconds: number;
   bareNodeRssKiB: number;
   screenshotMs: Summary;
-  launch: { cold: Launches; pool: Launches };
+  /** Absent with --runs 0. */
+  launch: { cold: Launches; pool: Launches } | undefined;
   attached: Attached[];
 }
 
@@ -31,38 +32,44 @@ export function report(r: Result): string {
   const launchRow = (name: string, l: Launches) =>
     `| ${name} | **${l.visible.p50}** | ${l.visible.p95} | ${l.visible.min} | ${l.visible.max} | ${l.attaching.p50} | ${l.window.p50} |`;
   const row = (a: Attached) =>
-    `| ${a.quality} (${a.cli}, round ${a.round}) | ${mib(a.wrapperRssKiB)} (peak ${mib(a.wrapperHwmKiB)}) | ${a.idle.wrapperCpu} / ${a.scroll.wrapperCpu} | ` +
+    `| ${a.quality} (${a.cli}, round ${a.round}) | ${mib(a.wrapperRssKiB)} (peak ${mib(a.wrapperHwmKiB)}) | ${a.idle.wrapperCpu} / ${a.scroll.wrapperCpu} | ${a.nodeWhileAttached.length ? `**${a.nodeWhileAttached.length}**` : 'none'} | ${a.nodeLaunchPeakKiB ? mib(a.nodeLaunchPeakKiB) : '–'} | ` +
     `${mib(a.xpraRssKiB)} (peak ${mib(a.xpraHwmKiB)}) | ${a.idle.xpraCpu} / ${a.scroll.xpraCpu} | ` +
     `${Bps(a.idle.downBps)} / ${Bps(a.idle.upBps)} | ${kBps(a.scroll.downBps)} / ${kBps(a.scroll.upBps)} |${a.scrolled ? '' : ' (page did not scroll away)'}`;
   const tsx = r.attached.filter((a) => a.cli === 'tsx');
   const med = (q: string, f: (a: Attached) => number) => pct(tsx.filter((a) => a.quality === q).map(f), 50);
   const built = r.attached.find((a) => a.cli !== 'tsx');
-  const low = tsx.length ? { rss: med('low', (a) => a.wrapperRssKiB), xpra: med('low', (a) => a.xpraRssKiB) } : undefined;
+  const low = tsx.some((a) => a.quality === 'low') ? { rss: med('low', (a) => a.wrapperRssKiB), xpra: med('low', (a) => a.xpraRssKiB), node: med('low', (a) => a.nodeLaunchPeakKiB) } : undefined;
+  const withNode = r.attached.filter((a) => a.nodeWhileAttached.length);
   const scroll = (q: string) => med(q, (a) => a.scroll.downBps);
   const lines = [
     `Run of ${r.started}: ${r.machine.cpus}, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; load ${r.machine.loadAtStart} at the start, ${r.machine.otherContainersAtStart} other container(s) running.`,
     '',
-    `Launch → page visible on the client display (ms, ${r.runs} runs each, after one warm-up):`,
-    '',
-    '| path | visible p50 | p95 | min | max | CLI says "attaching" p50 | xpra window mapped p50 |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
-    launchRow('cold (no pool)', r.launch.cold),
-    launchRow('from the pool', r.launch.pool),
-    `Screenshots took ${r.screenshotMs.p50} ms p50 (${r.screenshotMs.p95} ms p95): the resolution of these times.`,
-    '',
+    ...(r.launch
+      ? [
+          `Launch → page visible on the client display (ms, ${r.runs} runs each, after one warm-up):`,
+          '',
+          '| path | visible p50 | p95 | min | max | CLI says "attaching" p50 | xpra window mapped p50 |',
+          '| --- | --- | --- | --- | --- | --- | --- |',
+          launchRow('cold (no pool)', r.launch.cold),
+          launchRow('from the pool', r.launch.pool),
+          `Screenshots took ${r.screenshotMs.p50} ms p50 (${r.screenshotMs.p95} ms p95): the resolution of these times.`,
+          '',
+        ]
+      : []),
     `Attached to the long page (${r.seconds} s idle, then ${r.seconds} s of wheel scrolling at 10 notches/s):`,
     '',
-    '| quality (CLI) | wrapper RSS MiB | wrapper CPU % idle / scroll | xpra client RSS MiB | xpra CPU % idle / scroll | idle B/s down / up | scrolling kB/s down / up |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| quality (CLI) | wrapper (sh) RSS MiB | wrapper CPU % idle / scroll | node under the wrapper while attached | Node CLI peak RSS during launch MiB | xpra client RSS MiB | xpra CPU % idle / scroll | idle B/s down / up | scrolling kB/s down / up |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...r.attached.map(row),
     '',
     'Ratios in this run:',
     `(medians over the ${r.rounds} round(s) where there are several)`,
+    `- node processes under the wrapper while attached: ${withNode.length ? `in ${withNode.length} of ${r.attached.length} sessions (${withNode.flatMap((a) => a.nodeWhileAttached).join('; ')})` : `none in any of the ${r.attached.length} sessions`}`,
     ...(low ? [`- wrapper RSS / xpra client RSS at low: ${ratio(low.rss, low.xpra)}`] : []),
     ...(low ? [`- wrapper RSS / an idle bare Node process (${mib(r.bareNodeRssKiB)} MiB): ${ratio(low.rss, r.bareNodeRssKiB)}`] : []),
-    ...(low && built ? [`- wrapper RSS, ${built.cli} / tsx: ${ratio(built.wrapperRssKiB, low.rss)}`] : []),
+    ...(low && built ? [`- Node CLI peak RSS during launch, ${built.cli} / tsx: ${ratio(built.nodeLaunchPeakKiB, low.node)}`] : []),
     ...(tsx.length ? [`- bytes down while scrolling, low / high: ${ratio(scroll('low'), scroll('high'))}; low / auto: ${ratio(scroll('low'), scroll('auto'))}; auto / high: ${ratio(scroll('auto'), scroll('high'))}`] : []),
-    `- pool / cold, launch → visible p50: ${ratio(r.launch.pool.visible.p50, r.launch.cold.visible.p50)}`,
+    ...(r.launch ? [`- pool / cold, launch → visible p50: ${ratio(r.launch.pool.visible.p50, r.launch.cold.visible.p50)}`] : []),
     '',
     `xpra client processes: ${[...new Set(r.attached.flatMap((a) => a.xpraProcesses.map((c) => c.replace(/ --.*/, ''))))].join('; ')}`,
     '',

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # npm run bench:client — launch → visible page, the CLI wrapper's cost and the bytes on the wire, on
 # this host (real Docker engine, image, xpra client, Xvfb). Options: see bench/client/bench.ts.
-# Also builds the CLI as the .deb ships it (one esbuild bundle; else tsc's output) into
-# node_modules/.cache/hackstream-bench-client, to weigh the wrapper without bin/hackstream's tsx loader.
+# Also makes /usr/bin/hackstream as the .deb ships it (bin/hackstream through scripts/package-deb.sh's
+# sed, its CLI one esbuild bundle; else tsc's output) in node_modules/.cache/hackstream-bench-client,
+# to run the packaged wrapper next to the checkout's (whose CLI runs with tsx).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib.sh
@@ -36,5 +37,17 @@ if [ ${#compiled[@]} -eq 0 ]; then
   echo '{ "type": "module" }' >"$build/package.json"
   [ -f "$build/client/cli.js" ] && compiled=(--compiled-cli "$PWD/$build/client/cli.js")
 fi
-[ ${#compiled[@]} -gt 0 ] || log "could not build the CLI; measuring the tsx one only"
-exec node --import tsx bench/client/bench.ts "${compiled[@]}" "$@"
+packaged=()
+if [ ${#compiled[@]} -gt 0 ]; then
+  # /usr/bin/hackstream as scripts/package-deb.sh makes it (keep the sed in step), the CLI line
+  # pointing at our build instead of /usr/lib/hackstream/hackstream.mjs.
+  sed -e '/^root=/d' -e "s|^cli() .*# @cli\$|cli() { node \"${compiled[1]}\" \"\$@\"; }|" bin/hackstream >"$build/hackstream"
+  chmod 0755 "$build/hackstream"
+  if grep -q tsx "$build/hackstream" || ! grep -q "^cli() { node \"${compiled[1]}\"" "$build/hackstream"; then
+    log "bin/hackstream no longer has its '# @cli' line; measuring the checkout's wrapper only"
+  else
+    packaged=(--packaged-wrapper "$PWD/$build/hackstream")
+  fi
+fi
+[ ${#packaged[@]} -gt 0 ] || log "could not build the packaged wrapper; measuring the checkout's only"
+exec node --import tsx bench/client/bench.ts "${packaged[@]}" "$@"

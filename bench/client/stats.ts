@@ -34,9 +34,19 @@ export interface Window {
 export interface Attached {
   quality: string;
   round: number;
-  /** Which CLI ran: "tsx" (bin/hackstream in a checkout), "bundle" (the .deb's esbuild bundle) or "tsc". */
+  /**
+   * Which wrapper ran: "tsx" (bin/hackstream in a checkout, its CLI run with tsx), "bundle" (the
+   * .deb's /usr/bin/hackstream: the same shell, its CLI the esbuild bundle) or "tsc" (tsc's output).
+   */
   cli: 'tsx' | 'bundle' | 'tsc';
-  /** KiB, read at the end of the idle window. */
+  /** The wrapper's command line (a shell running bin/hackstream) and its children's commands while attached. */
+  wrapperCommand: string;
+  wrapperChildren: string[];
+  /** Node processes seen under the wrapper in any reading while attached (should be none). */
+  nodeWhileAttached: string[];
+  /** Peak RSS (VmHWM) of the Node CLI during the launch, before it handed xpra over, KiB (0: not seen). */
+  nodeLaunchPeakKiB: number;
+  /** The wrapper's, KiB, read at the end of the idle window. */
   wrapperRssKiB: number;
   wrapperHwmKiB: number;
   xpraRssKiB: number;
