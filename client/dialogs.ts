@@ -98,11 +98,16 @@ interface Run {
 function yad(args: string[], stdin: 'ignore' | 'pipe' = 'ignore'): Run {
   const child = spawn(process.env.HACKSTREAM_YAD ?? 'yad', args, { stdio: [stdin, 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));
-  child.stderr?.resume(); // GTK warnings: not the user's business
+  // GTK warnings are not the user's business; only a display that cannot be opened is.
+  child.stderr?.on('data', (c: Buffer) => (err = (err + c.toString('utf8')).slice(-4096)));
   const code = new Promise<number>((resolve, reject) => {
-    child.on('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new CliError(EXIT.FAILURE, YAD_INSTALL_HINT) : err));
-    child.on('close', (c, signal) => resolve(c ?? (signal ? CLOSED : 1)));
+    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new CliError(EXIT.FAILURE, YAD_INSTALL_HINT) : e));
+    child.on('close', (c, signal) => {
+      if (c !== 0 && /cannot open display/i.test(err)) reject(new CliError(EXIT.FAILURE, `cannot open the display${process.env.DISPLAY ? ` ${process.env.DISPLAY}` : ' (DISPLAY is not set)'}: hackstream gui needs a desktop session`));
+      else resolve(c ?? (signal ? CLOSED : 1));
+    });
   });
   return { code, stdout: () => out, kill: () => void child.kill('SIGTERM') };
 }
@@ -123,7 +128,10 @@ export const yadDialogs: Dialogs = {
     return { code, values: parseForm(r.stdout(), spec.fields.length) };
   },
   async message(kind, title, text) {
-    await yad(messageArgs(kind, title, text)).code;
+    // Shown beside other windows too (a launch failing later): never throws, says it on stderr at worst.
+    await yad(messageArgs(kind, title, text)).code.catch((err: unknown) => {
+      process.stderr.write(`hackstream: ${text} (${err instanceof Error ? err.message : String(err)})\n`);
+    });
   },
   async question(title, text, yes, no) {
     return (await yad(questionArgs(title, text, yes, no)).code) === 0;
@@ -131,6 +139,6 @@ export const yadDialogs: Dialogs = {
   progress(title, text) {
     // Pulsating needs no input; the pipe stays open so yad does not take end-of-input as done.
     const r = yad(progressArgs(title, text), 'pipe');
-    return { close: r.kill, hidden: r.code.then(() => undefined) };
+    return { close: r.kill, hidden: r.code.then(() => undefined, () => undefined) };
   },
 };

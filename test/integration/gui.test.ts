@@ -26,17 +26,27 @@ let display = '';
 const home = scratch();
 const configDir = join(home, '.config', 'hackstream');
 
-/** An X server of our own on a free display number (yad and xpra need one). */
+/**
+ * An X server of our own on a free display number (above the other tests' range); it must
+ * still run once its socket is there, or another server took the number first.
+ */
 async function startXvfb(): Promise<void> {
-  let n = 150 + Math.floor(Math.random() * 100);
-  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
-  display = `:${n}`;
-  xvfb = spawn('Xvfb', [display, '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], { stdio: 'ignore' });
-  const end = Date.now() + 10_000;
-  while (!existsSync(`/tmp/.X11-unix/X${n}`)) {
-    if (Date.now() > end) throw new Error('Xvfb did not start');
-    await new Promise((r) => setTimeout(r, 100));
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let n = 400 + Math.floor(Math.random() * 500);
+    while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
+    // -noreset: between two dialogs no client may be connected, and a server resetting then refuses the next one.
+    const x = spawn('Xvfb', [`:${n}`, '-screen', '0', '1280x800x24', '-nolisten', 'tcp', '-noreset'], { stdio: 'ignore' });
+    const end = Date.now() + 10_000;
+    while (!existsSync(`/tmp/.X11-unix/X${n}`) && x.exitCode === null && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
+    if (x.exitCode === null && existsSync(`/tmp/.X11-unix/X${n}`)) {
+      xvfb = x;
+      display = `:${n}`;
+      return;
+    }
+    x.kill('SIGKILL');
   }
+  throw new Error('Xvfb did not start');
 }
 
 const xdo = async (...args: string[]): Promise<string> => (await exec('xdotool', args, { env: { ...process.env, DISPLAY: display } })).stdout.trim();
@@ -66,9 +76,15 @@ async function waitWindow(title: string, ms = 20_000, notPid?: number): Promise<
       const pid = Number(await xdo('getwindowpid', id).catch(() => '0'));
       const args = cmdline(pid);
       // Only yad's windows: xpra's may carry the same title.
-      if (pid > 0 && pid !== notPid && args[0]?.endsWith('yad')) return { id, pid, args };
+      if (pid > 0 && pid !== notPid && args[0]?.endsWith('yad')) {
+        await new Promise((r) => setTimeout(r, 300)); // let GTK finish mapping before input
+        return { id, pid, args };
+      }
     }
-    if (Date.now() > end) throw new Error(`no window "${title}" within ${ms} ms; the launcher said:\n${guiErr.slice(-2000)}`);
+    if (Date.now() > end) {
+      const open = readdirSync('/proc').filter((p) => cmdline(p)[0]?.endsWith('yad')).map((p) => cmdline(p).filter((a) => a.startsWith('--title=') || a.startsWith('--text=')).join(' '));
+      throw new Error(`no window "${title}" within ${ms} ms; yad windows: ${open.join(', ') || 'none'}; the launcher said:\n${guiErr.slice(-2000)}`);
+    }
     await new Promise((r) => setTimeout(r, 150));
   }
 }
@@ -85,11 +101,18 @@ async function drive(w: Window, ...steps: string[]): Promise<void> {
   }
 }
 
-async function gone(w: Window, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (existsSync(`/proc/${w.pid}`) && cmdline(w.pid)[0]?.endsWith('yad')) {
-    if (Date.now() > end) throw new Error(`window ${w.args[1] ?? ''} still open`);
-    await new Promise((r) => setTimeout(r, 100));
+/** Still on screen: yad alive and its window mapped. */
+async function isOpen(w: Window): Promise<boolean> {
+  if (!existsSync(`/proc/${w.pid}`) || cmdline(w.pid)[0]?.endsWith('yad') !== true) return false;
+  const visible = await xdo('search', '--onlyvisible', '--pid', String(w.pid), '--name', '.').catch(() => '');
+  return visible.split('\n').includes(w.id);
+}
+
+/** Presses `key` in the window and waits until it has closed. */
+async function press(w: Window, key: string, ms = 10_000): Promise<void> {
+  await drive(w, `{${key}}`);
+  for (const stop = Date.now() + ms; await isOpen(w); await new Promise((r) => setTimeout(r, 100))) {
+    if (Date.now() > stop) throw new Error(`window ${w.args[1] ?? ''} did not close on ${key}`);
   }
 }
 
@@ -167,19 +190,21 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
     startGui();
     let form = await waitWindow('HackStream: sign in');
     assert.ok(!form.args.some((a) => a.includes(USER.password)));
-    await drive(form, `https://${PUBLIC_HOST}:1`, '{Tab}', USER.username, '{Tab}', USER.password, '{Return}');
+    await drive(form, `https://${PUBLIC_HOST}:1`, '{Tab}', USER.username, '{Tab}', USER.password);
+    await press(form, 'Return');
     let error = await waitWindow('HackStream: error');
     assert.match(textOf(error), /cannot reach the server/);
-    await drive(error, '{Return}');
+    await press(error, 'Return');
 
     // Back to the form with what was typed (except the password).
     form = await waitWindow('HackStream: sign in', 20_000, form.pid);
     assert.ok(form.args.includes(`https://${PUBLIC_HOST}:1`) && form.args.includes(USER.username), form.args.join(' '));
-    await drive(form, serverUrl(), '{Tab}', '{Tab}', 'not-the-password', '{Return}');
+    await drive(form, serverUrl(), '{Tab}', '{Tab}', 'not-the-password');
+    await press(form, 'Return');
     const trust = await waitWindow('HackStream: trust this server?');
     assert.doesNotMatch(textOf(trust), /WARNING/);
     assert.ok(!existsSync(join(configDir, 'config.json')), 'nothing pinned before the answer');
-    await drive(trust, '{alt+t}');
+    await press(trust, 'alt+t');
     error = await waitWindow('HackStream: error', 20_000, error.pid);
     assert.match(textOf(error), /wrong username or password/);
     const pinned = JSON.parse(readFileSync(join(configDir, 'config.json'), 'utf8')) as { api_url: string; fingerprint: string; address?: string };
@@ -187,11 +212,12 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
     assert.ok(presented.includes(pinned.fingerprint), `pinned one of the server's certificates: ${pinned.fingerprint}`);
     assert.ok(textOf(trust).includes(pinned.fingerprint), `the pinned fingerprint was shown: ${textOf(trust)}`);
     assert.ok(!existsSync(join(configDir, 'tokens.json')), 'no tokens after a wrong password');
-    await drive(error, '{Return}');
+    await press(error, 'Return');
 
     // The pinned server is not asked about again.
     form = await waitWindow('HackStream: sign in', 20_000, form.pid);
-    await drive(form, '{Tab}', '{Tab}', USER.password, '{Return}');
+    await drive(form, '{Tab}', '{Tab}', USER.password);
+    await press(form, 'Return');
     const main = await waitWindow('HackStream', 20_000);
     assert.match(textOf(main), new RegExp(`Signed in as ${USER.username} on ${PUBLIC_HOST}:${api.port}`));
     assert.equal(statSync(join(configDir, 'tokens.json')).mode & 0o777, 0o600);
@@ -204,7 +230,8 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
   it('Launch Browser starts a session for the typed URL and attaches; a failure (quota) is shown; the browser outlives the launcher', { timeout: 180_000 }, async () => {
     const token = (await api.login(USER.username, USER.password)).accessToken;
     let main = await waitWindow('HackStream');
-    await drive(main, 'example.org/from-gui', '{alt+l}');
+    await drive(main, 'example.org/from-gui');
+    await press(main, 'alt+l');
     await waitWindow('HackStream: starting', 20_000);
     let id = '';
     const end = Date.now() + 90_000;
@@ -226,13 +253,13 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
     // Back in the window, with the URL first in the list; quota 1: a second launch fails with a dialog.
     main = await waitWindow('HackStream', 20_000, main.pid);
     assert.ok(main.args.at(-1)?.startsWith('https://example.org/from-gui'), main.args.join(' '));
-    await drive(main, '{alt+l}');
+    await press(main, 'alt+l');
     const error = await waitWindow('HackStream: error', 60_000);
     assert.match(textOf(error), /quota reached/);
-    await drive(error, '{Return}');
+    await press(error, 'Return');
 
     main = await waitWindow('HackStream', 20_000, main.pid);
-    await drive(main, '{alt+q}');
+    await press(main, 'alt+q');
     assert.equal(await guiExited(), 0);
     // Detached: the browser session is still attached after the launcher quit.
     await new Promise((r) => setTimeout(r, 1_000));
@@ -246,11 +273,11 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
     startGui();
     const main = await waitWindow('HackStream');
     assert.equal(main.args.at(-1), 'https://example.org/from-gui');
-    await drive(main, '{alt+o}');
+    await press(main, 'alt+o');
     const form = await waitWindow('HackStream: sign in');
     assert.ok(!existsSync(join(configDir, 'tokens.json')), 'tokens removed');
     assert.ok(form.args.includes(serverUrl()), 'the server URL is kept');
-    await drive(form, '{alt+q}');
+    await press(form, 'alt+q');
     assert.equal(await guiExited(), 0);
   });
 
@@ -260,15 +287,16 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
     writeFileSync(file, JSON.stringify({ api_url: serverUrl(), fingerprint: old, address: '127.0.0.1' }), { mode: 0o600 });
     startGui();
     const form = await waitWindow('HackStream: sign in');
-    await drive(form, '{Tab}', USER.username, '{Tab}', USER.password, '{Return}');
+    await drive(form, '{Tab}', USER.username, '{Tab}', USER.password);
+    await press(form, 'Return');
     const trust = await waitWindow('HackStream: trust this server?');
     assert.match(textOf(trust), /WARNING: this is not the certificate pinned before/);
     assert.ok(presented.some((f) => textOf(trust).includes(f)) && textOf(trust).includes(old), textOf(trust));
-    await drive(trust, '{alt+c}');
+    await press(trust, 'alt+c');
     const again = await waitWindow('HackStream: sign in', 20_000, form.pid);
     assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { fingerprint: string }).fingerprint, old);
     assert.ok(!existsSync(join(configDir, 'tokens.json')));
-    await drive(again, '{alt+q}');
+    await press(again, 'alt+q');
     assert.equal(await guiExited(), 0);
   });
 });
