@@ -46,10 +46,21 @@ function privateOutput(): { fd: number; read: () => string; close: () => void } 
 }
 
 /**
+ * What runs `hackstream …`: the wrapper the launcher itself was started through (bin/hackstream
+ * or /usr/bin/hackstream, which set HACKSTREAM_WRAPPER), so that only a shell waits on xpra
+ * while the browser is shown; else this same node, loader flags and script.
+ */
+function launchCommand(): [string, string[]] {
+  const wrapper = process.env.HACKSTREAM_WRAPPER;
+  if (wrapper) return [wrapper, []];
+  return [process.execPath, [...process.execArgv, process.argv[1] ?? '']];
+}
+
+/**
  * Starts `hackstream launch browser` as a detached child (its own session: closing the
  * launcher or its terminal leaves the browser running) and reports how the start went.
- * The child is this same CLI (same node, same loader flags, same script), so it reads the
- * same config and tokens: nothing secret goes on its command line or environment.
+ * The child is this same CLI, so it reads the same config and tokens: nothing secret goes on
+ * its command line or environment.
  */
 export class Launcher {
   private readonly running = new Set<{ child: ChildProcess; stop: () => void }>();
@@ -58,9 +69,12 @@ export class Launcher {
 
   start(url: string | undefined): Promise<LaunchOutcome> {
     const out = privateOutput();
-    const script = process.argv[1] ?? '';
-    const child = spawn(process.execPath, [...process.execArgv, script, 'launch', 'browser', ...(url ? ['--url', url] : [])], {
+    const [command, prefix] = launchCommand();
+    const env = { ...process.env };
+    delete env.HACKSTREAM_HANDOFF; // the child's wrapper makes its own
+    const child = spawn(command, [...prefix, 'launch', 'browser', ...(url ? ['--url', url] : [])], {
       detached: true,
+      env,
       stdio: ['ignore', out.fd, out.fd],
     });
     const progress = this.dialogs.progress('HackStream: starting', `Starting a browser session${url ? ` for ${url}` : ''}…\nThe browser window opens when it is ready.`);
