@@ -15,12 +15,12 @@ export interface Display {
   close(): void;
 }
 
-/** An X server of our own (Xvfb) on a free display number. */
+/** An X server of our own (Xvfb) on a free display number; -noreset: it would refuse clients while resetting after its last one left. */
 export async function startXvfb(width = 1280, height = 800): Promise<Display> {
   let n = 150 + Math.floor(Math.random() * 100);
   while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
   const name = `:${n}`;
-  const xvfb: ChildProcess = spawn('Xvfb', [name, '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
+  const xvfb: ChildProcess = spawn('Xvfb', [name, '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset'], { stdio: 'ignore' });
   const end = Date.now() + 10_000;
   while (!existsSync(`/tmp/.X11-unix/X${n}`)) {
     if (Date.now() > end || xvfb.exitCode !== null) throw new Error(`Xvfb did not start on ${name}`);
