@@ -113,3 +113,14 @@ ensure_docker() {
   tail -20 /var/log/hackstream-dockerd.log >&2 || true
   return 1
 }
+
+# What running sessions needs on this host: Redis and Postgres, the real xpra client (Debian's,
+# with the GTK bits it needs even for `xpra info`), iptables for the sessions' firewall, a
+# Docker engine and the session image (built when missing).
+ensure_sessions_stack() {
+  ensure_redis
+  ensure_postgres
+  apt_install xpra python3-gi-cairo python3-pil iptables
+  ensure_docker
+  bash scripts/build-image.sh
+}

@@ -5,18 +5,13 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_node_modules
-ensure_redis
-ensure_postgres
 apt_install pebble openssl curl ca-certificates
-# Sessions: a Docker engine, the session image, the real xpra client (Debian's, with the GTK
-# bits it needs even for `xpra info`) and iptables for the sessions' firewall.
-apt_install xpra python3-gi-cairo python3-pil xvfb iptables
-# End-to-end and launcher tests: screenshots (ImageMagick's import), synthetic input, OCR of the screenshots.
-apt_install imagemagick xdotool tesseract-ocr
+# End-to-end and launcher tests: an X server, screenshots (ImageMagick's import), synthetic
+# input, OCR of the screenshots.
+apt_install xvfb imagemagick xdotool tesseract-ocr
 # The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
-apt_install yad desktop-file-utils xdotool
-ensure_docker
-bash scripts/build-image.sh
+apt_install yad desktop-file-utils
+ensure_sessions_stack
 # The flood tests open thousands of sockets in one process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

@@ -9,11 +9,8 @@ cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 
 ensure_node_modules
-ensure_redis
-ensure_postgres
-apt_install xpra python3-gi-cairo python3-pil iptables xvfb imagemagick xdotool iproute2
-ensure_docker
-bash scripts/build-image.sh
+apt_install xvfb imagemagick xdotool iproute2
+ensure_sessions_stack
 
 build=node_modules/.cache/hackstream-bench-client
 rm -rf "$build"

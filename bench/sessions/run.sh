@@ -6,9 +6,5 @@ cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 
 ensure_node_modules
-ensure_redis
-ensure_postgres
-apt_install xpra python3-gi-cairo python3-pil iptables
-ensure_docker
-bash scripts/build-image.sh
+ensure_sessions_stack
 exec node --import tsx bench/sessions/bench.ts "$@"
