@@ -1,18 +1,17 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { PNG } from 'pngjs';
 import { X_PATH, type Box, type Screenshot } from './display.js';
+import { spawnHackstream, waitForLine } from './server-process.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
 
 /** Where the end-to-end tests keep their screenshots and logs (CI uploads it; git ignores it). */
 export const ARTIFACTS_DIR = join(ROOT, 'artifacts', 'e2e');
@@ -46,50 +45,33 @@ export interface ServerProcess {
 export async function startServer(o: { dataDir: string; publicHost: string; config: unknown; env?: Record<string, string>; timeoutMs?: number }): Promise<ServerProcess> {
   const configFile = join(o.dataDir, 'hackstream.json');
   writeFileSync(configFile, JSON.stringify(o.config, null, 2));
-  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'core/main.ts')], {
-    cwd: o.dataDir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HACKSTREAM_CONFIG: configFile,
-      HACKSTREAM_DATA_DIR: o.dataDir,
-      HACKSTREAM_LISTEN: '127.0.0.1:0',
-      HACKSTREAM_PUBLIC_HOST: o.publicHost,
-      ...o.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let exitCode: number | null | undefined;
-  void exited.then((c) => (exitCode = c));
+  const p = spawnHackstream(
+    { HACKSTREAM_CONFIG: configFile, HACKSTREAM_DATA_DIR: o.dataDir, HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_PUBLIC_HOST: o.publicHost, ...o.env },
+    { cwd: o.dataDir },
+  );
   const stop = async (graceMs = 10_000): Promise<number | null> => {
-    if (exitCode !== undefined) return exitCode;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    const code = await exited;
+    if (p.exitCode() !== undefined) return p.exitCode() ?? null;
+    p.child.kill('SIGTERM');
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
+    const code = await p.exit;
     clearTimeout(timer);
     return code;
   };
-  const end = Date.now() + (o.timeoutMs ?? 60_000);
-  let port: number | undefined;
-  while (port === undefined) {
-    const line = lines.find((l) => l.includes('"msg":"hackstream listening"'));
-    if (line) port = (JSON.parse(line) as { port: number }).port;
-    else if (exitCode !== undefined || Date.now() > end) {
-      await stop(0);
-      throw new Error(`HackStream did not start (exit ${exitCode}):\n${stderr}\n${lines.slice(-20).join('\n')}`);
-    } else await new Promise((r) => setTimeout(r, 100));
+  let port: number;
+  try {
+    port = (JSON.parse(await waitForLine(p, /"msg":"hackstream listening"/, o.timeoutMs ?? 60_000)) as { port: number }).port;
+  } catch (err) {
+    await stop(0);
+    throw new Error(`HackStream did not start: ${(err as Error).message}`);
   }
+  const stderr = p.stderr();
   const adminPassword = /^\s*password: (\S+)$/m.exec(stderr)?.[1];
   if (!adminPassword) {
     await stop(0);
     throw new Error(`no generated admin password on stderr (is the data dir fresh?):\n${stderr}`);
   }
   const apiFingerprint = new X509Certificate(readFileSync(join(o.dataDir, 'certs', 'api.crt'))).fingerprint256;
-  return { port, dataDir: o.dataDir, adminPassword, apiFingerprint, logs: () => [...lines], stop };
+  return { port, dataDir: o.dataDir, adminPassword, apiFingerprint, logs: () => [...p.lines], stop };
 }
 
 /** The host's IPv4 address on its default-route interface (what a container can dial). */

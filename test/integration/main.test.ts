@@ -1,37 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { httpsRequest } from '../helpers/gateway.js';
+import { spawnHackstream, waitForLine } from '../helpers/server-process.js';
 
-const MAIN = join(import.meta.dirname, '../../core/main.ts');
-
-function run(env: Record<string, string>): { child: ChildProcess; lines: string[]; stderr: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    // No pre-warmed session containers: these tests are about the process, not sessions.
-    env: { PATH: process.env.PATH ?? '', HACKSTREAM_POOL_SIZE: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let err = '';
-  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, lines, stderr: () => err, exit };
-}
-
-async function waitForLine(lines: string[], re: RegExp, ms: number): Promise<string> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const hit = lines.find((l) => re.test(l));
-    if (hit) return hit;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no line matching ${re} within ${ms} ms; got:\n${lines.join('\n')}`);
-}
+// No pre-warmed session containers: these tests are about the process, not sessions.
+const run = (env: Record<string, string>) => spawnHackstream({ HACKSTREAM_POOL_SIZE: '0', ...env });
 
 describe('hackstream process (core/main.ts)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'hs-main-'));
@@ -40,7 +16,7 @@ describe('hackstream process (core/main.ts)', () => {
   it('starts with defaults plus a listen override, creates its CA, serves /health, and stops cleanly on SIGTERM', async () => {
     const p = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
     try {
-      const line = await waitForLine(p.lines, /"msg":"hackstream listening"/, 20_000);
+      const line = await waitForLine(p, /"msg":"hackstream listening"/, 20_000);
       const { port } = JSON.parse(line) as { port: number };
       const ca = readFileSync(join(dataDir, 'certs/ca.crt'), 'utf8');
       assert.equal(statSync(join(dataDir, 'certs/ca.key')).mode & 0o777, 0o600);
@@ -74,7 +50,7 @@ describe('hackstream process (core/main.ts)', () => {
   it('explains a port that is already taken', async () => {
     const first = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
     try {
-      const { port } = JSON.parse(await waitForLine(first.lines, /"msg":"hackstream listening"/, 20_000)) as { port: number };
+      const { port } = JSON.parse(await waitForLine(first, /"msg":"hackstream listening"/, 20_000)) as { port: number };
       // Its own data dir: the embedded database admits one process per data dir.
       const secondDir = mkdtempSync(join(tmpdir(), 'hs-main-2-'));
       after(() => rmSync(secondDir, { recursive: true, force: true }));
@@ -87,10 +63,9 @@ describe('hackstream process (core/main.ts)', () => {
   });
 
   it('prints usage with --help', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise((r) => child.once('exit', r));
+    const p = spawnHackstream({}, { args: ['--help'] });
+    const code = await p.exit;
+    const out = p.lines.join('\n');
     assert.equal(code, 0);
     assert.match(out, /HACKSTREAM_LISTEN \(default 0\.0\.0\.0:443\)/);
   });
