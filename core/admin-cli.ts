@@ -7,7 +7,7 @@ import { authSettings } from './auth/settings.js';
 import { Users, usernameSchema } from './auth/users.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { isAppError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger } from '../lib/log.js';
 import { openDatabase } from './store/database.js';
 import { ROLES, type Role } from './store/entities.js';
 

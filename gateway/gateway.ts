@@ -1,13 +1,13 @@
 import { once } from 'node:events';
 import type http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import type { GatewayLimits } from '../core/config/schema.js';
-import type { Logger } from '../core/log.js';
-import type { AcmeChallengeStore, CertificateSource } from './certs/types.js';
+import type { GatewayLimits } from '../lib/limits.js';
+import type { Logger } from '../lib/log.js';
+import type { AcmeChallengeStore, CertificateSource } from '../lib/tls.js';
 import { newHelloScan, parseClientHello } from './client-hello.js';
 import { HelloBuffer } from './hello-buffer.js';
-import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from './metrics.js';
-import type { RouteTable } from './route-table.js';
+import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from '../lib/edge-metrics.js';
+import type { RouteTable } from '../lib/route-table.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
 import { Tunnel } from './tunnel.js';
 

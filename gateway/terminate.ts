@@ -1,9 +1,9 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import type { Logger } from '../core/log.js';
-import type { GatewayLimits } from '../core/config/schema.js';
-import type { AcmeChallengeStore, KeyPair } from './certs/types.js';
+import type { Logger } from '../lib/log.js';
+import type { GatewayLimits } from '../lib/limits.js';
+import type { AcmeChallengeStore, KeyPair } from '../lib/tls.js';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 

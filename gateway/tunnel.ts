@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { Upstream } from './route-table.js';
+import type { Upstream } from '../lib/route-table.js';
 
 export interface TunnelOptions {
   client: net.Socket;

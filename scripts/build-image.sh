@@ -35,7 +35,7 @@ EOF
 }
 
 # <sha256>  <relative path> per regular file, sorted by path in the C locale; SHA-256 of
-# that listing; first 12 hex digits. core/sessions/image.ts computes exactly the same.
+# that listing; first 12 hex digits. agent/image.ts computes exactly the same.
 image_hash() {
   (cd "$IMAGE_DIR" && find . -type f -printf '%P\0' | LC_ALL=C sort -z |
     xargs -0 -r sha256sum --) | sha256sum | cut -c1-12

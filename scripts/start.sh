@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_node_modules
-if [ ! -f dist/core/main.js ] || [ -n "$(find gateway core plugins -newer dist/core/main.js -name '*.ts' -print -quit)" ]; then
+if [ ! -f dist/server/main.js ] || [ -n "$(find gateway core plugins lib agent server -newer dist/server/main.js -name '*.ts' -print -quit)" ]; then
   log "building (tsc)…"
   npx tsc -p tsconfig.build.json
 fi
-exec node --enable-source-maps dist/core/main.js "$@"
+exec node --enable-source-maps dist/server/main.js "$@"

@@ -1,5 +1,5 @@
 /**
- * API benchmark driver (run through run.sh, compiled). Starts HackStream (`core/main.js` of the
+ * API benchmark driver (run through run.sh, compiled). Starts HackStream (`server/main.js` of the
  * same build) in a child process on 127.0.0.1 with a fresh data dir, logs in as the bootstrap
  * admin, then measures through the gateway's TLS termination:
  *
@@ -37,7 +37,7 @@ const duration = Number(arg('duration', '10'));
 const logins = Number(arg('logins', '40'));
 const db = arg('db', 'embedded');
 const repo = process.env.BENCH_REPO ?? process.cwd();
-const mainJs = join(import.meta.dirname, '../../core/main.js');
+const mainJs = join(import.meta.dirname, '../../server/main.js');
 
 interface Server {
   child: ChildProcess;

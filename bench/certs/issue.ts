@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import { silentLogger } from '../../core/log.js';
-import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../gateway/certs/ca.js';
-import { generateRsaKey, KeyPool } from '../../gateway/certs/keys.js';
-import { issueSessionCert } from '../../gateway/certs/session-cert.js';
+import { silentLogger } from '../../lib/log.js';
+import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../core/certs/ca.js';
+import { generateRsaKey, KeyPool } from '../../core/certs/keys.js';
+import { issueSessionCert } from '../../core/certs/session-cert.js';
 
 const count = Number(process.argv[2] ?? 50);
 const parallel = Number(process.argv[3] ?? 8);

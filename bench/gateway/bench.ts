@@ -19,7 +19,7 @@ import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
+import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
 import { bulkDown, bulkUp, latency, nodeRate, openIdle, wrk, type Endpoint } from './clients.js';
 import { startNginx, type Nginx } from './nginx.js';
 import { machineUserMs, pssBytes, quantile, rssBytes, sleep, startChild, totalCpuMs, userMs, type Child } from './proc.js';

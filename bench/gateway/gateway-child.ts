@@ -8,14 +8,14 @@
  * Logs (warn) to stderr. Sends {type: 'ready', port} over IPC; answers {cmd: 'metrics'} and {cmd: 'gc'}.
  * Exits normally on disconnect or SIGTERM, so that `--cpu-prof` gets to write its profile.
  */
-import { createApp } from '../../core/app.js';
+import { createApp } from '../../server/app.js';
 import { parseConfig } from '../../core/config/load.js';
 import type { Config } from '../../core/config/schema.js';
-import { createLogger, type Logger } from '../../core/log.js';
-import { setupCertificates } from '../../gateway/certs/index.js';
+import { createLogger, type Logger } from '../../lib/log.js';
+import { setupCertificates } from '../../core/certs/index.js';
 import { Gateway } from '../../gateway/gateway.js';
-import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
-import { MemoryRouteTable } from '../../gateway/route-table.js';
+import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
+import { MemoryRouteTable } from '../../lib/route-table.js';
 
 // Limits as open as nginx's (which has none configured): the benchmark measures speed, not admission.
 const LIMITS = {

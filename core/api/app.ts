@@ -1,9 +1,9 @@
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { DataSource } from 'typeorm';
-import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
+import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
 import type { ControlPlane } from '../auth/index.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { PluginHost } from '../plugin/host.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { bodyLimit } from './body.js';

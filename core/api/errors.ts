@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import type { Principal } from '../auth/index.js';
 import { AppError, ERRORS, isAppError, type ErrorCode } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import { mapDatabaseError } from '../store/errors.js';
 
 export interface ApiState {

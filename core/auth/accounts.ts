@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { AccountsService, PasswordCheck } from '../plugin/contract.js';
 import type { PasswordHasher } from './passwords.js';
 import type { Users } from './users.js';

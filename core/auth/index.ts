@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { AuditEvent, PluginServices } from '../plugin/contract.js';
 import type { PluginHost } from '../plugin/host.js';
 import type { KeyValueStore } from '../store/kv.js';

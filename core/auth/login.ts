@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { PluginHost } from '../plugin/host.js';
 import type { Audit } from './audit.js';
 import type { Semaphore } from './semaphore.js';

@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { Quota, QuotaRequest, QuotaSubject, Usage, UsageService } from '../plugin/contract.js';
 import type { PluginHost } from '../plugin/host.js';
 import type { KeyValueStore } from '../store/kv.js';

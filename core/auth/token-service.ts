@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import { RefreshTokenEntity, UserEntity, type RefreshToken, type Role, type User } from '../store/entities.js';
 import type { KeyValueStore } from '../store/kv.js';
 import type { Audit } from './audit.js';

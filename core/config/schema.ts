@@ -1,5 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { gatewaySchema } from '../../lib/limits.js';
+
+export { gatewaySchema };
 
 const LDH_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
@@ -24,33 +27,7 @@ export const listenAddress = z.string().transform((value, ctx) => {
   return { host, port };
 });
 
-const ms = (def: number) => z.number().int().positive().max(86_400_000).default(def);
 const count = (def: number) => z.number().int().positive().max(1_000_000).default(def);
-
-export const gatewaySchema = z
-  .object({
-    /** A ClientHello must be complete within this time (total deadline, not an idle timer). */
-    clientHelloTimeoutMs: ms(10_000),
-    /** Bytes buffered per pending connection while its ClientHello is read. */
-    maxClientHelloBytes: z.number().int().min(1024).max(1_048_576).default(65_536),
-    /** Open connections in total; further ones are closed at accept. */
-    maxConnections: count(10_000),
-    /** Open connections from one client IP. */
-    maxConnectionsPerIp: count(512),
-    /** Connections from one client IP still sending their ClientHello. */
-    maxPendingPerIp: count(128),
-    upstreamConnectTimeoutMs: ms(5_000),
-    /** A tunnel with no bytes either way for this long is closed (xpra pings keep live ones busy). */
-    tunnelIdleTimeoutMs: ms(600_000),
-    /** TLS handshake deadline on the terminated (API) path. */
-    tlsHandshakeTimeoutMs: ms(10_000),
-    httpHeadersTimeoutMs: ms(10_000),
-    httpRequestTimeoutMs: ms(30_000),
-    httpKeepAliveTimeoutMs: ms(5_000),
-    /** On shutdown, open tunnels may drain for this long before they are cut. */
-    shutdownDrainMs: ms(10_000),
-  })
-  .strict();
 
 export const tlsSchema = z
   .object({
@@ -212,6 +189,6 @@ export const configSchema = z
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
-export type GatewayLimits = z.output<typeof gatewaySchema>;
+export type { GatewayLimits } from '../../lib/limits.js';
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type SessionsConfig = z.output<typeof sessionsSchema>;

@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { AuditEvent, AuditSink } from './contract.js';
 import type { Owned } from './registrations.js';
 import { withTimeout } from './timeout.js';

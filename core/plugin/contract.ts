@@ -4,7 +4,7 @@
  */
 import type Router from '@koa/router';
 import type { z } from 'zod';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { AuditSink, AuthProvider, QuotaPolicy, SessionListener } from './extensions.js';
 import type { PluginServices } from './services.js';
 

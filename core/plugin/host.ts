@@ -1,5 +1,5 @@
 import type Router from '@koa/router';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import { createAuditFanout, type AuditLimits, type HostAudit } from './audit-fanout.js';
 import { createAuthChain, type HostAuth } from './auth-chain.js';
 import type { PluginRouteState, PluginServices } from './contract.js';

@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { PluginContext, PluginHandle, PluginServices } from './contract.js';
 import { describe, PluginError } from './errors.js';
 import type { LoadedPlugin } from './loader.js';

@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { Quota, QuotaDecision, QuotaPolicy, QuotaRequest, QuotaSubject } from './contract.js';
 import type { Owned } from './registrations.js';
 import { withTimeout } from './timeout.js';

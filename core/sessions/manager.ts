@@ -1,17 +1,17 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { In, IsNull, type DataSource } from 'typeorm';
-import type { RouteTable } from '../../gateway/route-table.js';
+import type { RouteTable } from '../../lib/route-table.js';
 import type { AuditAction } from '../audit/actions.js';
 import type { Audit } from '../auth/audit.js';
 import type { Quotas } from '../auth/quotas.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import type { SessionEvent, StopReason } from '../plugin/contract.js';
 import type { KeyValueStore } from '../store/kv.js';
 import { SessionEntity, type Session, type SessionState, type User } from '../store/entities.js';
-import { ImageError } from './image.js';
-import { NetworkIsolationError } from './network.js';
+import { ImageError } from '../../agent/image.js';
+import { NetworkIsolationError } from '../../agent/network.js';
 import { RuntimeUnavailableError, type RuntimeContainer, type SessionLimits, type SessionRuntime } from './runtime.js';
 import { sessionView, type ConnectDescriptor, type CreateSessionInput, type SessionView } from './view.js';
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { DataSource, type DataSourceOptions, type LogLevel } from 'typeorm';
-import { redactUrl, type Logger } from '../log.js';
+import { redactUrl, type Logger } from '../../lib/log.js';
 import { startEmbedded, type EmbeddedServer } from './embedded.js';
 import { ENTITIES } from './entities.js';
 import { MIGRATIONS } from './migrations/index.js';

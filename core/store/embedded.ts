@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 
 /*
  * The embedded store: PGlite (PostgreSQL compiled to WASM, in this process) served over the

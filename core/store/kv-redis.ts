@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
-import { redactUrl, type Logger } from '../log.js';
+import { redactUrl, type Logger } from '../../lib/log.js';
 import { checkKey, checkTtl, runWithLock, type KeyValueStore, type KvCounter, type KvLock, type KvSetOptions } from './kv.js';
 
 // INCR, and start the window if the key has no expiry yet (first increment, or a plain SET).

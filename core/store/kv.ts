@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 import { MemoryKv } from './kv-memory.js';
 import { RedisKv } from './kv-redis.js';
 

@@ -1,5 +1,5 @@
 import type { Logger as OrmLogger } from 'typeorm';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 
 /**
  * TypeORM's log calls, sent to pino. Query text only at debug level and never the

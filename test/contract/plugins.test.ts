@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { silentLogger } from '../../core/log.js';
+import { silentLogger } from '../../lib/log.js';
 import type { Plugin } from '../../core/plugin/contract.js';
 import { startPluginHost } from '../../core/plugin/host.js';
 import { loadPlugins, type LoadedPlugin } from '../../core/plugin/loader.js';

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { deleteRedisKeys } from './redis.js';
 import type { AuthSettingsInput } from '../../core/auth/index.js';
 import type { ConfigInput } from '../../core/config/schema.js';
-import { createLogger, type Logger } from '../../core/log.js';
+import { createLogger, type Logger } from '../../lib/log.js';
 import { PUBLIC_HOST, startGateway, type TestGateway } from './gateway.js';
 import { dropSchema, TEST_DATABASE_URL, TEST_REDIS_URL, type DatabaseKind, type KvKind } from './store.js';
 

@@ -38,7 +38,7 @@ export interface ServerProcess {
 }
 
 /**
- * HackStream as README's `npm start` runs it (the same entry, core/main.ts, from the sources),
+ * HackStream as README's `npm start` runs it (the same entry, server/main.ts, from the sources),
  * with its embedded store under `dataDir`, configured by `HACKSTREAM_CONFIG` and a few
  * variables. Resolves once it logs "hackstream listening".
  */

@@ -3,9 +3,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { silentLogger } from '../../core/log.js';
-import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../gateway/certs/ca.js';
-import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { silentLogger } from '../../lib/log.js';
+import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../core/certs/ca.js';
+import { generateRsaKey } from '../../core/certs/keys.js';
 
 /** A free TCP port on 127.0.0.1 (closed again before it is returned, so a tiny race remains). */
 export async function freePort(): Promise<number> {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const MAIN = fileURLToPath(new URL('../../core/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
 const TSX = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
 
 export interface HackstreamProcess {
@@ -16,7 +16,7 @@ export interface HackstreamProcess {
 }
 
 /**
- * HackStream's own process (core/main.ts, the entry `npm start` runs, from the sources with
+ * HackStream's own process (server/main.ts, the entry `npm start` runs, from the sources with
  * tsx) with only PATH and `env` in its environment.
  */
 export function spawnHackstream(env: Record<string, string>, o: { cwd?: string; args?: string[] } = {}): HackstreamProcess {

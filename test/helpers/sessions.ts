@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import type { ConfigInput } from '../../core/config/schema.js';
-import { removeSessionNetworkRules } from '../../core/sessions/network.js';
+import { removeSessionNetworkRules } from '../../agent/network.js';
 import { LABELS } from '../../core/sessions/runtime.js';
 import type { ConnectDescriptor, SessionView } from '../../core/sessions/view.js';
 import { after, before } from 'node:test';

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { deleteRedisKeys, TEST_REDIS_URL } from './redis.js';
 import pg from 'pg';
-import { silentLogger, type Logger } from '../../core/log.js';
+import { silentLogger, type Logger } from '../../lib/log.js';
 import { openDatabase, type Database } from '../../core/store/database.js';
 import { embeddedPaths } from '../../core/store/embedded.js';
 import { openKv, type KeyValueStore } from '../../core/store/kv.js';

@@ -193,7 +193,7 @@ describe('A3: 200 concurrent wrong logins with the production Argon2id cost', ()
     // Its log goes to a file: a pipe the test drains late would block its writes.
     const logFile = join(dataDir, 'server.log');
     const logFd = openSync(logFile, 'w');
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../../core/main.ts')], {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../../server/main.ts')], {
       env: {
         PATH: process.env.PATH ?? '',
         HACKSTREAM_LISTEN: '127.0.0.1:0',

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { apiRoutes } from '../../core/api/app.js';
-import { silentLogger } from '../../core/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { errorCode, startApi, type TestApi } from '../helpers/api.js';
 
 /*

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, describe, it } from 'node:test';
 import { tlsSchema } from '../../core/config/schema.js';
-import { silentLogger } from '../../core/log.js';
-import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../gateway/certs/ca.js';
-import { setupCertificates, type Certificates, type KeyPair } from '../../gateway/certs/index.js';
-import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { silentLogger } from '../../lib/log.js';
+import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../core/certs/ca.js';
+import { setupCertificates, type Certificates, type KeyPair } from '../../core/certs/index.js';
+import { generateRsaKey } from '../../core/certs/keys.js';
 
 const HOST = 'hackstream.test';
 const dirs: string[] = [];

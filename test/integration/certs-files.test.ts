@@ -9,10 +9,10 @@ import { Writable } from 'node:stream';
 import tls from 'node:tls';
 import { after, describe, it } from 'node:test';
 import { tlsSchema } from '../../core/config/schema.js';
-import { createLogger, silentLogger, type Logger } from '../../core/log.js';
-import { BACKDATE_MS, loadOrCreateCa, signServerCert, type Ca } from '../../gateway/certs/ca.js';
-import { setupCertificates, type Certificates, type KeyPair } from '../../gateway/certs/index.js';
-import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { createLogger, silentLogger, type Logger } from '../../lib/log.js';
+import { BACKDATE_MS, loadOrCreateCa, signServerCert, type Ca } from '../../core/certs/ca.js';
+import { setupCertificates, type Certificates, type KeyPair } from '../../core/certs/index.js';
+import { generateRsaKey } from '../../core/certs/keys.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 const HOST = 'hackstream.test';

@@ -16,7 +16,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { ConfigInput } from '../../core/config/schema.js';
-import type { GatewayMetricsSnapshot } from '../../gateway/metrics.js';
+import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
 import type { ChildMessage, ChildRequest } from '../fixtures/gateway-child.js';
 import { buildClientHello, captureClientHello, ext, lengthFields } from '../helpers/client-hello.js';
 import { httpsRequest, SESSION_DOMAIN, startTlsBackend, type TlsBackend } from '../helpers/gateway.js';

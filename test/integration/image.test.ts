@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { silentLogger } from '../../core/log.js';
-import { ensureImage } from '../../core/sessions/image.js';
-import { loadOrCreateCa, signServerCert } from '../../gateway/certs/ca.js';
-import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { silentLogger } from '../../lib/log.js';
+import { ensureImage } from '../../agent/image.js';
+import { loadOrCreateCa, signServerCert } from '../../core/certs/ca.js';
+import { generateRsaKey } from '../../core/certs/keys.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 /*

@@ -9,7 +9,7 @@ import { spawnHackstream, waitForLine } from '../helpers/server-process.js';
 // No pre-warmed session containers: these tests are about the process, not sessions.
 const run = (env: Record<string, string>) => spawnHackstream({ HACKSTREAM_POOL_SIZE: '0', ...env });
 
-describe('hackstream process (core/main.ts)', () => {
+describe('hackstream process (server/main.ts)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'hs-main-'));
   after(() => rmSync(dataDir, { recursive: true, force: true }));
 

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { silentLogger } from '../../core/log.js';
-import { RedisRouteTable } from '../../gateway/redis-route-table.js';
+import { silentLogger } from '../../lib/log.js';
+import { RedisRouteTable } from '../../lib/redis-route-table.js';
 import { waitFor } from '../helpers/net.js';
 import { deleteRedisKeys, TEST_REDIS_URL as REDIS_URL } from '../helpers/redis.js';
 

@@ -5,8 +5,8 @@ import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { silentLogger } from '../../core/log.js';
-import { execInContainer } from '../../core/sessions/docker-engine.js';
+import { silentLogger } from '../../lib/log.js';
+import { execInContainer } from '../../agent/docker-engine.js';
 import {
   chainNames,
   ensureSessionNetwork,
@@ -15,7 +15,7 @@ import {
   removeSessionNetworkRules,
   type NetworkOptions,
   type SessionNetwork,
-} from '../../core/sessions/network.js';
+} from '../../agent/network.js';
 import { portOf, sleep } from '../helpers/net.js';
 
 /*

@@ -198,7 +198,7 @@ describe('faults: SIGKILL of the control plane, then a restart', () => {
 
   async function startServer(): Promise<void> {
     const log = openSync(join(dataDir, 'server.log'), 'a');
-    child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../../core/main.ts')], {
+    child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../../server/main.ts')], {
       env: { PATH: process.env.PATH ?? '', HACKSTREAM_CONFIG: configFile, HACKSTREAM_ADMIN_PASSWORD: 'kill test admin password' },
       stdio: ['ignore', log, log],
     });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { silentLogger } from '../../core/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { lockAuditChain } from '../../core/store/audit-chain.js';
 import { openDatabase } from '../../core/store/database.js';
 import { embeddedPaths } from '../../core/store/embedded.js';

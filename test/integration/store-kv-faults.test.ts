@@ -3,7 +3,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError } from '../../core/errors.js';
-import { silentLogger } from '../../core/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { openKv } from '../../core/store/kv.js';
 import { openTestKv, startFaultProxy, TEST_REDIS_URL, type FaultProxy, type TestKv } from '../helpers/store.js';
 

@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError } from '../../core/errors.js';
-import { silentLogger } from '../../core/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { openDatabase, type Database } from '../../core/store/database.js';
 import { UserEntity } from '../../core/store/entities.js';
 import { isDatabaseUnavailable, mapDatabaseError } from '../../core/store/errors.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyPool, type GeneratedKey } from '../../gateway/certs/keys.js';
+import { KeyPool, type GeneratedKey } from '../../core/certs/keys.js';
 
 /** A generator that counts calls and lets the test decide when each key is ready. */
 function controlledGenerator() {

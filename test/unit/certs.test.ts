@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { MemoryChallengeStore } from '../../gateway/certs/acme-challenges.js';
-import { randomSerialHex } from '../../gateway/certs/forge-sign.js';
-import { isCertHostname } from '../../gateway/certs/hostname.js';
-import { renewalTime, retryDelay, runAt } from '../../gateway/certs/schedule.js';
+import { MemoryChallengeStore } from '../../core/certs/acme-challenges.js';
+import { randomSerialHex } from '../../core/certs/forge-sign.js';
+import { isCertHostname } from '../../core/certs/hostname.js';
+import { renewalTime, retryDelay, runAt } from '../../core/certs/schedule.js';
 
 describe('certificate hostnames', () => {
   const cases: Array<[string, string, boolean]> = [

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import { trustProblem } from '../../client/http.js';
-import { silentLogger } from '../../core/log.js';
-import { loadOrCreateCa, signServerCert, type Ca } from '../../gateway/certs/ca.js';
-import { generateRsaKey } from '../../gateway/certs/keys.js';
+import { silentLogger } from '../../lib/log.js';
+import { loadOrCreateCa, signServerCert, type Ca } from '../../core/certs/ca.js';
+import { generateRsaKey } from '../../core/certs/keys.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 /* What the CLI accepts as a pinned server: real CAs and certificates (the gateway's own code). */

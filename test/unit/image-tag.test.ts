@@ -3,10 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { IMAGE_DIR, REPO_ROOT, imageTag } from '../../core/sessions/image.js';
+import { IMAGE_DIR, REPO_ROOT, imageTag } from '../../agent/image.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
-/* The session image's tag: core/sessions/image.ts and scripts/build-image.sh must agree. */
+/* The session image's tag: agent/image.ts and scripts/build-image.sh must agree. */
 
 const newDir = scratchDirs('hs-image-tag-');
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { QuotaRequest, QuotaSubject, Usage } from '../../core/plugin/contract.js';
 import { startPlugins } from '../../core/plugin/host.js';
-import { silentLogger } from '../../core/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { unavailableServices } from '../../core/plugin/services.js';
 import { fakeServices } from '../fixtures/plugins/harness.js';
 

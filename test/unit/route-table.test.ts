@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InvalidRouteError, MemoryRouteTable } from '../../gateway/route-table.js';
+import { InvalidRouteError, MemoryRouteTable } from '../../lib/route-table.js';
 
 describe('MemoryRouteTable', () => {
   it('adds, looks up, lists and removes normalised hostnames', async () => {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { GatewayMetricsSnapshot } from '../../../gateway/metrics.js';
-import { renderPrometheus } from '../../../gateway/metrics.js';
+import type { GatewayMetricsSnapshot } from '../../../lib/edge-metrics.js';
+import { renderPrometheus } from '../../../lib/edge-metrics.js';
 import type { ControlPlane } from '../../auth/index.js';
 import { AppError } from '../../errors.js';
 import { route, type AnyRoute } from '../route.js';

@@ -1,9 +1,9 @@
-import { describeError } from './api/errors.js';
+import { describeError } from '../core/api/errors.js';
 import { createApp } from './app.js';
-import { BootstrapError } from './auth/index.js';
-import { ConfigError, loadConfig } from './config/load.js';
-import { createLogger } from './log.js';
-import { PluginError } from './plugin/errors.js';
+import { BootstrapError } from '../core/auth/index.js';
+import { ConfigError, loadConfig } from '../core/config/load.js';
+import { createLogger } from '../lib/log.js';
+import { PluginError } from '../core/plugin/errors.js';
 
 const HELP = `Usage: npm start [-- --help]
 

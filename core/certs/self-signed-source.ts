@@ -1,4 +1,4 @@
-import type { Logger } from '../../core/log.js';
+import type { Logger } from '../../lib/log.js';
 import { API_RENEW_BEFORE_MS, loadOrIssueApiCert, type ApiCert } from './api-cert.js';
 import type { Ca } from './ca.js';
 import { PairListeners } from './listeners.js';

@@ -1,7 +1,7 @@
 import { X509Certificate, randomBytes, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import type { Logger } from '../../core/log.js';
+import type { Logger } from '../../lib/log.js';
 import { PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, readIfExists, writeFileAtomic } from './atomic-file.js';
 import { randomSerialHex, signCertificate } from './forge-sign.js';
 import { generateRsaKey } from './keys.js';

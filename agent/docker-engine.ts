@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { RuntimeUnavailableError } from './runtime.js';
+import { RuntimeUnavailableError } from '../core/sessions/runtime.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 export const PING_TIMEOUT_MS = 3_000;

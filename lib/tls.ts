@@ -1,12 +1,9 @@
+/* TLS material types shared by the edge (which serves them) and the control plane (which makes them). */
+
 /** Certificate material in PEM form. */
 export interface KeyPair {
   certPem: string;
   keyPem: string;
-}
-
-export interface IssuedCert extends KeyPair {
-  /** Not-after of the certificate. */
-  expiresAt: Date;
 }
 
 /**

@@ -3,7 +3,7 @@ import { watch, watchFile, unwatchFile, type FSWatcher, type Stats } from 'node:
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import type { Logger } from '../../core/log.js';
+import type { Logger } from '../../lib/log.js';
 import { PairListeners } from './listeners.js';
 import type { CertificateSource, KeyPair } from './types.js';
 import { namesHost, parseLeaf, parsePrivateKey, summarize, type CertSummary } from './x509.js';

@@ -1,4 +1,4 @@
-import type { Logger } from '../../core/log.js';
+import type { Logger } from '../../lib/log.js';
 import type { KeyPair } from './types.js';
 
 /** The onChange listeners of a CertificateSource; one that throws is logged and does not stop the others. */

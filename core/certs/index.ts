@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
-import type { TlsConfig } from '../../core/config/schema.js';
-import type { Logger } from '../../core/log.js';
+import type { TlsConfig } from '../config/schema.js';
+import type { Logger } from '../../lib/log.js';
 import { MemoryChallengeStore } from './acme-challenges.js';
 import { AcmeSource } from './acme-source.js';
 import { loadOrIssueApiCert } from './api-cert.js';

@@ -1,4 +1,4 @@
-import { normalizeHostname } from '../hostname.js';
+import { normalizeHostname } from '../../lib/hostname.js';
 
 /**
  * True for a hostname already in normal form (see normalizeHostname): certificates are only

@@ -12,8 +12,8 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import type Docker from 'dockerode';
-import type { Logger } from '../log.js';
-import { LABELS } from './runtime.js';
+import type { Logger } from '../lib/log.js';
+import { LABELS } from '../core/sessions/runtime.js';
 
 export interface NetworkOptions {
   /** Docker network name. Default 'hackstream-sessions'. */

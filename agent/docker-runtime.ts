@@ -4,7 +4,7 @@
  * again by their labels (managed + instance); exits come from the engine's event stream.
  */
 import type Docker from 'dockerode';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import {
   dockerClient,
   engineUnavailable,
@@ -29,7 +29,7 @@ import {
   type SessionLimits,
   type SessionRuntime,
   type SessionSpec,
-} from './runtime.js';
+} from '../core/sessions/runtime.js';
 
 export interface DockerRuntimeOptions {
   logger: Logger;

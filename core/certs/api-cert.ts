@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Logger } from '../../core/log.js';
+import type { Logger } from '../../lib/log.js';
 import { PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, readIfExists, writeFileAtomic } from './atomic-file.js';
 import { BACKDATE_MS, issuedBy, signServerCert, type Ca } from './ca.js';
 import { generateRsaKey } from './keys.js';

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 
 export const IMAGE_REPOSITORY = 'hackstream/firefox-xpra';
 

@@ -5,9 +5,9 @@
  * throws into the process: failures are logged and retried.
  */
 import type Docker from 'dockerode';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import { statusCode } from './docker-engine.js';
-import { LABELS, type ContainerExit } from './runtime.js';
+import { LABELS, type ContainerExit } from '../core/sessions/runtime.js';
 
 interface EngineEvent {
   Type?: string;

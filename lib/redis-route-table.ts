@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { redactUrl, type Logger } from '../core/log.js';
+import { redactUrl, type Logger } from './log.js';
 import { normalizeHostname } from './hostname.js';
 import { checkRoute, MemoryRouteTable, type RouteChange, type Upstream } from './route-table.js';
 

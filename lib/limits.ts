@@ -1,0 +1,37 @@
+import { z } from 'zod';
+
+/*
+ * The edge's limits and timeouts (config section "gateway"). Shared leaf: the edge reads them
+ * without importing the control plane's config.
+ */
+
+const ms = (def: number) => z.number().int().positive().max(86_400_000).default(def);
+const count = (def: number) => z.number().int().positive().max(1_000_000).default(def);
+
+export const gatewaySchema = z
+  .object({
+    /** A ClientHello must be complete within this time (total deadline, not an idle timer). */
+    clientHelloTimeoutMs: ms(10_000),
+    /** Bytes buffered per pending connection while its ClientHello is read. */
+    maxClientHelloBytes: z.number().int().min(1024).max(1_048_576).default(65_536),
+    /** Open connections in total; further ones are closed at accept. */
+    maxConnections: count(10_000),
+    /** Open connections from one client IP. */
+    maxConnectionsPerIp: count(512),
+    /** Connections from one client IP still sending their ClientHello. */
+    maxPendingPerIp: count(128),
+    upstreamConnectTimeoutMs: ms(5_000),
+    /** A tunnel with no bytes either way for this long is closed (xpra pings keep live ones busy). */
+    tunnelIdleTimeoutMs: ms(600_000),
+    /** TLS handshake deadline on the terminated (API) path. */
+    tlsHandshakeTimeoutMs: ms(10_000),
+    httpHeadersTimeoutMs: ms(10_000),
+    httpRequestTimeoutMs: ms(30_000),
+    httpKeepAliveTimeoutMs: ms(5_000),
+    /** On shutdown, open tunnels may drain for this long before they are cut. */
+    shutdownDrainMs: ms(10_000),
+  })
+  .strict();
+
+
+export type GatewayLimits = z.output<typeof gatewaySchema>;
