@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../lib/log.js';
-import { checkKey, checkTtl, runWithLock, type KeyValueStore, type KvCounter, type KvLock, type KvSetOptions } from './kv.js';
+import { checkKey, checkTtl, runWithLock, type KeyValueStore, type KvCounter, type KvLock, type KvSetOptions, type KvSubscriber, type KvSubscription } from './kv.js';
 
 interface Entry {
   value: string;
@@ -19,6 +19,7 @@ export class MemoryKv implements KeyValueStore {
   readonly kind = 'memory' as const;
   private readonly data = new Map<string, Entry>();
   private readonly locks = new Map<string, Entry>();
+  private readonly channels = new Map<string, Set<KvSubscriber>>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -91,6 +92,36 @@ export class MemoryKv implements KeyValueStore {
     return runWithLock(this, this.logger, key, ttlMs, fn, opts.waitMs);
   }
 
+  async publish(channel: string, message: string): Promise<void> {
+    this.check(channel);
+    // Synchronous delivery: this process's subscribers have it before publish resolves.
+    for (const s of [...(this.channels.get(channel) ?? [])]) {
+      try {
+        s.message(message);
+      } catch (err) {
+        this.logger.error({ channel, err: err instanceof Error ? err.message : String(err) }, 'kv subscriber threw');
+      }
+    }
+  }
+
+  subscribe(channel: string, subscriber: KvSubscriber): KvSubscription {
+    this.check(channel);
+    let set = this.channels.get(channel);
+    if (!set) this.channels.set(channel, (set = new Set()));
+    set.add(subscriber);
+    const channels = this.channels;
+    let live = true;
+    return {
+      get live() {
+        return live;
+      },
+      async close() {
+        live = false;
+        channels.get(channel)?.delete(subscriber);
+      },
+    };
+  }
+
   async ping(): Promise<void> {
     if (this.closed) throw new Error('kv: closed');
   }
@@ -100,6 +131,7 @@ export class MemoryKv implements KeyValueStore {
     clearInterval(this.sweeper);
     this.data.clear();
     this.locks.clear();
+    this.channels.clear();
   }
 
   private check(key: string): void {

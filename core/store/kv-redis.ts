@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import { redactUrl, type Logger } from '../../lib/log.js';
-import { checkKey, checkTtl, runWithLock, type KeyValueStore, type KvCounter, type KvLock, type KvSetOptions } from './kv.js';
+import { checkKey, checkTtl, runWithLock, type KeyValueStore, type KvCounter, type KvLock, type KvSetOptions, type KvSubscriber, type KvSubscription } from './kv.js';
 
 // INCR, and start the window if the key has no expiry yet (first increment, or a plain SET).
 const INCR_WINDOW = `
@@ -37,11 +37,19 @@ export interface RedisKvOptions {
 export class RedisKv implements KeyValueStore {
   readonly kind = 'redis' as const;
   private down = false;
+  private subscriber: RedisSubscriber | undefined;
 
   private constructor(
     private readonly redis: Redis,
     private readonly logger: Logger,
+    private readonly opts: RedisKvOptions,
   ) {}
+
+  /**
+   * The name (CLIENT SETNAME) of the pub/sub connection, unique per store: an operator finds it
+   * in CLIENT LIST, and tests cut it with CLIENT KILL to lose messages for real.
+   */
+  readonly subscriberName = `hackstream-sub-${randomBytes(6).toString('hex')}`;
 
   static async open(opts: RedisKvOptions): Promise<RedisKv> {
     const redis = new Redis(opts.url, {
@@ -55,7 +63,7 @@ export class RedisKv implements KeyValueStore {
       disconnectTimeout: 200,
       retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 1_000),
     });
-    const kv = new RedisKv(redis, opts.logger);
+    const kv = new RedisKv(redis, opts.logger, opts);
     redis.on('error', (err: Error) => kv.onError(err));
     redis.on('ready', () => kv.onReady());
     try {
@@ -121,17 +129,34 @@ export class RedisKv implements KeyValueStore {
     return runWithLock(this, this.logger, key, ttlMs, fn, opts.waitMs);
   }
 
+  async publish(channel: string, message: string): Promise<void> {
+    checkKey(channel);
+    // PUBLISH names no key, so ioredis adds no keyPrefix: the channel carries it explicitly.
+    await this.run(() => this.redis.publish(this.channelName(channel), message));
+  }
+
+  subscribe(channel: string, subscriber: KvSubscriber): KvSubscription {
+    checkKey(channel);
+    this.subscriber ??= new RedisSubscriber(this.opts, this.subscriberName, this.logger);
+    return this.subscriber.add(this.channelName(channel), subscriber);
+  }
+
   async ping(): Promise<void> {
     await this.run(() => this.redis.ping());
   }
 
   async close(): Promise<void> {
+    this.subscriber?.close();
     this.redis.removeAllListeners('ready');
     // QUIT waits for pending replies; a hung Redis would hold it forever.
     const quit = this.redis.quit().catch(() => undefined);
     const timer = new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref());
     await Promise.race([quit, timer]);
     this.redis.disconnect();
+  }
+
+  private channelName(channel: string): string {
+    return `${this.opts.prefix}kv:${channel}`;
   }
 
   private async run<T>(command: () => Promise<T>): Promise<T> {
@@ -160,3 +185,98 @@ export class RedisKv implements KeyValueStore {
   }
 }
 
+
+interface Listener {
+  channel: string;
+  subscriber: KvSubscriber;
+  live: boolean;
+}
+
+/**
+ * The one pub/sub connection of a store (a subscribed Redis connection can do nothing else).
+ * It resubscribes itself after every reconnect and only then reports live again, so a
+ * subscriber knows exactly when messages may have been lost.
+ */
+class RedisSubscriber {
+  private readonly redis: Redis;
+  private readonly listeners = new Set<Listener>();
+  private down = false;
+
+  constructor(opts: RedisKvOptions, name: string, private readonly logger: Logger) {
+    this.redis = new Redis(opts.url, {
+      lazyConnect: true,
+      connectionName: name,
+      autoResubscribe: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 5_000,
+      disconnectTimeout: 200,
+      retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 1_000),
+    });
+    this.redis.on('error', (err: Error) => {
+      if (!this.down) logger.warn({ err: err.message }, 'redis subscriber unavailable; reconnecting');
+      this.down = true;
+    });
+    this.redis.on('close', () => this.setLive([...this.listeners], false));
+    this.redis.on('ready', () => {
+      if (this.down) logger.info('redis subscriber available again');
+      this.down = false;
+      this.listen([...this.listeners]);
+    });
+    this.redis.on('message', (channel: string, message: string) => this.deliver(channel, message));
+    this.redis.connect().catch(() => undefined);
+  }
+
+  add(channel: string, subscriber: KvSubscriber): KvSubscription {
+    const listener: Listener = { channel, subscriber, live: false };
+    this.listeners.add(listener);
+    if (this.redis.status === 'ready') this.listen([listener]);
+    const listeners = this.listeners;
+    return {
+      get live() {
+        return listener.live;
+      },
+      async close() {
+        listeners.delete(listener);
+        listener.live = false;
+      },
+    };
+  }
+
+  close(): void {
+    this.listeners.clear();
+    this.redis.removeAllListeners('ready');
+    this.redis.disconnect();
+  }
+
+  private listen(listeners: Listener[]): void {
+    if (listeners.length === 0) return;
+    const channels = [...new Set(listeners.map((l) => l.channel))];
+    this.redis.subscribe(...channels).then(
+      () => this.setLive(listeners.filter((l) => this.listeners.has(l)), true),
+      (err: unknown) => this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'redis subscribe failed; retried on reconnect'),
+    );
+  }
+
+  private setLive(listeners: Listener[], live: boolean): void {
+    for (const l of listeners) {
+      if (l.live === live) continue;
+      l.live = live;
+      try {
+        l.subscriber.live?.(live);
+      } catch (err) {
+        this.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'kv subscriber threw');
+      }
+    }
+  }
+
+  private deliver(channel: string, message: string): void {
+    for (const l of this.listeners) {
+      if (l.channel !== channel || !l.live) continue;
+      try {
+        l.subscriber.message(message);
+      } catch (err) {
+        this.logger.error({ channel, err: err instanceof Error ? err.message : String(err) }, 'kv subscriber threw');
+      }
+    }
+  }
+}

@@ -21,6 +21,22 @@ export interface KvCounter {
   ttlMs: number;
 }
 
+/** What a subscriber is told: each message, and whether messages can reach it right now. */
+export interface KvSubscriber {
+  message(message: string): void;
+  /**
+   * Called when `live` changes. While not live (before the subscription is confirmed, while
+   * the connection is down) messages published are lost for this subscriber, not queued.
+   */
+  live?(live: boolean): void;
+}
+
+export interface KvSubscription {
+  /** True while published messages reach the subscriber. */
+  readonly live: boolean;
+  close(): Promise<void>;
+}
+
 export interface KvSetOptions {
   /** Expire the key this many milliseconds from now. */
   ttlMs?: number;
@@ -53,6 +69,14 @@ export interface KeyValueStore {
    * lock can be taken by another caller while `fn` still runs.
    */
   withLock<T>(key: string, ttlMs: number, fn: () => Promise<T>, opts?: { waitMs?: number }): Promise<T>;
+  /**
+   * Fire-and-forget: every live subscriber of `channel` gets `message`, in this process and
+   * (Redis) in every process sharing the prefix. Nothing is stored; nobody listening, nothing
+   * delivered. Throws (503) when the store cannot take it.
+   */
+  publish(channel: string, message: string): Promise<void>;
+  /** Starts listening at once (Redis: confirmed asynchronously, see `live`). */
+  subscribe(channel: string, subscriber: KvSubscriber): KvSubscription;
   /** One round trip; throws when the store cannot answer (for /ready). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -3,8 +3,19 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { AppError } from '../../core/errors.js';
-import { LockTimeoutError, type KeyValueStore } from '../../core/store/kv.js';
+import { LockTimeoutError, openKv, type KeyValueStore } from '../../core/store/kv.js';
+import type { RedisKv } from '../../core/store/kv-redis.js';
+import { silentLogger } from '../../lib/log.js';
 import { KV_KINDS, openTestKv, TEST_REDIS_URL, type TestKv } from '../helpers/store.js';
+
+/** Waits for a condition (events arrive asynchronously); fails after 5 s. */
+async function until(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 5 s');
+    await sleep(5);
+  }
+}
 
 /* One contract, two stores: every case runs against real Redis (a key prefix of its own) and the in-process store. */
 
@@ -160,7 +171,71 @@ for (const kind of KV_KINDS) {
       await kv.ping();
     });
 
+    it('publishes to live subscribers of the channel only, until they unsubscribe', async () => {
+      const got: string[] = [];
+      const other: string[] = [];
+      const sub = kv.subscribe('news', { message: (m) => got.push(m) });
+      const otherSub = kv.subscribe('other', { message: (m) => other.push(m) });
+      await until(() => sub.live && otherSub.live);
+      await kv.publish('news', 'first ✓');
+      await until(() => got.length === 1);
+      assert.deepEqual(got, ['first ✓']);
+      await sub.close();
+      assert.equal(sub.live, false);
+      await kv.publish('news', 'after close');
+      await kv.publish('other', 'marker');
+      // Messages on one connection arrive in order: once the marker is in, "after close" was dropped.
+      await until(() => other.length === 1);
+      assert.deepEqual(got, ['first ✓']);
+      await otherSub.close();
+      await assert.rejects(() => kv.publish('', 'x'));
+    });
+
     if (kind === 'redis') {
+      it('reaches another store on the same prefix, not one on another prefix', async () => {
+        const same = await openKv({ redisUrl: TEST_REDIS_URL, redisPrefix: t.prefix, logger: silentLogger() });
+        const elsewhere = await openTestKv('redis');
+        try {
+          const seen: string[] = [];
+          const foreign: string[] = [];
+          const s1 = same.subscribe('cross', { message: (m) => seen.push(m) });
+          const s2 = elsewhere.kv.subscribe('cross', { message: (m) => foreign.push(m) });
+          await until(() => s1.live && s2.live);
+          await kv.publish('cross', 'hello');
+          await until(() => seen.length === 1);
+          await elsewhere.kv.publish('cross', 'own prefix');
+          await until(() => foreign.length === 1);
+          assert.deepEqual(seen, ['hello']);
+          assert.deepEqual(foreign, ['own prefix'], 'the other prefix got only its own message');
+        } finally {
+          await same.close();
+          await elsewhere.cleanup();
+        }
+      });
+
+      it('reports a cut subscriber connection as not live, then resubscribes by itself', async () => {
+        const states: boolean[] = [];
+        const got: string[] = [];
+        const sub = kv.subscribe('cut', { message: (m) => got.push(m), live: (l) => states.push(l) });
+        await until(() => sub.live);
+        const raw = new Redis(TEST_REDIS_URL);
+        try {
+          const list = await raw.client('LIST');
+          const line = String(list).split('\n').find((l) => l.includes(` name=${(kv as RedisKv).subscriberName} `));
+          const id = line?.match(/^id=(\d+) /)?.[1];
+          assert.ok(id, 'the subscriber connection is listed under its name');
+          await raw.client('KILL', 'ID', id);
+        } finally {
+          raw.disconnect();
+        }
+        await until(() => states.length >= 3);
+        assert.deepEqual(states, [true, false, true], 'live, cut, live again');
+        assert.equal(sub.live, true);
+        await kv.publish('cut', 'again');
+        await until(() => got.includes('again'));
+        await sub.close();
+      });
+
       it('keeps its keys under the configured prefix', async () => {
         await kv.set('where', 'here', { ttlMs: 10_000 });
         const raw = new Redis(TEST_REDIS_URL);
