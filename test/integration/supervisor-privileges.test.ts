@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { silentLogger } from '../../lib/log.js';
+import { CONTROL_USER, EDGE_USER, ensureSystemUser, prepareDataDir } from '../../server/supervisor-privileges.js';
+
+/*
+ * What the supervisor prepares as root before it starts the children: the two system users,
+ * and a data dir each process can reach exactly as far as docs/processes.md says.
+ */
+
+/** Whether `user` can list `dir` (needs search and read: what connecting and opening need). */
+function canEnter(user: string, dir: string): boolean {
+  return spawnSync('runuser', ['-u', user, '--', 'ls', dir], { stdio: 'ignore' }).status === 0;
+}
+
+function canWrite(user: string, dir: string): boolean {
+  return spawnSync('runuser', ['-u', user, '--', 'touch', join(dir, `probe-${user}`)], { stdio: 'ignore' }).status === 0;
+}
+
+describe('supervisor privileges (as root)', { skip: process.getuid?.() !== 0 && 'needs root' }, () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hs-sup-priv-'));
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('creates the system users once, with no login shell', () => {
+    const control = ensureSystemUser(CONTROL_USER, silentLogger());
+    const edge = ensureSystemUser(EDGE_USER, silentLogger());
+    assert.notEqual(control.uid, 0);
+    assert.notEqual(edge.uid, 0);
+    assert.notEqual(control.uid, edge.uid);
+    assert.deepEqual(ensureSystemUser(CONTROL_USER, silentLogger()), control, 'a second call finds the same user');
+    const entry = spawnSync('getent', ['passwd', EDGE_USER], { encoding: 'utf8' }).stdout.trim();
+    assert.match(entry, /:\/usr\/sbin\/nologin$/);
+  });
+
+  it('lays out run/ so the edge reaches only control, control reaches the agent, and control owns certs/ and state/', () => {
+    const control = ensureSystemUser(CONTROL_USER, silentLogger());
+    const edge = ensureSystemUser(EDGE_USER, silentLogger());
+    // What an all-in-one root process left: a root-owned key, and a link an attacker could plant.
+    mkdirSync(join(dataDir, 'certs'), { mode: 0o700 });
+    writeFileSync(join(dataDir, 'certs/ca.key'), 'key', { mode: 0o600 });
+    const outside = join(dataDir, 'outside');
+    writeFileSync(outside, 'root only', { mode: 0o600 });
+    mkdirSync(join(dataDir, 'state'), { mode: 0o700 });
+    symlinkSync(outside, join(dataDir, 'state/link'));
+    assert.equal(statSync(dataDir).mode & 0o777, 0o700, 'mkdtemp made it 0700');
+
+    const { runDir } = prepareDataDir(dataDir, { control, edge }, silentLogger());
+    assert.equal(runDir, join(dataDir, 'run'));
+    assert.equal(statSync(dataDir).mode & 0o777, 0o711, 'traversable, not listable');
+    const expect = (path: string, mode: number, uid: number, gid: number) => {
+      const st = statSync(path);
+      assert.deepEqual([st.mode & 0o777, st.uid, st.gid], [mode, uid, gid], path);
+    };
+    expect(runDir, 0o755, 0, 0);
+    expect(join(runDir, 'control'), 0o750, control.uid, edge.gid);
+    expect(join(runDir, 'agent'), 0o750, 0, control.gid);
+    expect(join(dataDir, 'certs/ca.key'), 0o600, control.uid, control.gid);
+    expect(join(dataDir, 'state'), 0o700, control.uid, control.gid);
+    expect(outside, 0o600, 0, 0);
+    assert.equal(lstatSync(join(dataDir, 'state/link')).uid, 0, 'the link is left alone, not followed');
+
+    assert.ok(canEnter(EDGE_USER, join(runDir, 'control')), 'the edge reaches control');
+    assert.ok(!canEnter(EDGE_USER, join(runDir, 'agent')), 'the edge cannot reach the agent');
+    assert.ok(!canEnter(EDGE_USER, join(dataDir, 'certs')), 'the edge cannot read the CA key');
+    assert.ok(canEnter(CONTROL_USER, join(runDir, 'agent')), 'control reaches the agent');
+    assert.ok(canWrite(CONTROL_USER, join(runDir, 'control')), 'control makes its sockets');
+    assert.ok(!canWrite(CONTROL_USER, join(runDir, 'agent')), 'control cannot replace the agent socket');
+    assert.ok(!canWrite(EDGE_USER, join(runDir, 'control')), 'the edge cannot replace control sockets');
+    assert.ok(canWrite(CONTROL_USER, join(dataDir, 'state')));
+  });
+
+  it('takes over again at the next start (ownership and modes are set every time)', () => {
+    const control = ensureSystemUser(CONTROL_USER, silentLogger());
+    const edge = ensureSystemUser(EDGE_USER, silentLogger());
+    chmodSync(join(dataDir, 'run/agent'), 0o777);
+    writeFileSync(join(dataDir, 'state/new-by-root'), '');
+    prepareDataDir(dataDir, { control, edge }, silentLogger());
+    assert.equal(statSync(join(dataDir, 'run/agent')).mode & 0o777, 0o750);
+    assert.equal(statSync(join(dataDir, 'state/new-by-root')).uid, control.uid);
+  });
+});
