@@ -115,11 +115,18 @@ export interface ServiceHandle {
   stop(): Promise<void>;
   /** Added to the environment of every child started after it. */
   env?: Record<string, string>;
+  /**
+   * False when the service joined a process someone else started: then stopping it means
+   * stop() only, and it is never killed.
+   */
+  owned?: boolean;
 }
 
 export function serviceInstance(handle: ServiceHandle, onStopError: (err: unknown) => void): Instance {
   let stopping: Promise<boolean> | undefined;
-  const exited = handle.exited.then(async (): Promise<Exit> => {
+  let stopDone: () => void = () => {};
+  const gone = handle.owned === false ? Promise.race([handle.exited, new Promise<void>((resolve) => (stopDone = resolve))]) : handle.exited;
+  const exited = gone.then(async (): Promise<Exit> => {
     // Exit code 0 only when it went because it was asked to and its stop() succeeded.
     if (!stopping) return { code: null, signal: null };
     return { code: (await stopping) ? 0 : 1, signal: null };
@@ -136,10 +143,11 @@ export function serviceInstance(handle: ServiceHandle, onStopError: (err: unknow
           return false;
         },
       );
+      void stopping.then(stopDone);
     },
     kill: () => {
       try {
-        if (handle.pid > 0) process.kill(handle.pid, 'SIGKILL');
+        if (handle.owned !== false && handle.pid > 0) process.kill(handle.pid, 'SIGKILL');
       } catch {
         // Already gone.
       }

@@ -58,6 +58,7 @@ function configEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 interface EmbeddedStore {
   socketDir: string;
   pid: number;
+  owned: boolean;
   exited: Promise<void>;
   stop(): Promise<void>;
 }
@@ -71,7 +72,9 @@ async function startStore(dataDir: string, logger: Logger, runAs: Ids | undefine
   }
   const start = mod.startEmbeddedStore as StartEmbeddedStore;
   const store = await start({ dataDir, logger, ...(runAs ? { runAs } : {}) });
-  return { pid: store.pid, exited: store.exited, stop: () => store.stop(), env: { HACKSTREAM_EMBEDDED_PG_SOCKET_DIR: store.socketDir } };
+  // A server left by a supervisor that died is joined, not killed: it may be mid-write.
+  if (!store.owned) logger.warn({ pid: store.pid }, 'joined an embedded database server this supervisor did not start');
+  return { pid: store.pid, owned: store.owned, exited: store.exited, stop: () => store.stop(), env: { HACKSTREAM_EMBEDDED_PG_SOCKET_DIR: store.socketDir } };
 }
 
 /** The production child table, in start order. */

@@ -23,7 +23,7 @@ const scratch = scratchDirs('hs-supervisor-');
 
 interface FixtureChild {
   name: string;
-  kind: 'fork' | 'cluster';
+  kind: 'fork' | 'cluster' | 'service';
   mode: 'ok' | 'crash' | 'ignore-term' | 'never-ready' | 'tcp';
   workers?: number;
   user?: string;
@@ -243,6 +243,31 @@ describe('supervisor process', () => {
       assert.equal(p.logs('child exited').length, 1, 'only the killed worker exited');
       p.child.kill('SIGTERM');
       assert.equal(await p.exit, 0, p.stderr());
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
+  it('starts a service (the embedded store) first, passes its socket dir on, restarts it when it dies, and stops it last', async () => {
+    const p = supervise([
+      { name: 'store', kind: 'service', mode: 'ok' },
+      { name: 'agent', kind: 'fork', mode: 'ok' },
+      { name: 'edge', kind: 'cluster', mode: 'tcp', workers: 1, user: 'hackstream-edge' },
+    ]);
+    try {
+      await waitForLine(p, /"msg":"all processes ready"/, 30_000);
+      assert.deepEqual(p.notes(), ['start store', 'start agent', 'start edge']);
+      const storePid = p.logs('child ready').find((l) => l.child === 'store')?.pid as number;
+      const seen = (child: string) => p.logs('child status').find((l) => l.child === child && (l.status as { socketDir?: string }).socketDir)?.status;
+      assert.deepEqual(seen('agent'), { socketDir: `/fixture/store/${storePid}` });
+      assert.deepEqual(seen('edge'), { socketDir: `/fixture/store/${storePid}` });
+      process.kill(storePid, 'SIGKILL');
+      const exited = await until(p, 'the store exit logged', () => p.logs('child exited').find((l) => l.child === 'store'));
+      assert.equal(exited.restartInMs, 250);
+      await until(p, 'the store restarted', () => p.logs('child ready').find((l) => l.child === 'store' && l.pid !== storePid));
+      p.child.kill('SIGTERM');
+      assert.equal(await p.exit, 0, p.stderr());
+      assert.deepEqual(p.notes().slice(3), ['start store', 'stop edge', 'stop agent', 'stop store']);
     } finally {
       p.child.kill('SIGKILL');
     }
