@@ -19,7 +19,7 @@ import {
 } from './docker-engine.js';
 import { ExitWatcher } from './docker-events.js';
 import { ensureImage, imageTag } from './image.js';
-import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, NetworkIsolationError, type NetworkOptions } from './network.js';
+import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, firewallApplied, NetworkIsolationError, type NetworkOptions } from './network.js';
 import {
   LABELS,
   RuntimeUnavailableError,
@@ -30,6 +30,15 @@ import {
   type SessionRuntime,
   type SessionSpec,
 } from '../core/sessions/runtime.js';
+
+export interface RuntimeStatus {
+  engineReachable: boolean;
+  image: { tag: string; present: boolean };
+  network: { name: string; applied: boolean };
+  firewall: { applied: boolean };
+  ready: boolean;
+  reason: string | null;
+}
 
 export interface DockerRuntimeOptions {
   logger: Logger;
@@ -58,6 +67,20 @@ export class ContainerStartError extends Error {
     super(logTail.length ? `${message}; last log lines:\n${logTail.join('\n')}` : message);
     this.name = 'ContainerStartError';
   }
+}
+
+/** The container is not one of this instance's session containers (or does not exist). */
+export class NotOwnedError extends Error {
+  constructor(readonly containerId: string) {
+    super(`container ${containerId} is not a session container of this installation`);
+    this.name = 'NotOwnedError';
+  }
+}
+
+/** A live container's share of the host (the agent checks its limits against these). */
+export interface ContainerUsage {
+  containerId: string;
+  memoryMb: number;
 }
 
 export const DEFAULT_XPRA_PORT = 14500;
@@ -197,6 +220,46 @@ export class DockerRuntime implements SessionRuntime {
     });
   }
 
+  /** Memory limits of this instance's live (created or running) containers. */
+  async usage(): Promise<ContainerUsage[]> {
+    const found = await this.call(() =>
+      this.docker.listContainers({ all: true, filters: { label: this.ownLabels() }, abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) }),
+    );
+    const live = found.filter((c) => c.State !== 'exited' && c.State !== 'dead');
+    return Promise.all(
+      live.map(async (c) => {
+        const info = await this.call(() => this.docker.getContainer(c.Id).inspect({ abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) })).catch((err: unknown) => {
+          if (statusCode(err) === 404) return null;
+          throw err;
+        });
+        return { containerId: c.Id, memoryMb: Math.ceil((info?.HostConfig.Memory ?? 0) / MB) };
+      }),
+    );
+  }
+
+  /** Whether a session can start now: engine, image and network + firewall (never throws). */
+  async status(): Promise<RuntimeStatus> {
+    const image = this.image ?? this.opts.image ?? imageTag();
+    const networkName = this.networkName;
+    const down = (reason: string): RuntimeStatus => ({ engineReachable: false, image: { tag: image, present: false }, network: { name: networkName, applied: false }, firewall: { applied: false }, ready: false, reason });
+    try {
+      await this.reachable(true);
+    } catch (err) {
+      return down((err as Error).message);
+    }
+    const present = await this.docker.getImage(image).inspect().then(() => true, () => false);
+    const applied = await this.docker.getNetwork(networkName).inspect().then(() => true, () => false);
+    const firewall = await firewallApplied(this.opts.network).catch(() => false);
+    const reason = !present
+      ? `the session image ${image} is missing (prepare builds it)`
+      : !applied
+        ? `the sessions network ${networkName} is missing (prepare creates it)`
+        : !firewall
+          ? "the sessions' firewall is not applied (prepare applies it)"
+          : null;
+    return { engineReachable: true, image: { tag: image, present }, network: { name: networkName, applied }, firewall: { applied: firewall }, ready: reason === null, reason };
+  }
+
   onExit(listener: (exit: ContainerExit) => void): () => void {
     return this.exits.add(listener);
   }
@@ -304,12 +367,13 @@ export class DockerRuntime implements SessionRuntime {
     try {
       const info = await this.call(() => this.docker.getContainer(containerId).inspect({ abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) }));
       const labels = info.Config.Labels ?? {};
-      if (labels[LABELS.managed] !== '1' || labels[LABELS.instance] !== this.opts.instanceId) {
-        throw new Error(`container ${containerId} is not a HackStream container of instance ${this.opts.instanceId}`);
-      }
+      if (labels[LABELS.managed] !== '1' || labels[LABELS.instance] !== this.opts.instanceId) throw new NotOwnedError(containerId);
       return info;
     } catch (err) {
-      if (missingOk && statusCode(err) === 404) return null;
+      if (statusCode(err) === 404) {
+        if (missingOk) return null;
+        throw new NotOwnedError(containerId);
+      }
       throw err;
     }
   }

@@ -122,6 +122,17 @@ export async function removeSessionNetworkRules(opts: NetworkOptions): Promise<v
   }
 }
 
+/** True when both our chains hold rules and are jumped to (for /ready; never throws for a missing chain). */
+export async function firewallApplied(opts: NetworkOptions): Promise<boolean> {
+  const { bridge } = resolve(opts);
+  const chains = chainNames(bridge);
+  for (const [parent, chain] of [['DOCKER-USER', chains.forward], ['INPUT', chains.input]] as const) {
+    if ((await listChainRules(chain)).length === 0) return false;
+    if (!(await iptables(['-C', parent, '-i', bridge, '-j', chain], true)).ok) return false;
+  }
+  return true;
+}
+
 /** The rules of one of our chains as `iptables -S` prints them (tests compare counts). */
 export async function listChainRules(chain: string): Promise<string[]> {
   const r = await iptables(['-S', chain], true);

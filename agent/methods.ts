@@ -1,0 +1,79 @@
+/*
+ * What each v1 method does once its params passed the schema: the only things a caller can
+ * get from the agent. Limits come from the agent's config (limits.ts) and are checked before
+ * any engine call; the image, user, mounts, capabilities and network of a container are
+ * DockerRuntime's fixed, hardened settings — nothing in a request can change them.
+ */
+import type { Logger } from '../lib/log.js';
+import { AGENT_PROTOCOL_VERSIONS, type AgentLimits, type AgentMethod, type AgentParams, type AgentResults } from '../lib/agent-protocol.js';
+import { RuntimeUnavailableError, type SessionRuntime } from '../core/sessions/runtime.js';
+import { ContainerStartError, type ContainerUsage, type RuntimeStatus } from './docker-runtime.js';
+import { AgentError } from './errors.js';
+import { checkContainerLimits, Ledger } from './limits.js';
+import { NetworkIsolationError } from './network.js';
+
+/** What the agent needs from its runtime: DockerRuntime, or a stand-in in tests. */
+export interface AgentEngine extends SessionRuntime {
+  usage(): Promise<ContainerUsage[]>;
+  status(): Promise<RuntimeStatus>;
+}
+
+export interface CallContext {
+  /** Aborted when the caller's connection closes. */
+  signal: AbortSignal;
+  progress(line: string): void;
+}
+
+type Handlers = { [M in AgentMethod]: (params: AgentParams[M], ctx: CallContext) => Promise<AgentResults[M]> };
+
+export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVersion: string, logger: Logger): Handlers {
+  const ledger = new Ledger(limits, () => engine.usage());
+  const log = logger.child({ component: 'agent-methods' });
+  return {
+    hello: async () => ({ agentVersion, protocolVersions: [...AGENT_PROTOCOL_VERSIONS], limits }),
+    status: () => engine.status(),
+    async prepare(_p, ctx) {
+      await engine.prepare((line) => ctx.progress(line));
+      return { image: (await engine.status()).image.tag };
+    },
+    async create(p, ctx) {
+      checkContainerLimits(p.limits, limits);
+      const release = await ledger.admit(p.limits.memoryMb);
+      try {
+        ctx.signal.throwIfAborted();
+        const c = await engine.create(p, { signal: ctx.signal }).catch((err: unknown) => {
+          if (err instanceof RuntimeUnavailableError || err instanceof NetworkIsolationError || err instanceof ContainerStartError) throw err;
+          log.warn({ sessionId: p.sessionId, err: (err as Error).message }, 'session container did not start');
+          throw new AgentError('START_FAILED', 'the session container did not start (details are in the agent log)');
+        });
+        // The caller left while the container came up: nobody will ever remove it but us.
+        if (ctx.signal.aborted) {
+          await engine.remove(c.containerId).catch((err: unknown) => log.error({ containerId: c.containerId, err: (err as Error).message }, 'could not remove an abandoned container'));
+          throw new AgentError('INTERNAL', 'the caller disconnected');
+        }
+        return c;
+      } finally {
+        release();
+      }
+    },
+    async allowToken(p) {
+      await engine.allowToken(p.containerId, p.tokenHash, new Date(p.expiresAt));
+      return {};
+    },
+    async claim(p) {
+      if (p.limits) checkContainerLimits(p.limits, limits);
+      const release = p.limits ? await ledger.resize(p.containerId, p.limits.memoryMb) : () => {};
+      try {
+        await engine.claim(p.containerId, p.userId, p.url, p.limits);
+      } finally {
+        release();
+      }
+      return {};
+    },
+    async remove(p) {
+      await engine.remove(p.containerId);
+      return {};
+    },
+    list: async () => ({ containers: await engine.list() }),
+  };
+}

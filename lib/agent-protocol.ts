@@ -1,0 +1,248 @@
+/*
+ * The agent's RPC, shared by the agent (agent/server.ts) and its client (core/sessions/
+ * agent-runtime.ts): newline-delimited JSON on a Unix socket, one object per line. Every
+ * request and every result is checked against these schemas on both sides; objects are
+ * strict and every string and array is bounded, so nothing unexpected crosses the boundary
+ * in either direction. What a request cannot name (image, user, mounts, capabilities,
+ * network) is the agent's own decision.
+ */
+import { z } from 'zod';
+
+/** The versions this build speaks; a request with another `v` gets UNSUPPORTED_VERSION. */
+export const AGENT_PROTOCOL_VERSIONS = [1] as const;
+export const AGENT_PROTOCOL_VERSION = 1;
+/** A request line longer than this closes the connection (the agent never buffers more). */
+export const MAX_REQUEST_LINE_BYTES = 1024 * 1024;
+/** The client accepts longer lines from the agent (a list of many containers). */
+export const MAX_RESPONSE_LINE_BYTES = 16 * 1024 * 1024;
+/** allowToken: a connect token may not live longer than this past the request. */
+export const MAX_TOKEN_TTL_MS = 10 * 60_000;
+
+export const AGENT_ERROR_CODES = [
+  /** The line is not JSON, or not a JSON object. */
+  'BAD_REQUEST',
+  /** The request or its params break the schema; the message lists the paths. */
+  'VALIDATION_FAILED',
+  'UNSUPPORTED_VERSION',
+  'UNKNOWN_METHOD',
+  /** Outside the limits the agent's own config sets (capacity, memory, CPUs, pids). */
+  'LIMIT_EXCEEDED',
+  /** Not one of this installation's session containers (or no such container). */
+  'NOT_OWNED',
+  /** No container engine answers, or the sessions cannot be isolated. */
+  'RUNTIME_UNAVAILABLE',
+  /** The container did not become ready (a short reason; details stay in the agent's log). */
+  'START_FAILED',
+  'INTERNAL',
+] as const;
+export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
+
+export const AGENT_METHODS = ['hello', 'status', 'prepare', 'create', 'allowToken', 'claim', 'remove', 'list'] as const;
+export type AgentMethod = (typeof AGENT_METHODS)[number];
+
+// ---- building blocks ------------------------------------------------------------------
+
+const requestId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const message = z.string().max(2048);
+/** Docker's full container id. */
+export const containerIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'must be a 64-hex container id');
+const sessionId = z.uuid();
+/** Goes into a container label: plain characters only. */
+const userId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 'must be 1–128 letters, digits or _.:@-');
+const url = z
+  .string()
+  .max(2048)
+  .refine((u) => URL.canParse(u) && ['http:', 'https:'].includes(new URL(u).protocol), 'must be an http or https URL');
+
+function pem(label: RegExp, max: number) {
+  return z
+    .string()
+    .max(max)
+    .regex(new RegExp(`^-----BEGIN ${label.source}-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END ${label.source}-----\\r?\\n?$`), 'must be one PEM block');
+}
+
+/** Sanity bounds only: the agent's configured limits are checked after these (LIMIT_EXCEEDED). */
+export const sessionLimitsSchema = z
+  .object({
+    memoryMb: z.number().int().min(16).max(1_048_576),
+    cpus: z.number().positive().max(1024),
+    pids: z.number().int().min(1).max(4_194_304),
+  })
+  .strict();
+
+export const sessionPolicySchema = z
+  .object({
+    clipboard: z.boolean(),
+    fileTransfer: z.boolean(),
+    printing: z.boolean(),
+    audio: z.boolean(),
+    webcam: z.boolean(),
+    downloads: z.boolean(),
+    fileUrls: z.boolean(),
+  })
+  .strict();
+
+const empty = z.object({}).strict();
+
+// ---- requests -------------------------------------------------------------------------
+
+export const createParams = z
+  .object({
+    sessionId,
+    userId: userId.optional(),
+    pooled: z.boolean().optional(),
+    limits: sessionLimitsSchema,
+    policy: sessionPolicySchema,
+    tls: z
+      .object({
+        certPem: pem(/CERTIFICATE/, 16_384),
+        keyPem: pem(/(?:RSA |EC )?PRIVATE KEY/, 16_384),
+      })
+      .strict(),
+    url: url.optional(),
+  })
+  .strict();
+
+export const allowTokenParams = z
+  .object({
+    containerId: containerIdSchema,
+    tokenHash: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters'),
+    /** Unix milliseconds; at most MAX_TOKEN_TTL_MS ahead of the agent's clock. */
+    expiresAt: z
+      .number()
+      .int()
+      .positive()
+      .refine((t) => t <= Date.now() + MAX_TOKEN_TTL_MS, `must be at most ${MAX_TOKEN_TTL_MS / 60_000} minutes ahead`),
+  })
+  .strict();
+
+export const claimParams = z
+  .object({
+    containerId: containerIdSchema,
+    userId,
+    url: url.optional(),
+    limits: sessionLimitsSchema.optional(),
+  })
+  .strict();
+
+export const removeParams = z.object({ containerId: containerIdSchema }).strict();
+
+export const PARAMS = {
+  hello: empty,
+  status: empty,
+  prepare: empty,
+  create: createParams,
+  allowToken: allowTokenParams,
+  claim: claimParams,
+  remove: removeParams,
+  list: empty,
+} as const satisfies Record<AgentMethod, z.ZodType>;
+
+export type AgentParams = { [M in AgentMethod]: z.output<(typeof PARAMS)[M]> };
+
+/** The envelope; `params` is checked against the method's schema once the method is known. */
+export const requestSchema = z
+  .object({
+    v: z.number().int(),
+    id: requestId,
+    method: z.string().max(64),
+    params: z.record(z.string().max(256), z.unknown()),
+  })
+  .strict();
+
+// ---- results --------------------------------------------------------------------------
+
+export const agentLimitsSchema = z
+  .object({
+    maxContainers: z.number().int().positive(),
+    /** Sum of the containers' memory limits. */
+    memoryMb: z.number().int().positive(),
+    /** Per container. */
+    pidsLimit: z.number().int().positive(),
+    /** Per container (the host's cores). */
+    maxCpus: z.number().positive(),
+    /** A create waits this long for the container to become ready. */
+    readyTimeoutMs: z.number().int().positive(),
+    maxTokenTtlMs: z.number().int().positive(),
+  })
+  .strict();
+export type AgentLimits = z.output<typeof agentLimitsSchema>;
+
+const upstream = z.object({ host: z.string().max(64), port: z.number().int().min(1).max(65535) }).strict();
+
+export const runtimeContainerSchema = z
+  .object({
+    containerId: containerIdSchema,
+    sessionId: z.string().max(128),
+    userId: z.string().max(128).nullable(),
+    pooled: z.boolean(),
+    running: z.boolean(),
+    upstream: upstream.nullable(),
+  })
+  .strict();
+
+export const containerExitSchema = z
+  .object({
+    containerId: containerIdSchema,
+    sessionId: z.string().max(128),
+    exitCode: z.number().int().nullable(),
+    oomKilled: z.boolean(),
+  })
+  .strict();
+
+export const statusResult = z
+  .object({
+    engineReachable: z.boolean(),
+    image: z.object({ tag: z.string().max(256), present: z.boolean() }).strict(),
+    network: z.object({ name: z.string().max(64), applied: z.boolean() }).strict(),
+    firewall: z.object({ applied: z.boolean() }).strict(),
+    /** True when a session can start now (what /ready reports). */
+    ready: z.boolean(),
+    /** Why not, for an operator; null when ready. */
+    reason: message.nullable(),
+  })
+  .strict();
+export type AgentStatus = z.output<typeof statusResult>;
+
+export const RESULTS = {
+  hello: z
+    .object({
+      agentVersion: z.string().max(64),
+      protocolVersions: z.array(z.number().int()).max(16),
+      limits: agentLimitsSchema,
+    })
+    .strict(),
+  status: statusResult,
+  prepare: z.object({ image: z.string().max(256) }).strict(),
+  create: runtimeContainerSchema,
+  allowToken: empty,
+  claim: empty,
+  remove: empty,
+  list: z.object({ containers: z.array(runtimeContainerSchema).max(100_000) }).strict(),
+} as const satisfies Record<AgentMethod, z.ZodType>;
+
+export type AgentResults = { [M in AgentMethod]: z.output<(typeof RESULTS)[M]> };
+
+// ---- what the agent writes ------------------------------------------------------------
+
+export const agentErrorSchema = z.object({ code: z.enum(AGENT_ERROR_CODES), message }).strict();
+export type AgentErrorBody = z.output<typeof agentErrorSchema>;
+
+/** Responses, plus events the agent pushes (container exits; prepare's build progress). */
+export const agentMessageSchema = z.union([
+  z.object({ v: z.literal(1), id: requestId, ok: z.literal(true), result: z.unknown() }).strict(),
+  // id null: the request's id could not be read.
+  z.object({ v: z.literal(1), id: requestId.nullable(), ok: z.literal(false), error: agentErrorSchema }).strict(),
+  z.object({ v: z.literal(1), event: z.literal('exit'), data: containerExitSchema }).strict(),
+  z.object({ v: z.literal(1), event: z.literal('progress'), id: requestId, line: z.string().max(4096) }).strict(),
+]);
+export type AgentMessage = z.output<typeof agentMessageSchema>;
+
+/** "path: problem; path: problem" — the paths a VALIDATION_FAILED message lists. */
+export function describeIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .slice(0, 10)
+    .map((i) => `${[prefix, ...i.path.map(String)].filter(Boolean).join('.') || '(root)'}: ${i.message}`)
+    .join('; ')
+    .slice(0, 2000);
+}
