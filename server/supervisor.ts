@@ -126,7 +126,12 @@ export class Supervisor {
   private async spawn(slot: Slot): Promise<Instance> {
     const { spec } = slot;
     if (spec.kind === 'service') {
-      const handle = await withDeadline(spec.start(), spec.readyTimeoutMs, `${spec.name} did not start within ${seconds(spec.readyTimeoutMs)} s`);
+      const starting = spec.start();
+      const handle = await withDeadline(starting, spec.readyTimeoutMs, `${spec.name} did not get ready within ${seconds(spec.readyTimeoutMs)} s`).catch((err: unknown) => {
+        // It may still come up after the deadline: stop it then rather than leave it running.
+        void starting.then((late) => late.stop()).catch(() => undefined);
+        throw err;
+      });
       Object.assign(this.serviceEnv, handle.env ?? {});
       return serviceInstance(handle, (err) => this.log.error({ ...this.fields(slot, handle.pid), err }, 'child stop failed'));
     }
@@ -146,7 +151,10 @@ export class Supervisor {
   /** Starts the slot's child and waits for its ready; throws a LaunchError saying why not. */
   private async launch(slot: Slot): Promise<void> {
     const { spec } = slot;
-    const instance = await this.spawn(slot);
+    const instance = await this.spawn(slot).catch((err: unknown) => {
+      if (err instanceof LaunchError) throw err;
+      throw new LaunchError(`${this.label(slot)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
     slot.current = { instance, since: Date.now() };
     this.log.info(this.fields(slot, instance.pid), 'child started');
     let timer: NodeJS.Timeout | undefined;

@@ -317,6 +317,23 @@ describe('supervisor process', () => {
   });
 });
 
+describe('supervisor process, failing services', () => {
+  it('fails the start naming the service whose start threw, and starts nothing after it', async () => {
+    const p = supervise([
+      { name: 'store', kind: 'service', mode: 'crash' },
+      { name: 'agent', kind: 'fork', mode: 'ok' },
+    ]);
+    try {
+      assert.equal(await p.exit, 1);
+      assert.match(p.stderr(), /^hackstream: start-up failed: store: no PostgreSQL server found \(fixture\)\n$/);
+      assert.deepEqual(p.notes(), []);
+      assert.equal(p.logs('child started').length, 0);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('supervisor-main', () => {
   it('prints what runs, as whom, with --help', async () => {
     const p = spawnNode([MAIN, '--help'], {});
