@@ -115,6 +115,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The supervisor died (SIGKILL, OOM): its IPC channel closes, and an orphaned agent must not linger.
+  process.on('disconnect', () => stop('disconnect'));
   process.send?.({ type: 'ready' });
 }
 
