@@ -71,8 +71,11 @@ export class ContainerStartError extends Error {
 
 /** The container is not one of this instance's session containers (or does not exist). */
 export class NotOwnedError extends Error {
-  constructor(readonly containerId: string) {
-    super(`container ${containerId} is not a session container of this installation`);
+  constructor(
+    readonly containerId: string,
+    instanceId: string,
+  ) {
+    super(`container ${containerId} is not a HackStream container of instance ${instanceId}`);
     this.name = 'NotOwnedError';
   }
 }
@@ -367,12 +370,12 @@ export class DockerRuntime implements SessionRuntime {
     try {
       const info = await this.call(() => this.docker.getContainer(containerId).inspect({ abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) }));
       const labels = info.Config.Labels ?? {};
-      if (labels[LABELS.managed] !== '1' || labels[LABELS.instance] !== this.opts.instanceId) throw new NotOwnedError(containerId);
+      if (labels[LABELS.managed] !== '1' || labels[LABELS.instance] !== this.opts.instanceId) throw new NotOwnedError(containerId, this.opts.instanceId);
       return info;
     } catch (err) {
       if (statusCode(err) === 404) {
         if (missingOk) return null;
-        throw new NotOwnedError(containerId);
+        throw new NotOwnedError(containerId, this.opts.instanceId);
       }
       throw err;
     }
