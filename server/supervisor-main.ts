@@ -77,8 +77,18 @@ async function startStore(dataDir: string, logger: Logger, runAs: Ids | undefine
   return { pid: store.pid, owned: store.owned, exited: store.exited, stop: () => store.stop(), env: { HACKSTREAM_EMBEDDED_PG_SOCKET_DIR: store.socketDir } };
 }
 
+export interface ChildTableContext {
+  config: Readonly<Config>;
+  dataDir: string;
+  logger: Logger;
+  /** HACKSTREAM_EDGE_WORKERS, or its default. */
+  workers: number;
+  /** Set when running as root: who control and the edge run as. */
+  ids?: { control: Ids; edge: Ids };
+}
+
 /** The production child table, in start order. */
-export function childTable(o: { config: Readonly<Config>; dataDir: string; logger: Logger; workers: number; ids?: { control: Ids; edge: Ids } }): ChildSpec[] {
+export function childTable(o: ChildTableContext): ChildSpec[] {
   const store: ChildSpec[] = o.config.databaseUrl
     ? []
     : [{ kind: 'service', name: 'store', readyTimeoutMs: 120_000, stopTimeoutMs: 30_000, start: () => startStore(o.dataDir, o.logger.child({ child: 'store' }), o.ids?.control) }];
@@ -100,8 +110,11 @@ export function childTable(o: { config: Readonly<Config>; dataDir: string; logge
   ];
 }
 
-/** `npm start`: returns the exit code (78: configuration error, as sysexits' EX_CONFIG). */
-export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+/**
+ * `npm start`: returns the exit code (78: configuration error, as sysexits' EX_CONFIG).
+ * `children` replaces the child table (tests run fixture children through the real main).
+ */
+export async function main(argv: string[] = process.argv.slice(2), opts: { children?: (ctx: ChildTableContext) => ChildSpec[] } = {}): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(HELP);
     return 0;
@@ -141,7 +154,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   };
   // cluster.fork() adds to the supervisor's own environment: keep only what children may see.
   for (const key of Object.keys(process.env)) if (!(key in env)) delete process.env[key];
-  const children = childTable({ config, dataDir, logger, workers, ...(ids ? { ids } : {}) });
+  const children = (opts.children ?? childTable)({ config, dataDir, logger, workers, ...(ids ? { ids } : {}) });
   logger.info({ dataDir, runDir, edgeWorkers: workers, children: children.map((c) => c.name), separated: ids !== undefined }, 'starting');
   return runSupervisor(new Supervisor({ children, env, execArgv: process.execArgv, logger }), logger);
 }
