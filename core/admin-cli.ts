@@ -27,8 +27,8 @@ Commands:
 Without --password-stdin a password is generated and printed once. With it, the first line
 of standard input is the password (never pass one as an argument: others can read those).
 
-With the embedded database (no HACKSTREAM_DATABASE_URL) stop the server first: only one
-process may open the embedded store.
+With the embedded database (no HACKSTREAM_DATABASE_URL) it uses the server's database
+while the server runs (or starts it for the command); run it as root or as the server's user.
 `;
 
 export interface CliIo {
@@ -88,7 +88,7 @@ export async function runAdminCli(argv: string[], io: CliIo, env: NodeJS.Process
   try {
     db = await openDatabase({ dataDir: config.dataDir, logger, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
   } catch (err) {
-    // Typically the embedded store held by the running server: the message says so.
+    // No PostgreSQL binaries, an unreachable data dir or database: the message says which.
     io.err(`admin: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }

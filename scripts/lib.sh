@@ -89,6 +89,25 @@ ensure_postgres() {
   export HACKSTREAM_TEST_DATABASE_URL="postgres://$role:$role@127.0.0.1:5432/$role"
 }
 
+# The PostgreSQL server binaries the embedded store runs privately per data dir
+# (core/store/embedded.ts looks in /usr/lib/postgresql/<version>/bin). Installs Debian's
+# server package when no initdb is there. Debian's package would also create and start a
+# "main" cluster on port 5432 that HackStream does not use (memory, a port); a drop-in tells
+# postgresql-common not to (create_main_cluster = false, for later installs of any version
+# too). ensure_postgres, for the tests, creates its own cluster explicitly when it needs one.
+ensure_postgres_binaries() {
+  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then return 0; fi
+  if [ "$(id -u)" = 0 ]; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    printf '# HackStream runs its own private server per data dir: no default cluster.\ncreate_main_cluster = false\n' \
+      >/etc/postgresql-common/createcluster.d/hackstream.conf
+  fi
+  local pkg
+  pkg=$(apt-cache search --names-only '^postgresql-[0-9]+$' 2>/dev/null | awk '{ print $1 }' | sort -V | tail -1)
+  apt_install "${pkg:-postgresql-15}" || return 1
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { log "no initdb after installing ${pkg:-postgresql-15}"; return 1; }
+}
+
 # Makes sure a Docker engine answers: reuses a running one, else (as root) installs
 # docker.io when missing and starts dockerd in the background, waiting up to 60 s.
 ensure_docker() {

@@ -12,6 +12,8 @@ apt_install xvfb imagemagick xdotool tesseract-ocr
 # The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
 apt_install yad desktop-file-utils
 ensure_sessions_stack
+# The embedded store's private PostgreSQL server (initdb, postgres).
+ensure_postgres_binaries
 # The flood tests open thousands of sockets in one process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

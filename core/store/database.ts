@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { DataSource, type DataSourceOptions, type LogLevel } from 'typeorm';
 import { redactUrl, type Logger } from '../../lib/log.js';
-import { startEmbedded, type EmbeddedServer } from './embedded.js';
+import { startEmbeddedStore, type EmbeddedStore, type RunAs } from './embedded.js';
 import { ENTITIES } from './entities.js';
 import { MIGRATIONS } from './migrations/index.js';
 import { PinoOrmLogger } from './typeorm-logger.js';
@@ -16,18 +16,24 @@ export interface DatabaseOptions {
    * connection's search_path. Tests give each run its own schema in a shared database.
    */
   schema?: string;
-  /** Postgres only: pool size (default 10). The embedded store always uses one connection. */
+  /** Pool size (default 10, at least 2). */
   poolSize?: number;
+  /**
+   * Bring the schema up to date (default true). A process that only appends audit rows (the
+   * agent) opens the database without migrating; the control process migrates.
+   */
+  migrate?: boolean;
+  /** Embedded only, when root: who the server runs as (default: the `hackstream` system user). */
+  runAs?: RunAs | 'auto';
 }
 
 /**
- * The open database: TypeORM's DataSource over real Postgres or the embedded store.
+ * The open database: TypeORM's DataSource over real Postgres or the embedded store (a
+ * private PostgreSQL server under the data dir, see embedded.ts).
  *
  * Inside `dataSource.transaction(async (m) => …)` use only `m` (its repositories and
- * queries). The embedded store has ONE connection, held by the transaction: a call on
- * `dataSource` from inside the callback waits for that connection and fails after 10 s
- * ("timeout exceeded when trying to connect"). On Postgres it would silently run outside
- * the transaction, which is a bug there too.
+ * queries): a call on `dataSource` from inside the callback runs on another connection,
+ * outside the transaction.
  */
 export interface Database {
   readonly dataSource: DataSource;
@@ -37,14 +43,12 @@ export interface Database {
   close(): Promise<void>;
 }
 
-// Postgres: fail a connect within 5 s and a query the server stopped answering (SIGSTOP,
+// Fail a connect within 5 s and a query the server stopped answering (SIGSTOP,
 // network loss) within 20 s, rather than piling requests up behind it (reliability D8).
 const PG_CONNECT_TIMEOUT_MS = 5_000;
 const PG_STATEMENT_TIMEOUT_MS = 15_000;
 const PG_QUERY_TIMEOUT_MS = 20_000;
 const PG_IDLE_IN_TRANSACTION_MS = 60_000;
-// Embedded: one connection, so a caller waits for every transaction queued before it.
-const EMBEDDED_CONNECT_TIMEOUT_MS = 10_000;
 /** Advisory lock key held while migrating, so instances starting together migrate once. */
 const MIGRATION_LOCK_KEY = 0x48534d31; // "HSM1"
 
@@ -57,24 +61,26 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) {
     throw new Error(`database: schema "${opts.schema}" must be lowercase letters, digits and underscores`);
   }
-  let embedded: EmbeddedServer | undefined;
+  let embedded: EmbeddedStore | undefined;
   let options: DataSourceOptions;
   if (opts.databaseUrl) {
     if (opts.schema) await createSchema(opts.databaseUrl, opts.schema);
     options = postgresOptions(opts.databaseUrl, opts, logger);
   } else {
-    embedded = await startEmbedded(opts.dataDir, logger);
-    options = embeddedOptions(embedded, logger);
+    // Starts the data dir's server, or joins the one another process (or opener) runs.
+    embedded = await startEmbeddedStore({ dataDir: opts.dataDir, logger, ...(opts.runAs ? { runAs: opts.runAs } : {}) });
+    options = embeddedOptions(embedded, opts, logger);
   }
   const kind = embedded ? 'embedded' : 'postgres';
   const dataSource = new DataSource(options);
   try {
     await dataSource.initialize();
-    const applied = await migrate(dataSource, kind);
-    logger.info({ kind, applied, ...(embedded ? { created: embedded.created } : { url: redactUrl(opts.databaseUrl ?? '') }) }, 'database ready');
+    const applied = opts.migrate === false ? [] : await migrate(dataSource);
+    const where = embedded ? { created: embedded.created, owned: embedded.owned } : { url: redactUrl(opts.databaseUrl ?? '') };
+    logger.info({ kind, applied, ...where }, 'database ready');
   } catch (err) {
     if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
-    await embedded?.close().catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
     const where = embedded ? 'the embedded database' : redactUrl(opts.databaseUrl ?? '');
     throw new Error(`database: cannot open ${where}: ${(err as Error).message}`, { cause: err });
   }
@@ -90,7 +96,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
         try {
           if (dataSource.isInitialized) await dataSource.destroy();
         } finally {
-          await embedded?.close();
+          // Stops the server only when this process started it and no other opener here uses it.
+          await embedded?.stop();
         }
       })();
       return closing;
@@ -121,39 +128,43 @@ function postgresOptions(url: string, opts: DatabaseOptions, logger: Logger): Da
   return {
     ...common(logger),
     url,
-    applicationName: 'hackstream',
-    poolSize: Math.max(2, opts.poolSize ?? 10),
-    connectTimeoutMS: PG_CONNECT_TIMEOUT_MS,
-    extra: {
-      statement_timeout: PG_STATEMENT_TIMEOUT_MS,
-      query_timeout: PG_QUERY_TIMEOUT_MS,
-      idle_in_transaction_session_timeout: PG_IDLE_IN_TRANSACTION_MS,
-      keepAlive: true,
-      // Timestamps are instants either way; UTC keeps any text rendering in UTC too.
-      options: `-c TimeZone=UTC${opts.schema ? ` -c search_path=${opts.schema}` : ''}`,
-    },
+    ...pool(opts),
+    extra: { ...timeouts(), keepAlive: true, options: sessionOptions(opts.schema) },
   };
 }
 
-function embeddedOptions(server: EmbeddedServer, logger: Logger): DataSourceOptions {
+function embeddedOptions(server: EmbeddedStore, opts: DatabaseOptions, logger: Logger): DataSourceOptions {
   return {
     ...common(logger),
     host: server.socketDir,
     port: server.port,
-    username: 'postgres',
-    database: 'postgres',
-    poolSize: 1,
-    connectTimeoutMS: EMBEDDED_CONNECT_TIMEOUT_MS,
-    // Keep the one connection open: reconnecting gains nothing in-process.
-    extra: { idleTimeoutMillis: 0 },
+    username: server.user,
+    database: server.database,
+    ...pool(opts),
+    extra: { ...timeouts(), options: sessionOptions(undefined) },
   };
 }
 
-async function migrate(dataSource: DataSource, kind: 'postgres' | 'embedded'): Promise<string[]> {
-  if (kind === 'embedded') {
-    // One process owns the embedded store (a lock file says so) and it has one connection.
-    return (await dataSource.runMigrations({ transaction: 'all' })).map((m) => m.name);
-  }
+function pool(opts: DatabaseOptions) {
+  return { applicationName: 'hackstream', poolSize: Math.max(2, opts.poolSize ?? 10), connectTimeoutMS: PG_CONNECT_TIMEOUT_MS };
+}
+
+function timeouts() {
+  return {
+    statement_timeout: PG_STATEMENT_TIMEOUT_MS,
+    query_timeout: PG_QUERY_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: PG_IDLE_IN_TRANSACTION_MS,
+  };
+}
+
+// Timestamps are instants either way; UTC keeps any text rendering in UTC too.
+function sessionOptions(schema: string | undefined): string {
+  return `-c TimeZone=UTC${schema ? ` -c search_path=${schema}` : ''}`;
+}
+
+// Several processes (and instances) may open one database at once: one migrates, under an
+// advisory lock, the others then find nothing left to apply.
+async function migrate(dataSource: DataSource): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   try {

@@ -1,154 +1,364 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { Logger } from '../../lib/log.js';
+import { findBinaries, initCluster, writeConfig } from './embedded-cluster.js';
+import { EmbeddedStoreError } from './embedded-errors.js';
+import { checkAncestors, chownTree, ownedDir, resolveRunAs, type RunAs } from './embedded-user.js';
+
+export { EmbeddedStoreError, type EmbeddedStoreCode } from './embedded-errors.js';
+export { DEFAULT_SERVICE_USER, ensureServiceUser, type RunAs } from './embedded-user.js';
 
 /*
- * The embedded store: PGlite (PostgreSQL compiled to WASM, in this process) served over the
- * PostgreSQL wire protocol on a private Unix socket, so the stock `pg` driver and TypeORM's
- * postgres driver talk to it exactly as they talk to a real server. PGlite has one backend;
- * the client side must use a pool of ONE connection (see database.ts), which makes every
- * transaction run alone, start to finish.
+ * The embedded store: a private PostgreSQL server (Debian's binaries) per data dir, a child
+ * of the process that starts it. No TCP; a Unix socket in a 0700 directory. Any process of
+ * the same user (or root) may connect, so the admin CLI and the agent use the server the
+ * control process started. The server dies with its parent (setpriv's parent-death signal
+ * asks it for a fast shutdown), and a SIGKILLed server leaves only state the next start
+ * recovers from (WAL replay; a stale postmaster.pid).
  */
 
-/** Where the embedded store keeps its files under the data dir. */
-export function embeddedPaths(dataDir: string): { stateDir: string; pgdata: string; lockFile: string } {
-  const stateDir = join(resolve(dataDir), 'state');
-  return { stateDir, pgdata: join(stateDir, 'pgdata'), lockFile: join(stateDir, 'embedded-db.lock') };
+const SOCKET_PORT = 5432;
+// sun_path holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH = 107;
+const READY_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 30_000;
+const LOG_ROTATE_BYTES = 10 * 1024 * 1024;
+
+export interface EmbeddedPaths {
+  stateDir: string;
+  /** The cluster (PGDATA). Exists once the data dir was initialised or seeded. */
+  pgdata: string;
+  /** Directory of the socket `.s.PGSQL.5432`: under the data dir, or under /tmp when that path is too long. */
+  socketDir: string;
+  /** The server's own log (stderr). */
+  logFile: string;
 }
 
-export interface EmbeddedServer {
-  /** Directory holding the socket `.s.PGSQL.<port>`: pg's `host`. */
+/** Where the embedded store keeps its files for a data dir. */
+export function embeddedPaths(dataDir: string): EmbeddedPaths {
+  const root = resolve(dataDir);
+  const stateDir = join(root, 'state');
+  const pgdata = join(stateDir, 'pg');
+  let socketDir = join(root, 'run', 'pg');
+  if (join(socketDir, `.s.PGSQL.${SOCKET_PORT}`).length > MAX_SOCKET_PATH) {
+    socketDir = join('/tmp', `hackstream-pg-${createHash('sha256').update(root).digest('hex').slice(0, 16)}`);
+  }
+  return { stateDir, pgdata, socketDir, logFile: join(pgdata, 'log') };
+}
+
+export interface EmbeddedStore {
   socketDir: string;
   port: number;
-  /** True when this open created the database files (first start). */
+  user: string;
+  database: string;
+  /** The postmaster's pid. */
+  pid: number;
+  /** True when this process started the server: then the last stop() in this process stops it. */
+  owned: boolean;
+  /** True when this start ran initdb. */
   created: boolean;
-  close(): Promise<void>;
+  /** Settles when the server exits (for a server another process started: noticed within ~1 s). */
+  exited: Promise<void>;
+  stop(): Promise<void>;
 }
 
-// The port only names the socket file; nothing listens on TCP.
-const SOCKET_PORT = 5432;
-const heldLocks = new Set<string>();
+export interface EmbeddedConnection {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+}
 
-export async function startEmbedded(dataDir: string, logger: Logger): Promise<EmbeddedServer> {
-  const { stateDir, pgdata, lockFile } = embeddedPaths(dataDir);
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  acquireLock(lockFile);
-  const created = !existsSync(join(pgdata, 'PG_VERSION'));
-  let db: PGlite | undefined;
-  let server: PGLiteSocketServer | undefined;
-  let socketDir: string | undefined;
-  try {
-    if (created) logger.info({ pgdata }, 'creating the embedded database (first start takes a few seconds)');
-    mkdirSync(pgdata, { recursive: true, mode: 0o700 });
-    db = await PGlite.create(pgdata);
-    // mkdtemp makes a 0700 directory: only this user can reach the socket, which has no password.
-    socketDir = mkdtempSync(join(tmpdir(), 'hackstream-db-'));
-    // maxConnections 2 leaves room for a pool client that reconnects while its old socket closes;
-    // the pool never uses more than one at a time.
-    server = new PGLiteSocketServer({ db, path: join(socketDir, `.s.PGSQL.${SOCKET_PORT}`), maxConnections: 2 });
-    await server.start();
-  } catch (err) {
-    await server?.stop().catch(() => undefined);
-    await db?.close().catch(() => undefined);
-    if (socketDir) rmSync(socketDir, { recursive: true, force: true });
-    releaseLock(lockFile);
-    throw new Error(`embedded database: cannot open ${pgdata}`, { cause: err });
+export interface EmbeddedStoreOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Root only: the uid/gid to run the server as; `auto` (the default) is the service user. */
+  runAs?: RunAs | 'auto';
+  /** The service user `auto` means when root (created if missing). Default `hackstream`. */
+  serviceUser?: string;
+}
+
+interface Running {
+  pid: number;
+  owned: boolean;
+  created: boolean;
+  exited: Promise<void>;
+  refs: number;
+  stop(): Promise<void>;
+}
+
+// Servers this process uses, by cluster: a second opener in the same process shares one.
+const inProcess = new Map<string, Promise<Running>>();
+
+/**
+ * Starts the data dir's server, or joins the one already running there (started by this
+ * process or another). initdb runs on first use.
+ */
+export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<EmbeddedStore> {
+  const paths = embeddedPaths(opts.dataDir);
+  let pending = inProcess.get(paths.pgdata);
+  if (!pending) {
+    pending = startOrJoin(paths, opts);
+    inProcess.set(paths.pgdata, pending);
+    pending.catch(() => inProcess.delete(paths.pgdata));
   }
-  const [pg, srv, dir] = [db, server, socketDir];
-  let closed = false;
+  const running = await pending;
+  running.refs++;
+  let stopped = false;
   return {
-    socketDir: dir,
+    socketDir: paths.socketDir,
     port: SOCKET_PORT,
-    created,
-    async close() {
-      if (closed) return;
-      closed = true;
-      try {
-        await srv.stop();
-        await pg.close();
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-        releaseLock(lockFile);
-      }
+    user: 'postgres',
+    database: 'postgres',
+    pid: running.pid,
+    owned: running.owned,
+    created: running.created,
+    exited: running.exited,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (--running.refs > 0) return;
+      if (inProcess.get(paths.pgdata) === pending) inProcess.delete(paths.pgdata);
+      await running.stop();
     },
   };
 }
 
-interface LockInfo {
-  pid: number;
-  /** Process start time from /proc, so a reused pid is not mistaken for the owner. */
-  started: string | null;
-  id: string;
+/** How a process connects to the server another process started on `dataDir`. */
+export async function embeddedConnection(dataDir: string): Promise<EmbeddedConnection> {
+  const paths = embeddedPaths(dataDir);
+  if ((await liveServer(paths)) === null) {
+    throw new EmbeddedStoreError('EMBEDDED_NOT_RUNNING', `no server runs on the data dir ${resolve(dataDir)} (start HackStream first)`);
+  }
+  return { host: paths.socketDir, port: SOCKET_PORT, user: 'postgres', database: 'postgres' };
+}
+
+async function startOrJoin(paths: EmbeddedPaths, opts: EmbeddedStoreOptions): Promise<Running> {
+  const log = opts.logger;
+  const live = await liveServer(paths);
+  if (live !== null) {
+    log.info({ pid: live }, 'embedded database already running: joining it');
+    return joined(live);
+  }
+  const who = resolveRunAs(opts.runAs, opts.serviceUser);
+  const root = resolve(opts.dataDir);
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  if (who) checkAncestors(root, who);
+  ownedDir(root, who);
+  ownedDir(paths.stateDir, who);
+  const created = !existsSync(join(paths.pgdata, 'PG_VERSION'));
+  const bins = findBinaries(created ? undefined : paths.pgdata);
+  if (created) {
+    // initdb wants an empty directory; a half-made cluster from an interrupted first start is redone.
+    rmSync(paths.pgdata, { recursive: true, force: true });
+    ownedDir(paths.pgdata, who);
+    log.info({ pgdata: paths.pgdata, version: bins.major }, 'creating the embedded database (initdb, a few seconds)');
+    const t0 = Date.now();
+    await initCluster(bins, paths.pgdata, who);
+    log.info({ ms: Date.now() - t0 }, 'embedded database created');
+  } else if (who && statSync(paths.pgdata).uid !== who.uid) {
+    // A cluster copied in by root (a restored backup, a test template).
+    chownTree(paths.pgdata, who);
+  }
+  if (!paths.socketDir.startsWith(root)) ownedDir(paths.socketDir, who);
+  else {
+    ownedDir(join(root, 'run'), who);
+    ownedDir(paths.socketDir, who);
+  }
+  writeConfig(paths.pgdata, paths.socketDir, who);
+  try {
+    return await spawnServer(paths, bins.postgres, who, created, log);
+  } catch (err) {
+    // Two processes starting at once: the loser's postmaster refuses the lock; join the winner.
+    const winner = await liveServer(paths);
+    if (winner !== null) return joined(winner);
+    throw err;
+  }
+}
+
+async function spawnServer(paths: EmbeddedPaths, postgres: string, who: RunAs | null, created: boolean, log: Logger): Promise<Running> {
+  rotateLog(paths.logFile);
+  const logFd = openSync(paths.logFile, 'a', 0o600);
+  if (who) chownSync(paths.logFile, who.uid, who.gid);
+  const setpriv = existsSync('/usr/bin/setpriv') ? '/usr/bin/setpriv' : null;
+  // setpriv drops to the server's user and sets the parent-death signal, then execs postgres
+  // (same pid): if this process dies, even by SIGKILL, the server gets SIGINT (fast shutdown).
+  const [cmd, args] = setpriv
+    ? [setpriv, [...(who ? ['--reuid', String(who.uid), '--regid', String(who.gid), '--clear-groups'] : []), '--pdeathsig', 'INT', '--', postgres, '-D', paths.pgdata]]
+    : [postgres, ['-D', paths.pgdata]];
+  const child = spawn(cmd, args, {
+    stdio: ['ignore', logFd, logFd],
+    // Its own process group: a Ctrl-C meant for this process must not stop the database under it.
+    detached: true,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', PGTZ: 'UTC' },
+    ...(who && !setpriv ? { uid: who.uid, gid: who.gid } : {}),
+  });
+  closeSync(logFd);
+  child.unref();
+  let exitCode: number | null | undefined;
+  const exited = new Promise<void>((done) => {
+    child.once('exit', (code, signal) => {
+      exitCode = code ?? (signal ? -1 : null);
+      done();
+    });
+    child.once('error', () => done());
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new EmbeddedStoreError('EMBEDDED_START_FAILED', `cannot run ${cmd}`);
+  const t0 = Date.now();
+  try {
+    await waitReady(paths, pid, () => exitCode !== undefined);
+  } catch (err) {
+    if (exitCode === undefined) process.kill(pid, 'SIGQUIT');
+    await exited;
+    throw new EmbeddedStoreError('EMBEDDED_START_FAILED', `${(err as Error).message}; log ${paths.logFile}: ${logTail(paths.logFile)}`);
+  }
+  log.info({ pid, ms: Date.now() - t0, socketDir: paths.socketDir }, 'embedded database started');
+  let stopping: Promise<void> | undefined;
+  const running: Running = {
+    pid,
+    owned: true,
+    created,
+    exited,
+    refs: 0,
+    stop() {
+      stopping ??= (async () => {
+        if (exitCode === undefined) {
+          signal(pid, 'SIGINT'); // fast shutdown: sessions end, a checkpoint is written
+          const timer = setTimeout(() => signal(pid, 'SIGQUIT'), STOP_TIMEOUT_MS);
+          await exited;
+          clearTimeout(timer);
+        }
+        if (!paths.socketDir.startsWith(resolve(paths.stateDir, '..'))) rmSync(paths.socketDir, { recursive: true, force: true });
+        log.info({ pid }, 'embedded database stopped');
+      })();
+      return stopping;
+    },
+  };
+  void exited.then(() => {
+    if (!stopping) log.error({ pid, code: exitCode, logFile: paths.logFile }, 'embedded database exited unexpectedly');
+  });
+  return running;
+}
+
+function joined(pid: number): Running {
+  let timer: NodeJS.Timeout | undefined;
+  const exited = new Promise<void>((done) => {
+    // Not our child: no exit event, so look every second (the timer never holds the process up).
+    timer = setInterval(() => {
+      if (!isAlive(pid)) {
+        clearInterval(timer);
+        done();
+      }
+    }, 1_000);
+    timer.unref();
+  });
+  return { pid, owned: false, created: false, exited, refs: 0, stop: async () => clearInterval(timer) };
+}
+
+/** Waits until the postmaster with `pid` says "ready" in postmaster.pid. */
+async function waitReady(paths: EmbeddedPaths, pid: number, died: () => boolean): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 50)) {
+    if (died()) throw new Error('the server exited while starting');
+    const pidFile = readPidFile(paths.pgdata);
+    if (pidFile?.pid === pid && pidFile.status === 'ready') return;
+    if (Date.now() > deadline) throw new Error(`the server was not ready within ${READY_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
 }
 
 /**
- * PGlite must be opened by one process only: two would corrupt the files. A lock file names
- * the owner; a lock whose process is gone (or whose pid now belongs to another process) is stale.
+ * The pid of a server running on this cluster that answers on its socket, or null. A
+ * postmaster.pid whose process is gone (or is no postgres) is stale and is removed, with the
+ * socket lock, so the next start is not refused.
  */
-function acquireLock(lockFile: string): void {
-  if (heldLocks.has(lockFile)) throw new Error(`embedded database: ${lockFile} is already open in this process`);
-  const mine: LockInfo = { pid: process.pid, started: processStart(process.pid), id: randomUUID() };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(lockFile, JSON.stringify(mine), { flag: 'wx', mode: 0o600 });
-      heldLocks.add(lockFile);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = readLock(lockFile);
-    if (owner && owner.pid !== process.pid && isAlive(owner)) {
-      throw new Error(
-        `embedded database: the data dir is in use by process ${owner.pid} (${lockFile}); stop it, or delete the lock file if that process is not HackStream`,
-      );
-    }
-    // Stale (the owner died, or it was this pid in an earlier life, e.g. pid 1 in a container).
-    rmSync(lockFile, { force: true });
+async function liveServer(paths: EmbeddedPaths): Promise<number | null> {
+  const info = readPidFile(paths.pgdata);
+  if (!info) return null;
+  if (!isAlive(info.pid) || !isPostgres(info.pid)) {
+    rmSync(join(paths.pgdata, 'postmaster.pid'), { force: true });
+    rmSync(join(paths.socketDir, `.s.PGSQL.${SOCKET_PORT}.lock`), { force: true });
+    return null;
   }
-  throw new Error(`embedded database: cannot take the lock ${lockFile}`);
+  if (info.status !== 'ready') {
+    // Starting (crash recovery) or stopping: wait for it to settle one way or the other.
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      const now = readPidFile(paths.pgdata);
+      if (!now || now.pid !== info.pid || !isAlive(info.pid)) return null;
+      if (now.status === 'ready') break;
+    }
+  }
+  return (await socketAnswers(join(paths.socketDir, `.s.PGSQL.${SOCKET_PORT}`))) ? info.pid : null;
 }
 
-function releaseLock(lockFile: string): void {
-  if (!heldLocks.delete(lockFile)) return;
+function readPidFile(pgdata: string): { pid: number; status: string } | null {
+  let text: string;
   try {
-    unlinkSync(lockFile);
-  } catch {
-    // Already gone: nothing to release.
-  }
-}
-
-function readLock(lockFile: string): LockInfo | null {
-  try {
-    const v: unknown = JSON.parse(readFileSync(lockFile, 'utf8'));
-    if (typeof v !== 'object' || v === null) return null;
-    const o = v as Record<string, unknown>;
-    if (typeof o.pid !== 'number' || typeof o.id !== 'string') return null;
-    return { pid: o.pid, id: o.id, started: typeof o.started === 'string' ? o.started : null };
+    text = readFileSync(join(pgdata, 'postmaster.pid'), 'utf8');
   } catch {
     return null;
   }
+  const lines = text.split('\n');
+  const pid = Number(lines[0]);
+  // Line 8 is the postmaster's status ("starting", "ready", "stopping"), padded with spaces.
+  return Number.isInteger(pid) && pid > 0 ? { pid, status: (lines[7] ?? '').trim() } : null;
 }
 
-function isAlive(owner: LockInfo): boolean {
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const s = net.connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      done(true);
+    });
+    s.once('error', () => done(false));
+  });
+}
+
+function isAlive(pid: number): boolean {
   try {
-    process.kill(owner.pid, 0);
+    process.kill(pid, 0);
+    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-  const now = processStart(owner.pid);
-  return owner.started === null || now === null || now === owner.started;
 }
 
-function processStart(pid: number): string | null {
+/** A recycled pid (a reboot, a container restart) must not pass for the server. */
+function isPostgres(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime); fields are counted after the ")" that ends the command name.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.endsWith('postgres') ?? false;
   } catch {
-    return null;
+    return true; // cannot tell (another user's /proc entry hidden): trust the pid file
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+function rotateLog(file: string): void {
+  try {
+    if (statSync(file).size > LOG_ROTATE_BYTES) renameSync(file, `${file}.1`);
+  } catch {
+    // No log yet.
+  }
+}
+
+function logTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ');
+  } catch {
+    return '(no log)';
   }
 }

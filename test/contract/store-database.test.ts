@@ -20,7 +20,7 @@ import { DATABASE_KINDS, openTestDatabase, type TestDatabase } from '../helpers/
 
 /*
  * One contract, two databases: every case runs against real Postgres (a schema of its own)
- * and against the embedded PGlite store (a temporary data dir).
+ * and against the embedded store (a private PostgreSQL server on a temporary data dir).
  */
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');

@@ -2,28 +2,31 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
+import pg from 'pg';
 import { silentLogger } from '../../lib/log.js';
 import { lockAuditChain } from '../../core/store/audit-chain.js';
 import { openDatabase } from '../../core/store/database.js';
-import { embeddedPaths } from '../../core/store/embedded.js';
+import { embeddedConnection, embeddedPaths, EmbeddedStoreError } from '../../core/store/embedded.js';
 import { AuditEntryEntity, RefreshTokenEntity, UserEntity } from '../../core/store/entities.js';
 import { seedEmbedded, tempDir } from '../helpers/store.js';
 
 /*
- * The embedded store as a process sees it: files under <dataDir>/state, one owner at a
- * time, data kept across a restart and across kill -9. The kill test runs this same file
- * as a child process (STORE_CHILD_DATA_DIR set) that commits in a loop until killed.
+ * The embedded store as processes see it: a private PostgreSQL server per data dir, files
+ * under <dataDir>/state/pg, a socket only its user reaches, shared by several openers and
+ * processes, durable settings, gone when its owner closes or dies, and data kept across a
+ * restart and across SIGKILL of the server itself. Child modes of this same file
+ * (STORE_CHILD set) play the other processes.
  */
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-async function childMain(dataDir: string): Promise<void> {
+async function commitLoop(dataDir: string): Promise<void> {
   const db = await openDatabase({ dataDir, logger: silentLogger() });
+  process.stdout.write('open\n');
   for (let i = 0; ; i++) {
     await db.dataSource.transaction(async (m) => {
       const u = await m.getRepository(UserEntity).save({ username: `crash-${i}` });
@@ -35,43 +38,121 @@ async function childMain(dataDir: string): Promise<void> {
   }
 }
 
-const CHILD_DATA_DIR = process.env.STORE_CHILD_DATA_DIR;
-if (CHILD_DATA_DIR) {
-  await childMain(CHILD_DATA_DIR);
-} else {
+/** Another process on a server it did not start: writes one row without migrating, then leaves. */
+async function joinAndWrite(dataDir: string): Promise<void> {
+  const db = await openDatabase({ dataDir, logger: silentLogger(), migrate: false });
+  await db.dataSource.getRepository(UserEntity).save({ username: 'from-another-process' });
+  process.stdout.write(`${JSON.stringify({ kind: db.kind })}\n`);
+  await db.close();
+}
+
+/** Opens (owning the server), reports the postmaster's pid, then waits to be killed. */
+async function holdOpen(dataDir: string): Promise<void> {
+  await openDatabase({ dataDir, logger: silentLogger() });
+  process.stdout.write(`${postmasterPid(dataDir)}\n`);
+  setInterval(() => undefined, 60_000);
+}
+
+function postmasterPid(dataDir: string): number {
+  return Number(readFileSync(join(embeddedPaths(dataDir).pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
+/** Every live process of the data dir's server: the postmaster (by its -D) and its children. */
+function serverPids(dataDir: string): number[] {
+  const { pgdata } = embeddedPaths(dataDir);
+  const procs: { pid: number; ppid: number; cmd: string }[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      procs.push({ pid: Number(name), ppid, cmd: readFileSync(`/proc/${name}/cmdline`, 'utf8') });
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  const masters = procs.filter((p) => p.cmd.includes(`\0-D\0${pgdata}\0`)).map((p) => p.pid);
+  return [...masters, ...procs.filter((p) => masters.includes(p.ppid)).map((p) => p.pid)];
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const CHILD = process.env.STORE_CHILD;
+const CHILD_DATA_DIR = process.env.STORE_CHILD_DATA_DIR ?? '';
+if (CHILD === 'commit-loop') await commitLoop(CHILD_DATA_DIR);
+else if (CHILD === 'join') await joinAndWrite(CHILD_DATA_DIR);
+else if (CHILD === 'hold') await holdOpen(CHILD_DATA_DIR);
+else {
   describe('embedded store', () => {
     const dirs: string[] = [];
-    const newDataDir = async () => {
+    const newDataDir = async (seed = true) => {
       const dir = tempDir();
       dirs.push(dir);
-      await seedEmbedded(dir);
+      if (seed) await seedEmbedded(dir);
       return dir;
     };
     const children: ChildProcess[] = [];
+    const child = (mode: string, dataDir: string) => {
+      const c = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+        env: { ...process.env, STORE_CHILD: mode, STORE_CHILD_DATA_DIR: dataDir },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      children.push(c);
+      return { c, lines: createInterface({ input: c.stdout! }) };
+    };
+    const exitOf = (c: ChildProcess) => new Promise<number | null>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve(c.exitCode) : c.once('exit', resolve)));
     after(() => {
       for (const c of children) c.kill('SIGKILL');
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      for (const d of dirs) {
+        for (const pid of serverPids(d)) process.kill(pid, 'SIGKILL');
+        rmSync(d, { recursive: true, force: true });
+      }
     });
 
-    it('lives under <dataDir>/state, private, and leaves no lock or socket behind when closed', async () => {
+    it('runs a private, socket-only server under <dataDir>/state/pg and leaves no process behind when closed', async () => {
       const dataDir = await newDataDir();
-      const sockets = () => readdirSync(tmpdir()).filter((n) => n.startsWith('hackstream-db-')).sort();
-      const before = sockets();
       const db = await openDatabase({ dataDir, logger: silentLogger() });
-      const { stateDir, pgdata, lockFile } = embeddedPaths(dataDir);
+      const { pgdata, socketDir } = embeddedPaths(dataDir);
       assert.equal(db.kind, 'embedded');
       assert.ok(existsSync(`${pgdata}/PG_VERSION`));
-      assert.equal(statSync(stateDir).mode & 0o077, 0, 'state dir is private');
-      assert.equal(JSON.parse(readFileSync(lockFile, 'utf8')).pid, process.pid);
-      assert.equal(sockets().length, before.length + 1, 'a private socket dir while open');
+      assert.equal(statSync(pgdata).mode & 0o777, 0o700, 'cluster is private');
+      assert.equal(statSync(socketDir).mode & 0o777, 0o700, 'socket dir is private');
+      const pid = postmasterPid(dataDir);
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+      if (process.getuid?.() === 0) assert.notEqual(uid, 0, 'never runs as root');
+      assert.equal(statSync(socketDir).uid, uid, 'the socket dir belongs to the server user');
+      const show = async (name: string) => ((await db.dataSource.query(`SHOW ${name}`)) as Record<string, string>[])[0]?.[name];
+      assert.equal(await show('listen_addresses'), '', 'no TCP');
+      assert.equal(await show('unix_socket_permissions'), '0700');
+      assert.ok(serverPids(dataDir).length > 1, 'a postmaster and its helpers run');
       await db.close();
       await db.close();
-      assert.ok(!existsSync(lockFile), 'lock released');
-      assert.deepEqual(sockets(), before, 'socket dir removed');
+      assert.deepEqual(serverPids(dataDir), [], 'no server process left');
+      assert.ok(!existsSync(join(socketDir, '.s.PGSQL.5432')), 'socket removed');
+      assert.ok(!existsSync(join(pgdata, 'postmaster.pid')), 'clean shutdown');
     });
 
-    it('keeps users, tokens and audit rows across a restart', async () => {
+    it('acknowledges a commit only once it is on disk (fsync, synchronous_commit, full_page_writes on)', async () => {
       const dataDir = await newDataDir();
+      const db = await openDatabase({ dataDir, logger: silentLogger() });
+      try {
+        for (const name of ['fsync', 'synchronous_commit', 'full_page_writes']) {
+          assert.deepEqual(await db.dataSource.query(`SHOW ${name}`), [{ [name]: 'on' }], name);
+        }
+      } finally {
+        await db.close();
+      }
+    });
+
+    it('creates the cluster on first use (initdb) and keeps users, tokens and audit rows across a restart', async () => {
+      const dataDir = await newDataDir(false);
       let db = await openDatabase({ dataDir, logger: silentLogger() });
       const { id } = await db.dataSource.getRepository(UserEntity).save({ username: 'restart-me', role: 'admin' });
       await db.dataSource.getRepository(RefreshTokenEntity).save({ userId: id, familyId: id, tokenHash: sha256('t'), expiresAt: new Date(Date.now() + 60_000) });
@@ -90,49 +171,80 @@ if (CHILD_DATA_DIR) {
       }
     });
 
-    it('refuses a second opener of the same data dir, and takes over a stale lock', async () => {
+    it('serves two openers in one process and another process at once; the server stops with its last opener here', async () => {
       const dataDir = await newDataDir();
-      const db = await openDatabase({ dataDir, logger: silentLogger() });
-      await assert.rejects(openDatabase({ dataDir, logger: silentLogger() }), /already open in this process/);
-      await db.close();
-
-      const { lockFile } = embeddedPaths(dataDir);
-      const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
-      children.push(sleeper);
-      const started = readFileSync(`/proc/${sleeper.pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? null;
-      writeFileSync(lockFile, JSON.stringify({ pid: sleeper.pid, started, id: 'other' }));
-      await assert.rejects(openDatabase({ dataDir, logger: silentLogger() }), new RegExp(`in use by process ${sleeper.pid}`));
-
-      sleeper.kill('SIGKILL');
-      await new Promise((resolve) => sleeper.once('exit', resolve));
-      const again = await openDatabase({ dataDir, logger: silentLogger() });
-      await again.close();
+      const first = await openDatabase({ dataDir, logger: silentLogger() });
+      const second = await openDatabase({ dataDir, logger: silentLogger() });
+      const pid = postmasterPid(dataDir);
+      const { c, lines } = child('join', dataDir);
+      const [report] = await Promise.all([new Promise<string>((resolve) => lines.once('line', resolve)), exitOf(c)]);
+      assert.equal(c.exitCode, 0);
+      assert.deepEqual(JSON.parse(report), { kind: 'embedded' });
+      assert.equal(postmasterPid(dataDir), pid, 'the other process joined, it did not stop the server');
+      await first.close();
+      assert.equal(await second.dataSource.getRepository(UserEntity).countBy({ username: 'from-another-process' }), 1);
+      const conn = await embeddedConnection(dataDir);
+      const client = new pg.Client(conn);
+      await client.connect();
+      assert.deepEqual((await client.query('SELECT count(*)::int AS n FROM users')).rows, [{ n: 1 }]);
+      await client.end();
+      await second.close();
+      assert.deepEqual(serverPids(dataDir), []);
+      await assert.rejects(embeddedConnection(dataDir), (err: unknown) => {
+        assert.ok(err instanceof EmbeddedStoreError);
+        assert.equal(err.code, 'EMBEDDED_NOT_RUNNING');
+        assert.ok(err.message.includes(dataDir), err.message);
+        return true;
+      });
     });
 
-    it('keeps every acknowledged commit, each with its audit row, through kill -9', async () => {
+    it('starts over a stale postmaster.pid (its process gone, or its pid reused by another program)', async () => {
       const dataDir = await newDataDir();
-      const socketDirs = () => new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('hackstream-db-')));
-      const before = socketDirs();
-      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-        env: { ...process.env, STORE_CHILD_DATA_DIR: dataDir },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      children.push(child);
+      const { pgdata } = embeddedPaths(dataDir);
+      const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+      children.push(sleeper);
+      const gone = spawn('true', { stdio: 'ignore' });
+      await exitOf(gone);
+      for (const stalePid of [sleeper.pid, gone.pid]) {
+        writeFileSync(join(pgdata, 'postmaster.pid'), `${stalePid}\n${pgdata}\n1700000000\n5432\n/nowhere\n\n  1234   5678\nready   \n`);
+        const db = await openDatabase({ dataDir, logger: silentLogger() });
+        assert.notEqual(postmasterPid(dataDir), stalePid);
+        await db.close();
+      }
+      sleeper.kill('SIGKILL');
+    });
+
+    it('stops when the process that started it is SIGKILLed, and starts again afterwards', async () => {
+      const dataDir = await newDataDir();
+      const { c, lines } = child('hold', dataDir);
+      const pid = Number(await new Promise<string>((resolve) => lines.once('line', resolve)));
+      assert.ok(serverPids(dataDir).includes(pid));
+      c.kill('SIGKILL');
+      await exitOf(c);
+      await until('the orphaned server to exit', () => serverPids(dataDir).length === 0);
+      const db = await openDatabase({ dataDir, logger: silentLogger() });
+      await db.close();
+    });
+
+    it('keeps every acknowledged commit, each with its audit row, when the server processes are SIGKILLed', async () => {
+      const dataDir = await newDataDir();
+      const { c, lines } = child('commit-loop', dataDir);
       let acknowledged = -1;
-      const lines = createInterface({ input: child.stdout! });
       await new Promise<void>((resolve, reject) => {
-        child.once('exit', (code) => reject(new Error(`child exited early (${code})`)));
+        c.once('exit', (code) => reject(new Error(`child exited early (${code})`)));
         lines.on('line', (line) => {
+          if (line === 'open') return;
           acknowledged = Number(line);
-          // Kill mid-stream, at a point the child does not choose.
+          // Kill mid-stream, at a point the writer does not choose.
           if (acknowledged >= 40 + Math.floor(Math.random() * 20)) resolve();
         });
       });
-      child.removeAllListeners('exit');
-      child.kill('SIGKILL');
-      await new Promise((resolve) => child.once('exit', resolve));
-      // A killed process cannot remove its socket dir; this test's own leftovers only.
-      for (const name of socketDirs()) if (!before.has(name)) rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      c.removeAllListeners('exit');
+      // Not a shutdown: every server process dies at once, as in a crash.
+      for (const pid of serverPids(dataDir)) process.kill(pid, 'SIGKILL');
+      await until('the server processes to die', () => serverPids(dataDir).length === 0);
+      c.kill('SIGKILL');
+      await exitOf(c);
 
       const db = await openDatabase({ dataDir, logger: silentLogger() });
       try {
