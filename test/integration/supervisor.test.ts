@@ -38,8 +38,9 @@ interface Running extends HackstreamProcess {
   logs(msg: string): Array<Record<string, unknown>>;
 }
 
-function spawnNode(args: string[], env: Record<string, string>): HackstreamProcess {
-  const child = spawn(process.execPath, ['--import', TSX, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `group`: the process leads a process group of its own, as a shell's foreground job does. */
+function spawnNode(args: string[], env: Record<string, string>, group = false): HackstreamProcess {
+  const child = spawn(process.execPath, ['--import', TSX, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: group });
   const lines: string[] = [];
   let err = '';
   createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
@@ -49,7 +50,7 @@ function spawnNode(args: string[], env: Record<string, string>): HackstreamProce
   return { child, lines, stderr: () => err, exit, exitCode: () => code };
 }
 
-function supervise(children: FixtureChild[]): Running {
+function supervise(children: FixtureChild[], group = false): Running {
   // The edge fixture runs as hackstream-edge: its note file and the way to it must be open to it.
   const dir = scratch();
   chmodSync(dirname(dir), 0o711);
@@ -57,7 +58,7 @@ function supervise(children: FixtureChild[]): Running {
   const log = join(dir, 'notes');
   writeFileSync(log, '');
   chmodSync(log, 0o666);
-  const p = spawnNode([RUN], { FIXTURE_SPEC: JSON.stringify({ log, children }) });
+  const p = spawnNode([RUN], { FIXTURE_SPEC: JSON.stringify({ log, children }) }, group);
   const parsed = (): Array<Record<string, unknown>> =>
     p.lines.flatMap((l) => {
       try {
@@ -201,6 +202,36 @@ describe('supervisor process', () => {
       );
       assert.ok(stopped.every((l) => l.code === 0));
       assert.ok(p.logs('shutting down').length === 1);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
+  it('drains in order on a Ctrl-C sent to the whole process group (agent and control do not get it)', async () => {
+    const p = supervise(
+      [
+        { name: 'agent', kind: 'fork', mode: 'ok' },
+        { name: 'control', kind: 'fork', mode: 'ok' },
+        { name: 'edge', kind: 'cluster', mode: 'tcp', workers: 2, user: 'hackstream-edge' },
+      ],
+      true,
+    );
+    try {
+      await waitForLine(p, /"msg":"all processes ready"/, 30_000);
+      // As a terminal does: SIGINT to every process of the foreground group. The fixture's
+      // agent and control die of a SIGINT (no handler), so a stray one would show.
+      process.kill(-p.child.pid!, 'SIGINT');
+      assert.equal(await p.exit, 0, p.stderr());
+      assert.deepEqual(p.notes().slice(4), ['stop edge', 'stop edge', 'stop control', 'stop agent']);
+      assert.deepEqual(
+        p.logs('child stopped').map((l) => [l.child, l.code]),
+        [
+          ['edge', 0],
+          ['edge', 0],
+          ['control', 0],
+          ['agent', 0],
+        ],
+      );
     } finally {
       p.child.kill('SIGKILL');
     }
