@@ -7,7 +7,9 @@ import { createAccountsService } from './accounts.js';
 import { createAudit, type Audit } from './audit.js';
 import { login } from './login.js';
 import { PasswordHasher } from './passwords.js';
+import { PrincipalCache } from './principal-cache.js';
 import { createQuotas, usageService, type Quotas } from './quotas.js';
+import { Revocations } from './revocations.js';
 import { Semaphore } from './semaphore.js';
 import { authSettings, type AuthSettings, type AuthSettingsInput } from './settings.js';
 import { LoginThrottle } from './throttle.js';
@@ -25,6 +27,8 @@ export interface ControlPlane {
   readonly hasher: PasswordHasher;
   readonly users: Users;
   readonly tokens: TokenService;
+  /** Authenticated principals of this process (size and state for metrics and tests). */
+  readonly principals: PrincipalCache;
   readonly throttle: LoginThrottle;
   readonly quotas: Quotas;
   readonly audit: Audit;
@@ -50,8 +54,10 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
   const logger = deps.logger.child({ component: 'accounts' });
   const hasher = new PasswordHasher(settings.argon2, { concurrency: settings.hashConcurrency, queueMax: settings.hashQueueMax });
   const audit = createAudit(deps.dataSource, (event: AuditEvent) => deps.plugins().audit.emit(event));
-  const users = new Users(deps.dataSource, hasher, audit);
-  const tokens = new TokenService(deps.dataSource, deps.kv, audit, settings, logger);
+  const cache = new PrincipalCache(settings.principalCache);
+  const revocations = new Revocations(deps.kv, cache, logger);
+  const users = new Users(deps.dataSource, hasher, audit, (id) => revocations.userChanged(id));
+  const tokens = new TokenService(deps.dataSource, deps.kv, audit, settings, logger, { cache, revocations });
   const throttle = new LoginThrottle(deps.kv, settings.throttle);
   const usage = usageService(deps.dataSource);
   const slots = new Semaphore(settings.hashConcurrency, settings.hashQueueMax);
@@ -61,6 +67,7 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
     hasher,
     users,
     tokens,
+    principals: cache,
     throttle,
     audit,
     get quotas() {

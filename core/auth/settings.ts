@@ -37,6 +37,18 @@ export const authSettingsSchema = z
     refreshAbsoluteMs: ms(12 * 3_600_000),
     /** A refresh token unused for this long is dead (ASVS L2: 30 min of inactivity). */
     refreshIdleMs: ms(30 * 60_000),
+    /**
+     * Authenticated principals kept per process (core/auth/principal-cache.ts). Every change
+     * that ends a token is pushed to all processes at once; the TTL bounds one that is lost,
+     * so it stays well under the 1 s revocation figure. 0 turns the cache off.
+     */
+    principalCache: z
+      .object({
+        ttlMs: z.number().int().min(0).max(500).default(500),
+        maxEntries: z.number().int().min(1).max(1_000_000).default(10_000),
+      })
+      .strict()
+      .prefault({}),
     throttle: z
       .object({
         /** Per account: password checks in one long window (the second tier). */

@@ -5,6 +5,8 @@ import type { Logger } from '../../lib/log.js';
 import { RefreshTokenEntity, UserEntity, type RefreshToken, type Role, type User } from '../store/entities.js';
 import type { KeyValueStore } from '../store/kv.js';
 import type { Audit } from './audit.js';
+import type { PrincipalCache } from './principal-cache.js';
+import type { Revocations } from './revocations.js';
 import type { AuthSettings } from './settings.js';
 import { ACCESS_PREFIX, isTokenShaped, newToken, REFRESH_PREFIX, sha256Hex } from './tokens.js';
 
@@ -36,6 +38,14 @@ interface AccessRecord {
   e: number;
   /** The refresh token family. */
   f: string;
+  /** Expiry, epoch ms (the key's TTL): a cached principal never outlives it. Absent on older records. */
+  x?: number;
+}
+
+/** The per-process principal cache and the channel that keeps every process's cache honest. */
+export interface TokenCaching {
+  cache: PrincipalCache;
+  revocations: Revocations;
 }
 
 const TOKEN_INVALID = 'the refresh token is invalid, expired or already used';
@@ -53,6 +63,7 @@ export class TokenService {
     private readonly audit: Audit,
     private readonly settings: AuthSettings,
     private readonly logger: Logger,
+    private readonly caching: TokenCaching,
   ) {}
 
   /** Tokens for a user who just logged in; the audit row is written with the family. */
@@ -112,7 +123,7 @@ export class TokenService {
           result: 'failure',
           details: { family: row.familyId, tokensRevoked: revoked.affected ?? 0 },
         });
-        return { ok: false as const, reason: 'reuse' };
+        return { ok: false as const, reason: 'reuse', userId: row.userId };
       }
       if (!this.alive(row, now)) return { ok: false as const, reason: 'expired' };
       if (!user || user.disabled) return { ok: false as const, reason: 'user' };
@@ -123,6 +134,8 @@ export class TokenService {
       return { ok: true as const, user, family: row.familyId, next, expiresAt: row.expiresAt };
     });
     if (!outcome.ok) {
+      // The family's access tokens died with it: no process may keep serving them.
+      if (outcome.userId !== undefined) await this.caching.revocations.userChanged(outcome.userId);
       log.info({ reason: outcome.reason }, 'refresh refused');
       throw new AppError('AUTH_TOKEN_INVALID', TOKEN_INVALID);
     }
@@ -130,12 +143,20 @@ export class TokenService {
   }
 
   /**
-   * The principal behind an access token, or null. Checked on every request: the token
-   * exists (not expired), the user is enabled, the epoch matches and the family is live.
+   * The principal behind an access token, or null: the token exists (not expired), the user is
+   * enabled, the epoch matches and the family is live. Answered from the principal cache when
+   * it holds the token (at most its TTL old, and every change that ends a token empties it in
+   * every process); else read, and cached only if nothing changed meanwhile. Store errors
+   * propagate (fail closed); only an accepted token is ever cached.
    */
   async authenticate(token: string): Promise<Principal | null> {
     if (!isTokenShaped(token, ACCESS_PREFIX)) return null;
-    const raw = await this.kv.get(accessKey(token));
+    const hash = sha256Hex(token);
+    const { cache } = this.caching;
+    const hit = cache.get(hash);
+    if (hit) return hit;
+    const ticket = cache.ticket();
+    const raw = await this.kv.get(`access:${hash}`);
     const rec = raw === null ? null : parseAccess(raw);
     if (!rec) return null;
     // One query: the user as of now (role, disabled, epoch) and whether the login is live.
@@ -146,8 +167,10 @@ export class TokenService {
     );
     const row = (Array.isArray(rows) ? rows[0] : undefined) as (UserRow & { family_live: boolean }) | undefined;
     if (!row || row.disabled || row.token_epoch !== rec.e || !row.family_live) return null;
-    const user = userFromRow(row);
-    return { id: user.id, username: user.username, role: user.role, family: rec.f, user };
+    const user = Object.freeze(userFromRow(row));
+    const principal: Principal = Object.freeze({ id: user.id, username: user.username, role: user.role, family: rec.f, user });
+    if (rec.x !== undefined) cache.set(hash, principal, rec.x, ticket);
+    return principal;
   }
 
   /** Logout: every token of the user ends (all devices), with its audit row. */
@@ -156,6 +179,7 @@ export class TokenService {
       await revokeAll(tx.manager, principal.id);
       await tx.audit({ actor: principal.id, action: 'authn_logout', target: principal.id, sourceIp: ip, result: 'success', details: { family: principal.family } });
     });
+    await this.caching.revocations.userChanged(principal.id);
   }
 
   private alive(row: RefreshToken, now: number): boolean {
@@ -165,7 +189,7 @@ export class TokenService {
 
   private async pair(user: User, family: string, refreshToken: string, now: number, familyEnd: Date): Promise<TokenPair> {
     const accessToken = newToken(ACCESS_PREFIX);
-    const record: AccessRecord = { u: user.id, e: user.tokenEpoch, f: family };
+    const record: AccessRecord = { u: user.id, e: user.tokenEpoch, f: family, x: Date.now() + this.settings.accessTtlMs };
     await this.kv.set(accessKey(accessToken), JSON.stringify(record), { ttlMs: this.settings.accessTtlMs });
     const idleEnd = now + this.settings.refreshIdleMs;
     return {
@@ -226,7 +250,8 @@ function accessKey(token: string): string {
 function parseAccess(raw: string): AccessRecord | null {
   try {
     const v = JSON.parse(raw) as Partial<AccessRecord>;
-    return typeof v.u === 'string' && typeof v.e === 'number' && typeof v.f === 'string' ? { u: v.u, e: v.e, f: v.f } : null;
+    if (typeof v.u !== 'string' || typeof v.e !== 'number' || typeof v.f !== 'string') return null;
+    return { u: v.u, e: v.e, f: v.f, ...(typeof v.x === 'number' ? { x: v.x } : {}) };
   } catch {
     return null;
   }

@@ -74,6 +74,8 @@ export class Users {
     private readonly dataSource: DataSource,
     private readonly hasher: PasswordHasher,
     private readonly audit: Audit,
+    /** After the commit of any change to a user (the principal cache forgets them). */
+    private readonly changed: (userId: string) => Promise<void> = async () => {},
   ) {}
 
   findById(id: string, manager: EntityManager = this.dataSource.manager): Promise<User | null> {
@@ -144,7 +146,7 @@ export class Users {
     if (!existing) throw new AppError('NOT_FOUND', 'no such user');
     if (patch.password !== undefined) checkPassword(patch.password, existing.username);
     const passwordHash = patch.password === undefined ? undefined : await this.hasher.hash(patch.password);
-    return this.audit.transaction(async (tx) => {
+    const updated = await this.audit.transaction(async (tx) => {
       const repo = tx.manager.getRepository(UserEntity);
       const user = await repo.createQueryBuilder('u').setLock('pessimistic_write').where('u.id = :id', { id }).getOne();
       if (!user) throw new AppError('NOT_FOUND', 'no such user');
@@ -176,9 +178,15 @@ export class Users {
       });
       return saved;
     });
+    // Every change, not only the revoking ones: cached principals carry role and quotas.
+    await this.changed(id);
+    return updated;
   }
 
-  /** Ends every access and refresh token of the user (in the caller's transaction). */
+  /**
+   * Ends every access and refresh token of the user (in the caller's transaction; the caller
+   * announces the change after its commit).
+   */
   async revokeAll(manager: EntityManager, userId: string): Promise<void> {
     await manager.getRepository(UserEntity).increment({ id: userId }, 'tokenEpoch', 1);
     await revokeRefreshTokens(manager, userId);
