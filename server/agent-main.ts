@@ -49,15 +49,15 @@ class StoreAudit implements AgentAudit {
   ) {}
 
   open(): void {
-    // A variable, not a literal: `migrate` is read by openDatabase versions that know it.
-    const options = {
+    // The agent only appends audit rows: control migrates. Without a databaseUrl this joins
+    // the embedded server the supervisor started.
+    openDatabase({
       dataDir: resolve(this.config.dataDir),
       logger: this.log,
       migrate: false,
       poolSize: 2,
       ...(this.config.databaseUrl ? { databaseUrl: this.config.databaseUrl } : {}),
-    };
-    openDatabase(options).then(
+    }).then(
       (db) => {
         if (this.closed) return void db.close().catch(() => undefined);
         this.db = db;
