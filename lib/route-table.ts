@@ -80,6 +80,22 @@ export class MemoryRouteTable implements RouteTable {
     this.events.removeAllListeners();
   }
 
+  /**
+   * A change made elsewhere (another process owns this table's routes): applied to the local
+   * copy only. Returns whether it changed anything.
+   */
+  applyChange(change: RouteChange): boolean {
+    const h = normalizeHostname(change.hostname);
+    if (!h) return false;
+    return this.apply(change.op === 'add' ? { op: 'add', ...checkRoute(h, change.upstream) } : { op: 'remove', hostname: h });
+  }
+
+  /** Replaces the local copy with `routes` (a snapshot from the owner), announcing removals. */
+  replaceRoutes(routes: Route[]): void {
+    this.changes++;
+    this.replaceAll(new Map(routes.map((r) => checkRoute(r.hostname, r.upstream)).map((r) => [r.hostname, r.upstream])));
+  }
+
   /** Applies one change to the local map; returns whether it changed anything. */
   protected apply(change: RouteChange): boolean {
     this.changes++;

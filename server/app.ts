@@ -1,28 +1,34 @@
-import { createHash } from 'node:crypto';
+/*
+ * Edge and control in ONE process, joined by the same private Unix sockets as in production
+ * (the API hop and the edge link under `<dataDir>/run/`). Tests and benchmarks start a whole
+ * HackStream this way; `npm start` runs the processes separately under the supervisor.
+ */
 import { mkdirSync } from 'node:fs';
-import { hostname as osHostname } from 'node:os';
-import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { setupCertificates, type Certificates } from '../core/certs/index.js';
-import { Gateway } from '../gateway/gateway.js';
-import { RedisRouteTable } from '../lib/redis-route-table.js';
-import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
-import type { UpgradeHandler } from '../gateway/terminate.js';
-import { createApi } from '../core/api/app.js';
-import { bootstrapNotice, createControlPlane, ensureFirstAdmin, type AuthSettingsInput, type BootstrapInput, type ControlPlane } from '../core/auth/index.js';
-import type { Config } from '../core/config/schema.js';
-import type { Logger } from '../lib/log.js';
-import { startPluginHost, type PluginHost } from '../core/plugin/host.js';
-import { loadPlugins } from '../core/plugin/loader.js';
-import { openDatabase, type Database } from '../core/store/database.js';
-import { openKv, type KeyValueStore } from '../core/store/kv.js';
+import { join, resolve } from 'node:path';
 import { DockerRuntime } from '../agent/docker-runtime.js';
-import { SessionManager } from '../core/sessions/manager.js';
+import type { ControlPlane } from '../core/auth/index.js';
+import type { Certificates } from '../core/certs/index.js';
+import type { Config } from '../core/config/schema.js';
+import type { PluginHost } from '../core/plugin/host.js';
+import type { SessionManager } from '../core/sessions/manager.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
+import type { Database } from '../core/store/database.js';
+import type { KeyValueStore } from '../core/store/kv.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Logger } from '../lib/log.js';
+import type { RouteTable } from '../lib/route-table.js';
+import { buildControl, defaultInstanceId, type ControlOptions, type UpgradeHandler } from './control.js';
+import { buildEdge, type Edge } from './edge.js';
+import { allowUids } from './peers.js';
+
+export { defaultInstanceId };
 
 export interface HackStream {
   config: Readonly<Config>;
+  /** The edge's listener. */
   gateway: Gateway;
+  /** The routes control publishes (resolved once the edge applied them). */
   routes: RouteTable;
   certs: Certificates;
   plugins: PluginHost;
@@ -32,167 +38,75 @@ export interface HackStream {
   control: ControlPlane;
   sessions: SessionManager;
   runtime: SessionRuntime;
+  edge: Edge;
   /** Binds the configured address (or `listen` overrides) and starts background work. */
   listen(override?: { host: string; port: number }): Promise<AddressInfo>;
   close(): Promise<void>;
 }
 
-export interface AppOptions {
+export interface AppOptions extends Pick<ControlOptions, 'bootstrap' | 'auth' | 'databaseSchema' | 'onUpgrade'> {
   logger: Logger;
-  /** Extra WebSocket upgrade handling on the API host (plugins, tests). */
-  onUpgrade?: UpgradeHandler;
-  /**
-   * The first admin, created only when the database has no users (HACKSTREAM_ADMIN_USER /
-   * HACKSTREAM_ADMIN_PASSWORD). A generated password goes to `announce` once (main.ts:
-   * stderr), never to the log.
-   */
-  bootstrap?: BootstrapInput & { announce?: (text: string) => void };
-  /** Account and token settings; tests lower the Argon2id cost or shorten lifetimes here. */
-  auth?: AuthSettingsInput;
-  /** Postgres only: keep the tables in this schema (tests give each run its own). */
-  databaseSchema?: string;
-  /** The container runtime (default: Docker at sessions.dockerHost). */
+  /** The container runtime (default: Docker at sessions.dockerHost, in this process). */
   runtime?: SessionRuntime;
 }
 
-/** Stable across restarts of one installation, distinct between installations on one engine. */
-export function defaultInstanceId(dataDir: string): string {
-  return `hs-${createHash('sha256').update(`${osHostname()}\0${dataDir}`).digest('hex').slice(0, 12)}`;
-}
+export type { UpgradeHandler };
 
-/** The composition root: builds gateway + core without listening (so tests can drive it). */
+/** Builds control and the edge, connected, without listening on the public port. */
 export async function createApp(config: Readonly<Config>, opts: AppOptions): Promise<HackStream> {
   const { logger } = opts;
-  // Every plugin's options are validated before anything is created.
-  const loaded = await loadPlugins(config.plugins);
   const dataDir = resolve(config.dataDir);
-  mkdirSync(dataDir, { recursive: true });
-  const opened: Array<{ close(): Promise<void> }> = [];
-  const cleanup = async () => {
-    for (const c of opened.reverse()) await c.close().catch(() => {});
-  };
-  let certs: Certificates;
-  let routes: RouteTable;
-  let db: Database;
-  let kv: KeyValueStore;
-  let plugins: PluginHost | undefined;
-  let control: ControlPlane;
-  try {
-    certs = await setupCertificates({ dataDir, publicHost: config.publicHost, tls: config.tls, logger });
-    opened.push(certs);
-    routes = config.redisUrl
-      ? await RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger })
-      : new MemoryRouteTable();
-    opened.push(routes);
-    db = await openDatabase({
-      dataDir,
-      logger,
-      ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}),
-      ...(opts.databaseSchema ? { schema: opts.databaseSchema } : {}),
-    });
-    opened.push(db);
-    kv = await openKv({ redisPrefix: config.redisPrefix, logger, ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}) });
-    opened.push(kv);
-    const getPlugins = () => {
-      if (!plugins) throw new Error('the plugin host is not started yet');
-      return plugins;
-    };
-    control = createControlPlane({ dataSource: db.dataSource, kv, logger, plugins: getPlugins, ...(opts.auth ? { settings: opts.auth } : {}) });
-    plugins = await startPluginHost(loaded, { logger, services: control.services });
-    opened.push(plugins);
-    const [first] = await Promise.all([ensureFirstAdmin(control, opts.bootstrap ?? {}), control.hasher.warmUp()]);
-    if (first.created) {
-      logger.info({ userId: first.userId, username: first.username, generatedPassword: first.generatedPassword !== null }, 'first admin created');
-      if (first.generatedPassword !== null) (opts.bootstrap?.announce ?? (() => {}))(bootstrapNotice(first.username, first.generatedPassword, config.publicHost));
-    }
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
-  const host = plugins;
-  let gateway: Gateway | undefined;
-  const instanceId = config.sessions.instanceId ?? defaultInstanceId(dataDir);
+  const runDir = join(dataDir, 'run');
+  mkdirSync(join(runDir, 'control'), { recursive: true, mode: 0o750 });
   const runtime =
     opts.runtime ??
     new DockerRuntime({
       logger,
-      instanceId,
+      instanceId: config.sessions.instanceId ?? defaultInstanceId(dataDir),
       network: config.sessions.network,
       readyTimeoutMs: config.sessions.readyTimeoutMs,
       ...(config.sessions.dockerHost ? { dockerHost: config.sessions.dockerHost } : {}),
       ...(config.sessions.image ? { image: config.sessions.image } : {}),
     });
-  const issuer = certs;
-  const sessions = new SessionManager({
-    config: config.sessions,
-    sessionDomain: config.sessionDomain,
-    publicHost: config.publicHost,
-    connectPort: () => gateway!.address().port,
-    instanceId,
+  const self = allowUids([process.getuid?.() ?? 0]);
+  const control = await buildControl(config, {
     logger,
-    dataSource: db.dataSource,
-    kv,
-    routes,
+    runDir,
     runtime,
-    certs: { caPem: certs.ca.certPem, issue: (h) => issuer.issueSessionCert(h) },
-    quotas: control.quotas,
-    audit: control.audit,
-    emit: (event) => host.sessions.emit(event),
-    tunnels: { onTunnelChange: (l) => gateway!.onTunnelChange(l), tunnelCount: (h) => gateway!.tunnelCount(h) },
-  });
-  const api = createApi({
-    logger,
-    control,
-    dataSource: db.dataSource,
-    probes: [
-      { name: 'database', ping: () => db.ping() },
-      { name: 'kv', ping: () => kv.ping() },
-    ],
-    plugins: host,
-    gatewayMetrics: () => gateway!.metrics(),
-    sessions,
-  });
-  gateway = new Gateway({
-    publicHost: config.publicHost,
-    limits: config.gateway,
-    routes,
-    apiCert: certs.api,
-    acmeChallenges: certs.acmeChallenges,
-    app: api.callback(),
-    logger,
+    checkPeer: self,
+    ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
     ...(opts.onUpgrade ? { onUpgrade: opts.onUpgrade } : {}),
   });
-  const gw = gateway;
+  let edge: Edge;
+  try {
+    // The edge needs control's sockets (it waits for the API certificate over the link).
+    await control.listen();
+    edge = await buildEdge(config, { logger, runDir });
+  } catch (err) {
+    await control.close();
+    throw err;
+  }
   let closing: Promise<void> | undefined;
   return {
     config,
-    gateway: gw,
-    routes,
-    certs,
-    plugins: host,
-    db,
-    kv,
-    control,
-    sessions,
+    gateway: edge.gateway,
+    routes: control.routes,
+    certs: control.certs,
+    plugins: control.plugins,
+    db: control.db,
+    kv: control.kv,
+    control: control.control,
+    sessions: control.sessions,
     runtime,
-    async listen(override) {
-      const addr = await gw.listen(override?.host ?? config.listen.host, override?.port ?? config.listen.port);
-      certs.start();
-      sessions.start();
-      return addr;
-    },
+    edge,
+    listen: (override) => edge.listen(override),
     close() {
-      // Reverse order of creation: nothing is closed while something opened after it still runs.
+      // The edge drains first (it stops accepting), then control.
       closing ??= (async () => {
-        // Sessions keep running (the next start adopts them); only the manager's timers stop.
-        await sessions.close();
-        await gw.close();
-        await runtime.close();
-        await host.close();
-        await kv.close();
-        await db.close();
-        await routes.close();
-        await certs.close();
+        await edge.close();
+        await control.close();
       })();
       return closing;
     },

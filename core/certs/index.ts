@@ -11,7 +11,7 @@ import { generateRsaKey, KeyPool } from './keys.js';
 import { assertCertHostname } from './hostname.js';
 import { SelfSignedSource } from './self-signed-source.js';
 import { issueSessionCert } from './session-cert.js';
-import type { AcmeChallengeStore, CertificateSource, IssuedCert } from './types.js';
+import type { CertificateSource, IssuedCert } from './types.js';
 
 export type { AcmeChallengeStore, CertificateSource, IssuedCert, KeyPair } from './types.js';
 
@@ -30,7 +30,7 @@ export interface Certificates {
   /** The API hostname's certificate, per tls.mode; install `current()` and follow `onChange`. */
   api: CertificateSource;
   /** TLS-ALPN-01 challenge certs (only ever non-empty in tls.mode "acme"). */
-  acmeChallenges: AcmeChallengeStore;
+  acmeChallenges: MemoryChallengeStore;
   /** A short-lived cert + key for a session hostname, signed by the CA. Rejects non-normalised hostnames. */
   issueSessionCert(hostname: string): Promise<IssuedCert>;
   /** Begins ACME ordering and renewal timers; call once the gateway listens (TLS-ALPN-01 needs the port). */
