@@ -38,6 +38,8 @@ export interface ProcessLaunch {
   runAs?: Ids | undefined;
   /** A `{ type: 'status', … }` message, without its type. */
   onStatus(status: Record<string, unknown>): void;
+  /** Spawn, signal or IPC errors; without a listener an 'error' event would end the supervisor. */
+  onError(err: Error): void;
 }
 
 function listen(onMessage: (listener: (msg: unknown) => void) => void, onStatus: ProcessLaunch['onStatus']): Promise<void> {
@@ -66,8 +68,9 @@ export function forkInstance(o: ProcessLaunch): Instance {
   });
   const exited = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
-    // A child that could not be spawned emits 'error' and never 'exit'.
-    child.once('error', () => {
+    child.on('error', (err) => {
+      o.onError(err);
+      // A child that could not be spawned emits 'error' and never 'exit'.
       if (child.pid === undefined) resolve({ code: null, signal: null });
     });
   });
@@ -95,6 +98,7 @@ export function clusterInstance(o: ProcessLaunch): Instance {
   });
   // cluster.fork adds this to the supervisor's own environment, which main() trims first.
   const worker = cluster.fork(o.env);
+  worker.on('error', o.onError);
   const exited = new Promise<Exit>((resolve) => {
     worker.once('exit', (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal }));
   });

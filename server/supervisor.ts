@@ -142,6 +142,7 @@ export class Supervisor {
       env: { ...this.opts.env, ...this.serviceEnv, ...spec.env },
       runAs: spec.runAs,
       onStatus: (status: Record<string, unknown>) => this.log.info({ ...this.fields(slot, pid), status }, 'child status'),
+      onError: (err: Error) => this.log.error({ ...this.fields(slot, pid), err: err.message }, 'child process error'),
     };
     const instance = spec.kind === 'fork' ? forkInstance(launch) : clusterInstance(launch);
     pid = instance.pid;

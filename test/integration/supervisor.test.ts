@@ -27,6 +27,7 @@ interface FixtureChild {
   mode: 'ok' | 'crash' | 'ignore-term' | 'never-ready' | 'tcp';
   workers?: number;
   user?: string;
+  entry?: string;
   readyTimeoutMs?: number;
   stopTimeoutMs?: number;
 }
@@ -348,7 +349,22 @@ describe('supervisor process', () => {
   });
 });
 
-describe('supervisor process, failing services', () => {
+describe('supervisor process, failing starts', () => {
+  it('fails the start when a child cannot even load its entry file, naming it and its exit code', async () => {
+    const p = supervise([
+      { name: 'agent', kind: 'fork', mode: 'ok' },
+      { name: 'control', kind: 'fork', mode: 'ok', entry: join(dirname(RUN), 'no-such-entry.ts') },
+    ]);
+    try {
+      assert.equal(await p.exit, 1);
+      assert.match(p.stderr(), /Cannot find module/, "the child's own error is on stderr");
+      assert.match(p.stderr(), /\nhackstream: start-up failed: control exited with code 1 before it was ready \(see its log above\)\n$/);
+      assert.deepEqual(p.notes(), ['start agent', 'stop agent']);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
   it('fails the start naming the service whose start threw, and starts nothing after it', async () => {
     const p = supervise([
       { name: 'store', kind: 'service', mode: 'crash' },
