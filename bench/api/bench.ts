@@ -9,7 +9,11 @@
  *
  * Options: --connections N (50), --duration S (10), --logins N (40),
  * --db embedded|postgres (embedded; postgres uses HACKSTREAM_TEST_DATABASE_URL in a schema of
- * its own, plus HACKSTREAM_TEST_REDIS_URL for the KV).
+ * its own, plus HACKSTREAM_TEST_REDIS_URL for the KV), --log-level L (info: one line per
+ * request, as production logs), --cpu-prof DIR (the server writes a V8 CPU profile there on exit).
+ *
+ * The server's CPU time (utime + stime from /proc) is read around each autocannon run, so the
+ * table gives its CPU per request: what the control side costs, gateway TLS included.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +40,8 @@ const connections = Number(arg('connections', '50'));
 const duration = Number(arg('duration', '10'));
 const logins = Number(arg('logins', '40'));
 const db = arg('db', 'embedded');
+const logLevel = arg('log-level', 'info');
+const cpuProf = arg('cpu-prof', '');
 const repo = process.env.BENCH_REPO ?? process.cwd();
 const mainJs = join(import.meta.dirname, '../../server/main.js');
 
@@ -46,7 +52,7 @@ interface Server {
 }
 
 async function startServer(dataDir: string, env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, [mainJs], {
+  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), mainJs], {
     cwd: repo,
     env: {
       PATH: process.env.PATH ?? '',
@@ -85,8 +91,21 @@ function post(s: Server, path: string, body: unknown, agent: https.Agent): Promi
   });
 }
 
-async function cannon(s: Server, path: string, token?: string): Promise<autocannon.Result> {
-  return autocannon({
+/** The child's user + system CPU time so far, in ms (Linux /proc; clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface Run {
+  r: autocannon.Result;
+  /** Server CPU per request, µs. */
+  cpuUs: number;
+}
+
+async function cannon(s: Server, path: string, token?: string): Promise<Run> {
+  const before = cpuMs(s.child.pid!);
+  const r = await autocannon({
     url: `https://127.0.0.1:${s.port}${path}`,
     connections,
     duration,
@@ -94,6 +113,7 @@ async function cannon(s: Server, path: string, token?: string): Promise<autocann
     tlsOptions: { ca: s.ca },
     headers: { host: HOST, ...(token ? { authorization: `Bearer ${token}` } : {}) },
   });
+  return { r, cpuUs: ((cpuMs(s.child.pid!) - before) * 1000) / Math.max(1, r.requests.total) };
 }
 
 function pct(xs: number[], p: number): number {
@@ -104,7 +124,7 @@ function pct(xs: number[], p: number): number {
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hs-bench-api-'));
   const schema = `bench_${randomBytes(4).toString('hex')}`;
-  const env: Record<string, string> = { HACKSTREAM_LOG_LEVEL: 'info' };
+  const env: Record<string, string> = { HACKSTREAM_LOG_LEVEL: logLevel };
   if (db === 'postgres') {
     const url = process.env.HACKSTREAM_TEST_DATABASE_URL ?? 'postgres://hackstream_test:hackstream_test@127.0.0.1:5432/hackstream_test';
     const client = new pg.Client({ connectionString: url });
@@ -139,16 +159,16 @@ async function main(): Promise<void> {
     await cannon(server, '/health'); // warm-up (JIT, pools)
     const health = await cannon(server, '/health');
     const me = await cannon(server, '/v1/me', token);
-    const row = (name: string, r: autocannon.Result) =>
-      `| \`GET ${name}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.non2xx} | ${r.errors + r.timeouts} |`;
+    const row = (name: string, { r, cpuUs }: Run) =>
+      `| \`GET ${name}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.non2xx} | ${r.errors + r.timeouts} | ${Math.round(cpuUs)} |`;
     const out = [
       `### API (${db === 'postgres' ? 'Postgres + Redis' : 'embedded PGlite + in-process KV'}), ${new Date().toISOString().slice(0, 10)}`,
       '',
       `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; server and autocannon on the same machine (loopback);`,
-      `${connections} connections, ${duration} s, keep-alive, TLS 1.3 through the gateway; server logs one JSON line per request (info).`,
+      `${connections} connections, ${duration} s, keep-alive, TLS 1.3 through the gateway; server log level ${logLevel}${logLevel === 'info' ? ' (one JSON line per request)' : ''}.`,
       '',
-      '| request | req/s (mean) | p50 ms | p99 ms | max ms | non-2xx | errors |',
-      '| --- | --- | --- | --- | --- | --- | --- |',
+      '| request | req/s (mean) | p50 ms | p99 ms | max ms | non-2xx | errors | server CPU µs/req |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
       row('/health', health),
       row('/v1/me', me),
       '',
