@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import type { Logger } from '../lib/log.js';
 import type { GatewayLimits } from '../lib/limits.js';
 import type { AcmeChallengeStore, KeyPair } from '../lib/tls.js';
+import { API_TLS_OPTIONS } from './tls-profile.js';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -16,8 +17,6 @@ export interface TerminatorOptions {
   acmeChallenges?: AcmeChallengeStore;
   logger: Logger;
 }
-
-const BASE_TLS: tls.TlsOptions = { minVersion: 'TLSv1.2', honorCipherOrder: true };
 
 /**
  * The in-process TLS endpoint for the API hostname (and for requests without SNI): TLS 1.2+,
@@ -32,7 +31,7 @@ export class Terminator {
   constructor(private readonly opts: TerminatorOptions) {
     const { limits, logger } = opts;
     this.tlsServer = tls.createServer({
-      ...BASE_TLS,
+      ...API_TLS_OPTIONS,
       key: opts.cert.keyPem,
       cert: opts.cert.certPem,
       ALPNProtocols: ['http/1.1'],
@@ -95,7 +94,7 @@ export class Terminator {
 
   /** Installs a new API certificate; connections already open keep theirs. */
   setCertificate(pair: KeyPair): void {
-    this.tlsServer.setSecureContext({ ...BASE_TLS, key: pair.keyPem, cert: pair.certPem });
+    this.tlsServer.setSecureContext({ ...API_TLS_OPTIONS, key: pair.keyPem, cert: pair.certPem });
   }
 
   /** Closes idle keep-alive connections; active requests finish. */
@@ -131,13 +130,13 @@ export class Terminator {
 
   private createAcmeServer(store: AcmeChallengeStore): tls.Server {
     const server = tls.createServer({
-      ...BASE_TLS,
+      ...API_TLS_OPTIONS,
       ALPNProtocols: ['acme-tls/1'],
       handshakeTimeout: this.opts.limits.tlsHandshakeTimeoutMs,
       SNICallback: (name, cb) => {
         const pair = store.get(name.toLowerCase());
         if (!pair) return cb(new Error('no ACME challenge for this name'));
-        cb(null, tls.createSecureContext({ ...BASE_TLS, key: pair.keyPem, cert: pair.certPem }));
+        cb(null, tls.createSecureContext({ ...API_TLS_OPTIONS, key: pair.keyPem, cert: pair.certPem }));
       },
     });
     server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());

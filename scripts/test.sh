@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_node_modules
-apt_install pebble openssl curl ca-certificates
+apt_install pebble openssl curl ca-certificates testssl.sh
 # End-to-end and launcher tests: an X server, screenshots (ImageMagick's import), synthetic
 # input, OCR of the screenshots.
 apt_install xvfb imagemagick xdotool tesseract-ocr
