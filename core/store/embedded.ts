@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from '../../lib/log.js';
 import { findBinaries, initCluster, writeConfig } from './embedded-cluster.js';
 import { EmbeddedStoreError } from './embedded-errors.js';
@@ -47,6 +47,10 @@ export function embeddedPaths(dataDir: string): EmbeddedPaths {
     socketDir = join('/tmp', `hackstream-pg-${createHash('sha256').update(root).digest('hex').slice(0, 16)}`);
   }
   return { stateDir, pgdata, socketDir, logFile: join(pgdata, 'log') };
+}
+
+function inDataDirSocket(paths: EmbeddedPaths): string {
+  return join(dirname(paths.stateDir), 'run', 'pg');
 }
 
 export interface EmbeddedStore {
@@ -163,11 +167,8 @@ async function startOrJoin(paths: EmbeddedPaths, opts: EmbeddedStoreOptions): Pr
     // A cluster copied in by root (a restored backup, a test template).
     chownTree(paths.pgdata, who);
   }
-  if (!paths.socketDir.startsWith(root)) ownedDir(paths.socketDir, who);
-  else {
-    ownedDir(join(root, 'run'), who);
-    ownedDir(paths.socketDir, who);
-  }
+  if (paths.socketDir === inDataDirSocket(paths)) ownedDir(join(root, 'run'), who);
+  ownedDir(paths.socketDir, who);
   writeConfig(paths.pgdata, paths.socketDir, who);
   try {
     return await spawnServer(paths, bins.postgres, who, created, log);
@@ -232,7 +233,8 @@ async function spawnServer(paths: EmbeddedPaths, postgres: string, who: RunAs | 
           await exited;
           clearTimeout(timer);
         }
-        if (!paths.socketDir.startsWith(resolve(paths.stateDir, '..'))) rmSync(paths.socketDir, { recursive: true, force: true });
+        // The /tmp fallback is ours alone and would otherwise outlive the data dir.
+        if (paths.socketDir !== inDataDirSocket(paths)) rmSync(paths.socketDir, { recursive: true, force: true });
         log.info({ pid }, 'embedded database stopped');
       })();
       return stopping;

@@ -12,6 +12,7 @@ import { lockAuditChain } from '../../core/store/audit-chain.js';
 import { openDatabase } from '../../core/store/database.js';
 import { embeddedConnection, embeddedPaths, EmbeddedStoreError } from '../../core/store/embedded.js';
 import { AuditEntryEntity, RefreshTokenEntity, UserEntity } from '../../core/store/entities.js';
+import { ADMIN, startApi } from '../helpers/api.js';
 import { seedEmbedded, tempDir } from '../helpers/store.js';
 
 /*
@@ -137,6 +138,16 @@ else {
       assert.deepEqual(serverPids(dataDir), [], 'no server process left');
       assert.ok(!existsSync(join(socketDir, '.s.PGSQL.5432')), 'socket removed');
       assert.ok(!existsSync(join(pgdata, 'postmaster.pid')), 'clean shutdown');
+    });
+
+    it('a test app (startApi, embedded) starts its server and stops it on close, leaving no process or data dir', async () => {
+      const api = await startApi();
+      const pid = postmasterPid(api.dataDir);
+      assert.ok(serverPids(api.dataDir).includes(pid));
+      await api.login(ADMIN.username, ADMIN.password);
+      await api.close();
+      assert.deepEqual(serverPids(api.dataDir), [], 'no server process left');
+      assert.ok(!existsSync(api.dataDir), 'data dir removed');
     });
 
     it('acknowledges a commit only once it is on disk (fsync, synchronous_commit, full_page_writes on)', async () => {
