@@ -47,7 +47,7 @@ interface HandshakeCase {
 
 function checkCase(c: HandshakeCase, got: Outcome): void {
   if ('refused' in c.expect) {
-    assert.deepEqual(got, { ok: false, code: c.expect.refused }, c.what);
+    assert.deepEqual(got, { ok: false, code: c.expect.refused }, `${c.what}: ${JSON.stringify(got)}`);
   } else {
     assert.ok(got.ok, `${c.what}: ${JSON.stringify(got)}`);
     assert.equal(got.cipher, c.expect.cipher, c.what);
