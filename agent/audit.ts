@@ -22,10 +22,14 @@ export interface Peer {
 
 export const AUDIT_ACTOR = 'agent';
 const WINDOW_MS = 60_000;
+/** Rows waiting to be written; beyond this (a store that stopped answering) they are logged and dropped. */
+const MAX_QUEUED = 1_000;
 
 export class RefusalAudit {
   private readonly windows = new Map<number, { start: number; rows: number; suppressed: number }>();
   private readonly inFlight = new Set<Promise<void>>();
+  private tail: Promise<void> = Promise.resolve();
+  private queued = 0;
 
   constructor(
     private readonly sink: AgentAudit,
@@ -71,9 +75,23 @@ export class RefusalAudit {
     });
   }
 
+  /**
+   * Rows are written one at a time: each takes the audit chain lock anyway, and a burst of
+   * concurrent transactions would only queue for pool connections until they time out.
+   */
   private write(entry: AuditInput): void {
-    const p = this.sink.record(entry).catch((err: unknown) => {
-      this.log.warn({ err: (err as Error).message, action: entry.action, target: entry.target }, 'agent audit row not written');
+    if (this.queued >= MAX_QUEUED) {
+      this.log.warn({ action: entry.action, target: entry.target }, 'agent audit queue full; row dropped');
+      return;
+    }
+    this.queued++;
+    const p = this.tail.then(() =>
+      this.sink.record(entry).catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message, action: entry.action, target: entry.target }, 'agent audit row not written');
+      }),
+    );
+    this.tail = p.finally(() => {
+      this.queued--;
     });
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));

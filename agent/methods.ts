@@ -24,17 +24,30 @@ export interface CallContext {
   progress(line: string): void;
 }
 
+const STATUS_TTL_MS = 2_000;
+
 type Handlers = { [M in AgentMethod]: (params: AgentParams[M], ctx: CallContext) => Promise<AgentResults[M]> };
 
 export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVersion: string, logger: Logger): Handlers {
   const ledger = new Ledger(limits, () => engine.usage());
   const log = logger.child({ component: 'agent-methods' });
+  // /ready may poll often, and a status runs iptables four times: one answer serves 2 s.
+  let status: { at: number; value: Promise<RuntimeStatus> } | null = null;
+  const currentStatus = (): Promise<RuntimeStatus> => {
+    if (!status || Date.now() - status.at > STATUS_TTL_MS) status = { at: Date.now(), value: engine.status() };
+    return status.value;
+  };
   return {
     hello: async () => ({ agentVersion, protocolVersions: [...AGENT_PROTOCOL_VERSIONS], limits }),
-    status: () => engine.status(),
+    status: currentStatus,
     async prepare(_p, ctx) {
-      await engine.prepare((line) => ctx.progress(line));
-      return { image: (await engine.status()).image.tag };
+      status = null;
+      try {
+        await engine.prepare((line) => ctx.progress(line));
+      } finally {
+        status = null;
+      }
+      return { image: (await currentStatus()).image.tag };
     },
     async create(p, ctx) {
       checkContainerLimits(p.limits, limits);

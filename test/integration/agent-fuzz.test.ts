@@ -10,7 +10,7 @@ import pg from 'pg';
 import { configSchema } from '../../core/config/schema.js';
 import { openDatabase, type Database } from '../../core/store/database.js';
 import { MAX_REQUEST_LINE_BYTES } from '../../lib/agent-protocol.js';
-import { silentLogger } from '../../lib/log.js';
+import { createLogger, silentLogger } from '../../lib/log.js';
 import { buildAgent, databaseAudit, type Agent } from '../../server/agent.js';
 import { waitFor } from '../helpers/net.js';
 import { cleanupSessions, containersOf, testSessions } from '../helpers/sessions.js';
@@ -196,17 +196,17 @@ class RawClient {
   private socket: net.Socket | null = null;
   private buf = '';
   private waiter: ((m: Record<string, unknown> | null) => void) | null = null;
+  private closed: Promise<void> | null = null;
 
   constructor(private readonly path: string) {}
 
   async send(line: string): Promise<Record<string, unknown> | null> {
     const s = this.socket ?? (await this.open());
     const answer = new Promise<Record<string, unknown> | null>((r) => (this.waiter = r));
-    const closed = new Promise<void>((r) => s.once('close', () => r()));
     s.write(`${line}\n`);
     const m = await answer;
     // The agent answers an oversized line and closes: the next line goes on a new connection.
-    if (Buffer.byteLength(line) > MAX_REQUEST_LINE_BYTES) await closed;
+    if (Buffer.byteLength(line) > MAX_REQUEST_LINE_BYTES && this.closed) await this.closed;
     return m;
   }
 
@@ -223,6 +223,7 @@ class RawClient {
         this.buf = '';
         resolve(s);
       });
+      this.closed = new Promise<void>((r) => s.once('close', () => r()));
       s.on('error', reject);
       s.on('data', (d: string) => {
         this.buf += d;
@@ -258,7 +259,7 @@ describe('agent RPC fuzz (fast-check, real runtime and audit table)', () => {
     chmodSync(socketDir, 0o700);
     socketPath = join(socketDir, 'agent.sock');
     const config = configSchema.parse({ dataDir: dirs(), sessions });
-    agent = buildAgent({ config, logger: silentLogger(), socketPath, allowedUids: [process.getuid?.() ?? 0], audit: databaseAudit(db), auditPerMinute: AUDIT_PER_MINUTE });
+    agent = buildAgent({ config, logger: process.env.AGENT_TEST_LOG ? createLogger({ level: "debug" }) : silentLogger(), socketPath, allowedUids: [process.getuid?.() ?? 0], audit: databaseAudit(db), auditPerMinute: AUDIT_PER_MINUTE });
     await agent.listen();
   });
 
