@@ -47,18 +47,20 @@ export interface RunDirs {
 
 /**
  * As root: `<dataDir>` traversable by the service users, `run/` 0755 root, `run/control/`
- * hackstream:hackstream-edge 0750 (control's sockets, the edge may connect), `run/agent/`
- * root:hackstream 0750 (the agent's socket, control may connect), and what control writes
+ * hackstream:hackstream-edge 2750 (control's sockets, the edge may connect), `run/agent/`
+ * root:hackstream 2750 (the agent's socket, control may connect), and what control writes
  * (certs/, state/) owned by hackstream. Ownership and modes are set again at every start, so
  * a data dir an older all-in-one root process wrote is taken over.
  */
 export function prepareDataDir(dataDir: string, ids: { control: Ids; edge: Ids } | undefined, logger: Logger): RunDirs {
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   const runDir = join(dataDir, 'run');
+  // setgid: a socket made inside gets the directory's group, so control's 0660 sockets are
+  // hackstream-edge's to connect to (control cannot chgrp to a group it is not in).
   const dirs: Array<{ path: string; mode: number; owner?: Ids }> = [
     { path: runDir, mode: 0o755, owner: { uid: 0, gid: 0 } },
-    { path: join(runDir, 'control'), mode: 0o750, ...(ids ? { owner: { uid: ids.control.uid, gid: ids.edge.gid } } : {}) },
-    { path: join(runDir, 'agent'), mode: 0o750, ...(ids ? { owner: { uid: 0, gid: ids.control.gid } } : {}) },
+    { path: join(runDir, 'control'), mode: 0o2750, ...(ids ? { owner: { uid: ids.control.uid, gid: ids.edge.gid } } : {}) },
+    { path: join(runDir, 'agent'), mode: 0o2750, ...(ids ? { owner: { uid: 0, gid: ids.control.gid } } : {}) },
   ];
   for (const d of dirs) {
     mkdirSync(d.path, { recursive: true, mode: d.mode });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,13 @@ import { CONTROL_USER, EDGE_USER, ensureSystemUser, prepareDataDir } from '../..
  * What the supervisor prepares as root before it starts the children: the two system users,
  * and a data dir each process can reach exactly as far as docs/processes.md says.
  */
+
+/** A Unix socket server made the way control makes its sockets; prints a line once listening. */
+const LISTEN = `const net = require('node:net'), fs = require('node:fs'); const p = process.argv[1];
+net.createServer((s) => s.end()).listen(p, () => { fs.chmodSync(p, 0o660); console.log('listening'); });`;
+/** Prints "connected" or the error code. */
+const CONNECT = `require('node:net').connect(process.argv[1]).on('connect', () => { console.log('connected'); process.exit(0); })
+.on('error', (e) => { console.log(e.code); process.exit(0); });`;
 
 /** Whether `user` can list `dir` (needs search and read: what connecting and opening need). */
 function canEnter(user: string, dir: string): boolean {
@@ -58,6 +65,7 @@ describe('supervisor privileges (as root)', { skip: process.getuid?.() !== 0 && 
     expect(runDir, 0o755, 0, 0);
     expect(join(runDir, 'control'), 0o750, control.uid, edge.gid);
     expect(join(runDir, 'agent'), 0o750, 0, control.gid);
+    assert.equal(statSync(join(runDir, 'control')).mode & 0o7777, 0o2750, 'setgid: what control makes there is the edge group\'s');
     expect(join(dataDir, 'certs/ca.key'), 0o600, control.uid, control.gid);
     expect(join(dataDir, 'state'), 0o700, control.uid, control.gid);
     expect(outside, 0o600, 0, 0);
@@ -71,6 +79,32 @@ describe('supervisor privileges (as root)', { skip: process.getuid?.() !== 0 && 
     assert.ok(!canWrite(CONTROL_USER, join(runDir, 'agent')), 'control cannot replace the agent socket');
     assert.ok(!canWrite(EDGE_USER, join(runDir, 'control')), 'the edge cannot replace control sockets');
     assert.ok(canWrite(CONTROL_USER, join(dataDir, 'state')));
+  });
+
+  it("lets the edge connect to a 0660 socket control makes in run/control/, and nobody else", async () => {
+    const control = ensureSystemUser(CONTROL_USER, silentLogger());
+    const edge = ensureSystemUser(EDGE_USER, silentLogger());
+    const dir = mkdtempSync(join(tmpdir(), 'hs-sup-sock-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const { runDir } = prepareDataDir(dir, { control, edge }, silentLogger());
+    const path = join(runDir, 'control', 'api.sock');
+    // As control does it: its own uid and group only, then chmod 0660.
+    const server = spawn('setpriv', [`--reuid=${control.uid}`, `--regid=${control.gid}`, '--clear-groups', process.execPath, '-e', LISTEN, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    after(() => server.kill());
+    await new Promise<void>((resolve, reject) => {
+      server.stdout.once('data', () => resolve());
+      server.once('exit', (code) => reject(new Error(`the socket server exited with ${code}`)));
+    });
+    assert.equal(statSync(path).gid, edge.gid, 'the socket has the directory group');
+    const nobody = spawnSync('getent', ['passwd', 'nobody'], { encoding: 'utf8' }).stdout.split(':');
+    const table = [
+      { who: 'hackstream-edge', uid: edge.uid, gid: edge.gid, expect: 'connected' },
+      { who: 'nobody', uid: Number(nobody[2]), gid: Number(nobody[3]), expect: 'EACCES' },
+    ];
+    for (const t of table) {
+      const r = spawnSync('setpriv', [`--reuid=${t.uid}`, `--regid=${t.gid}`, '--clear-groups', process.execPath, '-e', CONNECT, path], { encoding: 'utf8' });
+      assert.equal(r.stdout.trim(), t.expect, t.who);
+    }
   });
 
   it('takes over again at the next start (ownership and modes are set every time)', () => {
