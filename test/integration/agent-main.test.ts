@@ -23,13 +23,36 @@ const dirs = scratchDirs('hs-agent-main-');
 const sessions = testSessions();
 const children: ChildProcess[] = [];
 
-function start(env: Record<string, string>): { child: ChildProcess; socketPath: string; ready: Promise<void>; exited: Promise<number | null> } {
+/**
+ * A fake fault: a preload that throws once the agent said ready (an uncaught exception no
+ * request can cause), to see the crash path.
+ */
+function crashPreload(): string {
+  const file = join(dirs(), 'crash-after-ready.mjs');
+  writeFileSync(
+    file,
+    `const send = process.send.bind(process);
+process.send = (m, ...rest) => {
+  const r = send(m, ...rest);
+  if (m && m.type === 'ready') setImmediate(() => { throw new Error('injected crash'); });
+  return r;
+};
+`,
+  );
+  return file;
+}
+
+function start(
+  env: Record<string, string>,
+  preload?: string,
+): { child: ChildProcess; socketPath: string; ready: Promise<void>; exited: Promise<number | null>; output: () => string } {
+  let stdout = '';
   const dataDir = dirs();
   const runDir = join(dataDir, 'run');
   const configFile = join(dataDir, 'config.json');
   writeFileSync(configFile, JSON.stringify({ sessions, log: { level: 'warn' } }));
   const child = fork(ENTRY, [], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...(preload ? ['--import', preload] : [])],
     env: {
       PATH: process.env.PATH ?? '',
       HACKSTREAM_CONFIG: configFile,
@@ -44,15 +67,16 @@ function start(env: Record<string, string>): { child: ChildProcess; socketPath: 
   children.push(child);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout?.resume();
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const output = () => stdout;
   const ready = new Promise<void>((resolve, reject) => {
     child.on('message', (m: unknown) => {
       if (typeof m === 'object' && m !== null && 'type' in m && m.type === 'ready') resolve();
     });
     void exited.then((code) => reject(new Error(`the agent exited with ${code} before it was ready: ${stderr}`)));
   });
-  return { child, socketPath: join(runDir, 'agent', 'agent.sock'), ready, exited };
+  return { child, socketPath: join(runDir, 'agent', 'agent.sock'), ready, exited, output };
 }
 
 describe('server/agent-main.ts (the agent process)', () => {
@@ -92,5 +116,19 @@ describe('server/agent-main.ts (the agent process)', () => {
     await client.close();
     a.child.kill('SIGTERM');
     assert.equal(await a.exited, 0);
+  });
+
+  it('an uncaught exception with the store unreachable: a fatal log line, exit 1', async () => {
+    const a = start({ HACKSTREAM_LOG_LEVEL: 'info' }, crashPreload());
+    await a.ready;
+    assert.equal(await a.exited, 1);
+    const fatal = a
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"level":60'))
+      .map((l) => JSON.parse(l) as { msg: string; err: string });
+    assert.equal(fatal.length, 1);
+    assert.equal(fatal[0]!.msg, 'agent crashed (not recorded in the audit log)');
+    assert.equal(fatal[0]!.err, 'injected crash');
   });
 });
