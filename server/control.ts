@@ -13,6 +13,7 @@ import { hostname as osHostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createApi } from '../core/api/app.js';
+import { ProbeFailure } from '../core/api/routes/system.js';
 import { bootstrapNotice, createControlPlane, ensureFirstAdmin, type AuthSettingsInput, type BootstrapInput, type ControlPlane } from '../core/auth/index.js';
 import { setupCertificates, type Certificates } from '../core/certs/index.js';
 import type { Config } from '../core/config/schema.js';
@@ -65,6 +66,17 @@ export interface Control {
   routes: RouteTable;
   listen(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Rejects with the runtime's reason when no session could start now. */
+async function sessionsReady(runtime: SessionRuntime): Promise<void> {
+  let status: { ready: boolean; reason: string | null };
+  try {
+    status = await runtime.status!();
+  } catch (err) {
+    throw new ProbeFailure(`the session agent does not answer (${(err as Error).message})`);
+  }
+  if (!status.ready) throw new ProbeFailure(status.reason ?? 'sessions cannot start');
 }
 
 /** Stable across restarts of one installation, distinct between installations on one engine. */
@@ -167,8 +179,9 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     control,
     dataSource: db.dataSource,
     probes: [
-      { name: 'database', ping: () => db.ping() },
-      { name: 'kv', ping: () => kv.ping() },
+      { name: 'the database', ping: () => db.ping() },
+      { name: 'the key-value store', ping: () => kv.ping() },
+      ...(runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
     ],
     plugins: host,
     gatewayMetrics: () => link.metrics(),

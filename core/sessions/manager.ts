@@ -12,6 +12,7 @@ import type { KeyValueStore } from '../store/kv.js';
 import { SessionEntity, type Session, type SessionState, type User } from '../store/entities.js';
 import { ImageError } from '../../agent/image.js';
 import { NetworkIsolationError } from '../../agent/network.js';
+import { AgentCallError, AgentLimitError } from './agent-runtime.js';
 import { RuntimeUnavailableError, type RuntimeContainer, type SessionLimits, type SessionRuntime } from './runtime.js';
 import { sessionView, type ConnectDescriptor, type CreateSessionInput, type SessionView } from './view.js';
 
@@ -252,6 +253,8 @@ export class SessionManager {
         log.error({ err: (e as Error).message }, 'could not record the failure (reconciliation will)'),
       );
       if (unavailable) throw new AppError('RUNTIME_UNAVAILABLE', (err as Error).message, { cause: err });
+      // The agent's own limits (it trusts none of ours): the host is full.
+      if (err instanceof AgentLimitError) throw new AppError('CAPACITY_REACHED', 'this server runs as many sessions as it can; try again later', { cause: err, headers: { 'Retry-After': '30' } });
       throw new AppError('SESSION_START_FAILED', 'the session did not start; try again (details are in the server log)', { cause: err });
     }
     const ready = await this.transition(
@@ -612,7 +615,7 @@ export class SessionManager {
       // No engine, or no way to isolate the sessions' network: either way no session can run.
       if (err instanceof RuntimeUnavailableError || err instanceof NetworkIsolationError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
       // A missing or unbuildable image is the operator's to fix; the user learns the launch failed.
-      if (err instanceof ImageError) {
+      if (err instanceof ImageError || err instanceof AgentCallError) {
         this.log.error({ err: err.message }, 'the session image is not available');
         throw new AppError('SESSION_START_FAILED', 'the session image is not available on the server; the administrator must build it (details are in the server log)', { cause: err });
       }

@@ -93,6 +93,11 @@ export interface SessionRuntime {
   remove(containerId: string): Promise<void>;
   /** Every container this instance owns (running or not). */
   list(): Promise<RuntimeContainer[]>;
+  /**
+   * Whether a session could start now (engine, image, network and firewall), with the reason
+   * for an operator when not. Optional: a runtime without it is taken as able.
+   */
+  status?(): Promise<{ ready: boolean; reason: string | null }>;
   /** Called when one of this instance's containers exits (crash, OOM, stop). */
   onExit(listener: (exit: ContainerExit) => void): () => void;
   close(): Promise<void>;

@@ -7,7 +7,9 @@ import { route, type AnyRoute } from '../route.js';
 
 /** Something /ready checks. */
 export interface Probe {
-  name: 'database' | 'kv';
+  /** What the operator reads when it fails ("the database"). */
+  name: string;
+  /** Resolves when it answers; rejects with the reason for an operator otherwise. */
   ping(): Promise<void>;
 }
 
@@ -29,11 +31,11 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gat
       path: '/ready',
       access: 'public',
       async handle(ctx) {
-        const results = await Promise.all(deps.probes.map(async (p) => ({ name: p.name, ok: await answers(p) })));
-        const down = results.filter((r) => !r.ok).map((r) => r.name);
+        const results = await Promise.all(deps.probes.map(async (p) => ({ name: p.name, problem: await problem(p) })));
+        const down = results.filter((r) => r.problem !== null);
         if (down.length > 0) {
           ctx.state.log.warn({ down }, 'not ready');
-          throw new AppError('NOT_READY', `not ready: ${down.map((d) => (d === 'kv' ? 'the key-value store' : 'the database')).join(' and ')} did not answer`, {
+          throw new AppError('NOT_READY', `not ready: ${down.map((d) => `${d.name}: ${d.problem}`).join('; ')}`, {
             headers: { 'Retry-After': '5' },
           });
         }
@@ -53,10 +55,20 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gat
   ];
 }
 
-async function answers(probe: Probe): Promise<boolean> {
-  const timeout = sleep(PROBE_TIMEOUT_MS, false, { ref: false });
-  return Promise.race([probe.ping().then(() => true, () => false), timeout]);
+/** null when the probe answered in time, else what went wrong. */
+async function problem(probe: Probe): Promise<string | null> {
+  const timeout = sleep(PROBE_TIMEOUT_MS, 'did not answer', { ref: false });
+  return Promise.race([
+    probe.ping().then(
+      () => null,
+      (err: unknown) => (err instanceof ProbeFailure ? err.message : 'did not answer'),
+    ),
+    timeout,
+  ]);
 }
+
+/** A probe's own explanation (shown to the operator in /ready's body). */
+export class ProbeFailure extends Error {}
 
 function accountMetrics(control: ControlPlane): string {
   return [

@@ -1,0 +1,49 @@
+/*
+ * The control process's entry (the supervisor runs it as the system user hackstream): the API
+ * on <runDir>/control/api.sock and the edge link on edge.sock, both for the edge's uid only;
+ * sessions through the agent at <runDir>/agent/agent.sock.
+ */
+import { join } from 'node:path';
+import { AgentRuntime } from '../core/sessions/agent-runtime.js';
+import { buildControl, type Control } from './control.js';
+import { allowUids, uidFromEnv } from './peers.js';
+import { runChild, within } from './process-main.js';
+
+runChild<Control>({
+  name: 'control',
+  async start(config, logger, runDir) {
+    const runtime = new AgentRuntime({ socketPath: join(runDir, 'agent', 'agent.sock'), logger });
+    const control = await buildControl(config, {
+      logger,
+      runDir,
+      runtime,
+      checkPeer: allowUids([uidFromEnv('HACKSTREAM_EDGE_UID')]),
+      bootstrap: {
+        username: process.env.HACKSTREAM_ADMIN_USER || undefined,
+        password: process.env.HACKSTREAM_ADMIN_PASSWORD || undefined,
+        // Jupyter-style: the generated password is shown once on the terminal, not in the JSON log.
+        announce: (text) => process.stderr.write(text),
+      },
+    });
+    // The agent restarted: containers it created while nobody listened must be adopted or removed.
+    runtime.onReconnect(() => {
+      control.sessions.reconcile().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'reconcile after the agent came back failed'));
+    });
+    await control.listen();
+    return control;
+  },
+  stop: (control) => control.close(),
+  async crashed(control, err) {
+    if (!control) return;
+    await within(
+      2_000,
+      control.control.audit.record({
+        actor: 'control',
+        action: 'sys_crash',
+        target: `pid ${process.pid}`,
+        result: 'failure',
+        details: { error: err instanceof Error ? err.message.slice(0, 500) : String(err).slice(0, 500) },
+      }),
+    );
+  },
+});
