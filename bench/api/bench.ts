@@ -9,8 +9,7 @@
  *
  * Options: --connections N (50), --duration S (10), --logins N (40),
  * --db embedded|postgres (embedded; postgres uses HACKSTREAM_TEST_DATABASE_URL in a schema of
- * its own, plus HACKSTREAM_TEST_REDIS_URL for the KV), --log-level L (info: one line per
- * request, as production logs), --cpu-prof DIR (the server writes a V8 CPU profile there on exit).
+ * its own, plus HACKSTREAM_TEST_REDIS_URL for the KV), --cpu-prof DIR (the server writes a V8 CPU profile there on exit).
  *
  * The server's CPU time (utime + stime from /proc) is read around each autocannon run, so the
  * table gives its CPU per request: what the control side costs, gateway TLS included.
@@ -40,7 +39,6 @@ const connections = Number(arg('connections', '50'));
 const duration = Number(arg('duration', '10'));
 const logins = Number(arg('logins', '40'));
 const db = arg('db', 'embedded');
-const logLevel = arg('log-level', 'info');
 const cpuProf = arg('cpu-prof', '');
 const repo = process.env.BENCH_REPO ?? process.cwd();
 const mainJs = join(import.meta.dirname, '../../server/main.js');
@@ -124,7 +122,8 @@ function pct(xs: number[], p: number): number {
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hs-bench-api-'));
   const schema = `bench_${randomBytes(4).toString('hex')}`;
-  const env: Record<string, string> = { HACKSTREAM_LOG_LEVEL: logLevel };
+  // info: the server logs one line per request, as in production (and its port, read above).
+  const env: Record<string, string> = { HACKSTREAM_LOG_LEVEL: 'info' };
   if (db === 'postgres') {
     const url = process.env.HACKSTREAM_TEST_DATABASE_URL ?? 'postgres://hackstream_test:hackstream_test@127.0.0.1:5432/hackstream_test';
     const client = new pg.Client({ connectionString: url });
@@ -165,7 +164,7 @@ async function main(): Promise<void> {
       `### API (${db === 'postgres' ? 'Postgres + Redis' : 'embedded PGlite + in-process KV'}), ${new Date().toISOString().slice(0, 10)}`,
       '',
       `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; server and autocannon on the same machine (loopback);`,
-      `${connections} connections, ${duration} s, keep-alive, TLS 1.3 through the gateway; server log level ${logLevel}${logLevel === 'info' ? ' (one JSON line per request)' : ''}.`,
+      `${connections} connections, ${duration} s, keep-alive, TLS 1.3 through the gateway; server logs one JSON line per request (info).`,
       '',
       '| request | req/s (mean) | p50 ms | p99 ms | max ms | non-2xx | errors | server CPU µs/req |',
       '| --- | --- | --- | --- | --- | --- | --- | --- |',
