@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,20 +29,31 @@ export function tempDir(prefix = 'hackstream-store-'): string {
 let template: Promise<string> | undefined;
 
 /**
- * A freshly initialised (empty, unmigrated) cluster, made once per test process with the
- * product's own initdb (as the server's user) and copied for each test: initdb takes
- * seconds, a copy a fraction of one. Removed when the process exits.
+ * A freshly initialised (empty, unmigrated) cluster, made with the product's own initdb (as
+ * the server's user) once per machine and PostgreSQL major, kept in the temp dir as a cache
+ * and copied for each test: initdb takes seconds, a copy a fraction of one. A cache rather
+ * than a per-process dir: a test process killed by a signal cannot clean up after itself.
  */
 function clusterTemplate(): Promise<string> {
   template ??= (async () => {
+    const bins = findBinaries();
+    const dir = join(tmpdir(), `hackstream-pg-template-${bins.major}`);
+    if (existsSync(join(dir, 'global', 'pg_control'))) return dir;
     const who = resolveRunAs('auto', undefined);
-    const dir = mkdtempSync(join(tmpdir(), 'hackstream-pg-template-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    if (who) chownSync(dir, who.uid, who.gid);
-    const pgdata = join(dir, 'pg');
-    // No fsync for a throwaway template: the copies are flushed by the server's first checkpoint.
-    await initCluster(findBinaries(), pgdata, who, { sync: false });
-    return pgdata;
+    const work = mkdtempSync(join(tmpdir(), 'hackstream-pg-build-'));
+    try {
+      if (who) chownSync(work, who.uid, who.gid);
+      // No fsync for a throwaway template: the copies are flushed by the server's first checkpoint.
+      await initCluster(bins, join(work, 'pg'), who, { sync: false });
+      try {
+        renameSync(join(work, 'pg'), dir);
+      } catch {
+        // Another test process finished first; its template is as good.
+      }
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    return dir;
   })();
   return template;
 }
