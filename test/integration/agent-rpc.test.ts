@@ -11,7 +11,7 @@ import { loadOrCreateCa, signServerCert } from '../../core/certs/ca.js';
 import { generateRsaKey } from '../../core/certs/keys.js';
 import { configSchema } from '../../core/config/schema.js';
 import { openDatabase, type Database } from '../../core/store/database.js';
-import { AgentCallError, AgentLimitError, AgentRuntime } from '../../core/sessions/agent-runtime.js';
+import { AgentCallError, AgentLimitError, AgentRuntime, AgentStartError } from '../../core/sessions/agent-runtime.js';
 import { RuntimeUnavailableError, type ContainerExit, type SessionSpec } from '../../core/sessions/runtime.js';
 import { silentLogger } from '../../lib/log.js';
 import { buildAgent, databaseAudit, type Agent } from '../../server/agent.js';
@@ -275,6 +275,22 @@ describe('agent RPC (real socket, engine, image, audit table)', () => {
     assert.ok(await waitFor(async () => (await mine()).length === 1, 30_000, 100), 'the container was created');
     sock.destroy();
     assert.ok(await waitFor(async () => (await mine()).length === 0, 30_000, 100), 'the abandoned container was removed');
+  });
+
+  it('a container that is not ready in time is START_FAILED (a short reason) and is removed', async () => {
+    // A second agent on the same installation whose ready timeout (1 s) no Firefox meets.
+    const slowPath = join(socketDir, 'slow.sock');
+    const slowConfig = configSchema.parse({ dataDir: dirs(), sessions: { ...sessions, readyTimeoutMs: 1_000 } });
+    const slow = buildAgent({ config: slowConfig, logger: silentLogger(), socketPath: slowPath, allowedUids: [process.getuid?.() ?? 0], audit: databaseAudit(db) });
+    await slow.listen();
+    const slowClient = new AgentRuntime({ socketPath: slowPath, logger: silentLogger() });
+    try {
+      await assert.rejects(slowClient.create(await spec()), (err: unknown) => err instanceof AgentStartError && err.message === 'the session container was not ready in time');
+      assert.equal((await containersOf(sessions.instanceId)).length, 0);
+    } finally {
+      await slowClient.close();
+      await slow.close();
+    }
   });
 
   it('a call while the agent is down is RuntimeUnavailableError; onReconnect fires when it is back', async () => {
