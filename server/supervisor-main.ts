@@ -55,23 +55,10 @@ function configEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
-interface EmbeddedStore {
-  socketDir: string;
-  pid: number;
-  owned: boolean;
-  exited: Promise<void>;
-  stop(): Promise<void>;
-}
-type StartEmbeddedStore = (o: { dataDir: string; logger: Logger; runAs?: Ids }) => Promise<EmbeddedStore>;
-
 async function startStore(dataDir: string, logger: Logger, runAs: Ids | undefined): Promise<ServiceHandle> {
   // Loaded only without a databaseUrl, so a server on an external Postgres never loads it.
-  const mod: unknown = await import('../core/store/embedded.js');
-  if (typeof mod !== 'object' || mod === null || !('startEmbeddedStore' in mod) || typeof mod.startEmbeddedStore !== 'function') {
-    throw new Error('core/store/embedded has no startEmbeddedStore()');
-  }
-  const start = mod.startEmbeddedStore as StartEmbeddedStore;
-  const store = await start({ dataDir, logger, ...(runAs ? { runAs } : {}) });
+  const { startEmbeddedStore } = await import('../core/store/embedded.js');
+  const store = await startEmbeddedStore({ dataDir, logger, ...(runAs ? { runAs } : {}) });
   // A server left by a supervisor that died is joined, not killed: it may be mid-write.
   if (!store.owned) logger.warn({ pid: store.pid }, 'joined an embedded database server this supervisor did not start');
   return { pid: store.pid, owned: store.owned, exited: store.exited, stop: () => store.stop(), env: { HACKSTREAM_EMBEDDED_PG_SOCKET_DIR: store.socketDir } };

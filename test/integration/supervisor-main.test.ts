@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -30,6 +30,7 @@ interface Report {
   dataDir: string;
   controlUid: string;
   edgeUid: string;
+  pgSocketDir?: string;
 }
 
 function start(env: Record<string, string>, as?: { uid: number; gid: number }): HackstreamProcess {
@@ -46,6 +47,11 @@ function start(env: Record<string, string>, as?: { uid: number; gid: number }): 
   return { child, lines, stderr: () => err, exit, exitCode: () => code };
 }
 
+function uidOf(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'));
+  return Number(line?.split(/\s+/)[1]);
+}
+
 function logs(p: HackstreamProcess, msg: string): Array<Record<string, unknown>> {
   return p.lines.flatMap((l) => {
     try {
@@ -58,7 +64,9 @@ function logs(p: HackstreamProcess, msg: string): Array<Record<string, unknown>>
 }
 
 function reports(p: HackstreamProcess): Report[] {
-  return logs(p, 'child status').map((l) => ({ ...(l.status as Omit<Report, 'child' | 'pid'>), child: l.child as string, pid: l.pid as number }));
+  return logs(p, 'child status')
+    .filter((l) => (l.status as { uid?: number }).uid !== undefined)
+    .map((l) => ({ ...(l.status as Omit<Report, 'child' | 'pid'>), child: l.child as string, pid: l.pid as number }));
 }
 
 describe('supervisor main()', { skip: process.getuid?.() !== 0 && 'needs root (creates users, runs children as them)' }, () => {
@@ -101,6 +109,34 @@ describe('supervisor main()', { skip: process.getuid?.() !== 0 && 'needs root (c
       assert.equal(statSync(join(dataDir, 'run/control')).uid, control.uid);
       p.child.kill('SIGTERM');
       assert.equal(await p.exit, 0, p.stderr());
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
+  it('without a databaseUrl: starts the embedded PostgreSQL server first, as hackstream, hands its socket dir to every child, and stops it last', async () => {
+    const dataDir = scratch();
+    chmodSync(dirname(dataDir), 0o711);
+    const p = start({ HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_EDGE_WORKERS: '1' });
+    try {
+      await waitForLine(p, /"msg":"all processes ready"/, 120_000);
+      const started = logs(p, 'child started').map((l) => l.child);
+      assert.deepEqual(started, ['store', 'agent', 'control', 'edge']);
+      const store = logs(p, 'child ready').find((l) => l.child === 'store');
+      const pgPid = store?.pid as number;
+      assert.equal(uidOf(pgPid), lookupUser('hackstream')?.uid, 'PostgreSQL runs as hackstream');
+      const got = reports(p);
+      assert.equal(got.length, 3);
+      const socketDir = got[0]?.pgSocketDir;
+      assert.ok(socketDir && existsSync(join(socketDir, '.s.PGSQL.5432')), 'the socket is there');
+      for (const r of got) assert.equal(r.pgSocketDir, socketDir, `${r.child} got the socket dir`);
+      p.child.kill('SIGTERM');
+      assert.equal(await p.exit, 0, p.stderr());
+      assert.deepEqual(
+        logs(p, 'child stopped').map((l) => l.child),
+        ['edge', 'control', 'agent', 'store'],
+      );
+      assert.equal(existsSync(`/proc/${pgPid}`), false, 'PostgreSQL is gone');
     } finally {
       p.child.kill('SIGKILL');
     }
