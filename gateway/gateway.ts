@@ -1,15 +1,16 @@
 import { once } from 'node:events';
 import type http from 'node:http';
+import { performance } from 'node:perf_hooks';
 import net, { type AddressInfo } from 'node:net';
 import type { GatewayLimits } from '../lib/limits.js';
 import type { Logger } from '../lib/log.js';
 import type { AcmeChallengeStore, CertificateSource } from '../lib/tls.js';
-import { newHelloScan, parseClientHello } from './client-hello.js';
+import { newHelloScan, parseClientHello, type HelloScan } from './client-hello.js';
 import { HelloBuffer } from './hello-buffer.js';
 import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from '../lib/edge-metrics.js';
 import type { RouteTable } from '../lib/route-table.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
-import { Tunnel } from './tunnel.js';
+import { Tunnel, type TunnelOwner } from './tunnel.js';
 
 export interface GatewayOptions {
   /** The API hostname: its TLS is terminated here and served by `app`. */
@@ -30,14 +31,35 @@ const PLAIN_HTTP_RESPONSE =
   'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n' +
   `Content-Length: ${Buffer.byteLength(PLAIN_HTTP_BODY)}\r\n\r\n${PLAIN_HTTP_BODY}`;
 
+/** See Gateway#onTunnelChange. */
+export type TunnelListener = (hostname: string, openTunnels: number) => void;
+
+const CONN = Symbol('hackstream.conn');
+
+/** Per-connection state, kept on the socket itself so that its listeners need no closures. */
+interface Conn {
+  ip: string;
+  /** Still reading the ClientHello. */
+  peeking: boolean;
+  /** The bytes so far, once a ClientHello spans more than one read. */
+  buf: HelloBuffer | null;
+  scan: HelloScan | undefined;
+}
+type EdgeSocket = net.Socket & { [CONN]?: Conn };
+
+function destroyOnError(this: net.Socket): void {
+  this.destroy();
+}
+
 /**
  * The single TLS port. Peeks each connection's ClientHello without consuming it, then:
  * a session hostname in the route table → raw byte tunnel to its upstream; the API host
  * or no SNI → TLS terminated here and served over HTTP; anything else → closed.
+ *
+ * Deadlines (ClientHello, upstream connect, tunnel idle) are checked by one coarse sweep rather than
+ * a timer per connection: on a busy edge, per-connection timers and closures were a measurable part
+ * of the cost of each connection (docs/benchmarks.md, "Gateway").
  */
-/** See Gateway#onTunnelChange. */
-export type TunnelListener = (hostname: string, openTunnels: number) => void;
-
 export class Gateway {
   private readonly server: net.Server;
   private readonly terminator: Terminator;
@@ -46,13 +68,26 @@ export class Gateway {
   private readonly pendingPerIp = new Map<string, number>();
   private readonly tunnels = new Map<string, Set<Tunnel>>();
   private readonly terminated = new Set<net.Socket>();
-  /** Connections still sending their ClientHello, each with the function that aborts it. */
-  private readonly peeking = new Map<net.Socket, () => void>();
+  /**
+   * Connections still sending their ClientHello → their deadline (performance.now() ms). Every entry has
+   * the same timeout, so insertion order is deadline order and the sweep stops at the first live one.
+   */
+  private readonly peeking = new Map<EdgeSocket, number>();
+  /** Tunnels waiting for their upstream → deadline; ordered the same way. */
+  private readonly connecting = new Map<Tunnel, number>();
   private open = 0;
   private closing = false;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly tunnelListeners = new Set<TunnelListener>();
   private readonly counters = { accepted: 0, routed: 0, terminated: 0, rejected: emptyRejects(), bytesUp: 0, bytesDown: 0 };
+  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly idleSweepMs: number;
+  private nextIdleSweep = 0;
+  // One function per gateway for each per-connection event (`this` is the socket).
+  private readonly onClientClose: (this: EdgeSocket) => void;
+  private readonly onPeekData: (this: EdgeSocket, chunk: Buffer) => void;
+  private readonly onPeekEnd: (this: EdgeSocket) => void;
+  private readonly tunnelOwner: TunnelOwner;
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'gateway' });
@@ -72,8 +107,41 @@ export class Gateway {
       }),
       opts.routes.onRemove((hostname) => this.closeTunnels(hostname)),
     );
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.onConnection(s));
+    const gw = this;
+    this.onClientClose = function (this: EdgeSocket) {
+      gw.clientClosed(this);
+    };
+    this.onPeekData = function (this: EdgeSocket, chunk: Buffer) {
+      gw.peekData(this, chunk);
+    };
+    this.onPeekEnd = function (this: EdgeSocket) {
+      const c = this[CONN];
+      if (c?.peeking) gw.peekFailed(this, c, 'closed_early');
+    };
+    this.tunnelOwner = {
+      tunnelConnected: (t) => {
+        this.connecting.delete(t);
+        this.counters.routed++;
+        this.notifyTunnels(t.hostname);
+      },
+      tunnelFailed: (t, err) => {
+        this.connecting.delete(t);
+        this.counters.rejected.upstream_unreachable++;
+        this.log.warn({ hostname: t.hostname, err: err.message }, 'upstream unreachable');
+      },
+      tunnelClosed: (t) => this.tunnelClosed(t),
+    };
+    // Both legs without Nagle (interactive xpra traffic); set at accept, before any JS runs for the socket.
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (s) => this.onConnection(s));
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
+
+    const { clientHelloTimeoutMs, upstreamConnectTimeoutMs, tunnelIdleTimeoutMs } = opts.limits;
+    // Deadlines fire at most one tick late: a tenth of the shortest one, at most 250 ms.
+    const tickMs = Math.max(5, Math.min(250, Math.min(clientHelloTimeoutMs, upstreamConnectTimeoutMs) / 10));
+    // An idle tunnel closes between tunnelIdleTimeoutMs and that plus two idle sweeps (≤ 10 s) after its last byte.
+    this.idleSweepMs = Math.max(tickMs, Math.min(5000, tunnelIdleTimeoutMs / 4));
+    this.sweepTimer = setInterval(() => this.sweep(), tickMs);
+    this.sweepTimer.unref();
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -134,7 +202,10 @@ export class Gateway {
     this.closing = true;
     for (const u of this.unsubscribe) u();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const abort of [...this.peeking.values()]) abort();
+    for (const s of [...this.peeking.keys()]) {
+      const c = s[CONN];
+      if (c) this.peekFailed(s, c, 'shutting_down');
+    }
     this.terminator.closeIdle();
     const deadline = Date.now() + drainMs;
     while (this.open > 0 && Date.now() < deadline) {
@@ -145,6 +216,7 @@ export class Gateway {
     for (const set of this.tunnels.values()) for (const t of [...set]) t.destroy();
     this.terminator.closeAll();
     for (const s of this.terminated) s.destroy();
+    clearInterval(this.sweepTimer);
     await closed;
   }
 
@@ -153,66 +225,105 @@ export class Gateway {
     socket.destroy();
   }
 
-  private onConnection(socket: net.Socket): void {
+  private onConnection(socket: EdgeSocket): void {
     this.counters.accepted++;
-    const ip = normalizeIp(socket.remoteAddress);
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     if (this.closing) return this.reject(socket, 'shutting_down');
     if (this.open >= this.opts.limits.maxConnections) return this.reject(socket, 'capacity');
+    // remoteAddress is a getpeername(2); only for connections that got past the cheap checks.
+    const ip = normalizeIp(socket.remoteAddress);
     if ((this.perIp.get(ip) ?? 0) >= this.opts.limits.maxConnectionsPerIp) return this.reject(socket, 'per_ip_limit');
     if ((this.pendingPerIp.get(ip) ?? 0) >= this.opts.limits.maxPendingPerIp) return this.reject(socket, 'pending_limit');
 
     this.open++;
     bump(this.perIp, ip, 1);
-    socket.once('close', () => {
-      this.open--;
-      bump(this.perIp, ip, -1);
-    });
-    this.peek(socket, ip);
+    bump(this.pendingPerIp, ip, 1);
+    socket[CONN] = { ip, peeking: true, buf: null, scan: undefined };
+    this.peeking.set(socket, performance.now() + this.opts.limits.clientHelloTimeoutMs);
+    socket.on('close', this.onClientClose);
+    socket.on('data', this.onPeekData);
+    socket.on('end', this.onPeekEnd);
+  }
+
+  private clientClosed(socket: EdgeSocket): void {
+    const c = socket[CONN];
+    if (!c) return;
+    this.open--;
+    bump(this.perIp, c.ip, -1);
+    this.terminated.delete(socket);
+    if (c.peeking) this.peekFailed(socket, c, 'closed_early');
   }
 
   /** Reads until the ClientHello is complete (or the deadline, cap or a parse error ends it). */
-  private peek(socket: net.Socket, ip: string): void {
-    this.peeking.set(socket, () => finish() && this.reject(socket, 'shutting_down'));
-    bump(this.pendingPerIp, ip, 1);
-    const buf = new HelloBuffer();
-    const scan = newHelloScan();
-    let done = false;
-    const finish = () => {
-      if (done) return false;
-      done = true;
-      this.peeking.delete(socket);
-      bump(this.pendingPerIp, ip, -1);
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      return true;
-    };
-    const timer = setTimeout(() => finish() && this.reject(socket, 'client_hello_timeout'), this.opts.limits.clientHelloTimeoutMs);
-    const onEnd = () => finish() && this.reject(socket, 'closed_early');
-    const onData = (chunk: Buffer) => {
-      buf.append(chunk);
-      const result = parseClientHello(buf.view(), this.opts.limits.maxClientHelloBytes, scan);
-      if (result.kind === 'incomplete') return;
-      finish();
-      socket.pause();
-      switch (result.kind) {
-        case 'ok':
-          return this.dispatch(socket, buf.take(), result.serverName, result.alpn);
-        case 'not-tls':
-          if (result.http) return this.answerPlainHttp(socket);
-          return this.reject(socket, 'not_tls');
-        case 'too-large':
-          return this.reject(socket, 'too_large');
-        case 'invalid':
-          this.log.debug({ reason: result.reason }, 'invalid client hello');
-          return this.reject(socket, 'invalid');
+  private peekData(socket: EdgeSocket, chunk: Buffer): void {
+    const c = socket[CONN];
+    if (!c?.peeking) return;
+    // Most ClientHellos arrive in one read: parse that chunk as it is, and copy only when one does not.
+    let view = chunk;
+    if (c.buf) {
+      c.buf.append(chunk);
+      view = c.buf.view();
+    }
+    const result = parseClientHello(view, this.opts.limits.maxClientHelloBytes, c.scan);
+    if (result.kind === 'incomplete') {
+      if (!c.buf) {
+        c.buf = new HelloBuffer(Math.max(2048, chunk.length * 2));
+        c.buf.append(chunk);
+        c.scan = newHelloScan();
       }
-    };
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
+      return;
+    }
+    this.endPeek(socket, c);
+    socket.pause();
+    switch (result.kind) {
+      case 'ok':
+        return this.dispatch(socket, view, result.serverName, result.alpn);
+      case 'not-tls':
+        if (result.http) return this.answerPlainHttp(socket);
+        return this.reject(socket, 'not_tls');
+      case 'too-large':
+        return this.reject(socket, 'too_large');
+      case 'invalid':
+        this.log.debug({ reason: result.reason }, 'invalid client hello');
+        return this.reject(socket, 'invalid');
+    }
+  }
+
+  private endPeek(socket: EdgeSocket, c: Conn): void {
+    c.peeking = false;
+    c.buf = null;
+    c.scan = undefined;
+    this.peeking.delete(socket);
+    bump(this.pendingPerIp, c.ip, -1);
+    socket.off('data', this.onPeekData);
+    socket.off('end', this.onPeekEnd);
+  }
+
+  private peekFailed(socket: EdgeSocket, c: Conn, reason: RejectReason): void {
+    this.endPeek(socket, c);
+    this.reject(socket, reason);
+  }
+
+  /** The coarse timer: ClientHello and upstream connect deadlines every tick, idle tunnels every idle sweep. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const [socket, deadline] of this.peeking) {
+      if (deadline > now) break;
+      const c = socket[CONN];
+      if (c) this.peekFailed(socket, c, 'client_hello_timeout');
+      else this.peeking.delete(socket);
+    }
+    for (const [t, deadline] of this.connecting) {
+      if (deadline > now) break;
+      this.connecting.delete(t);
+      t.fail(new Error('upstream connect timeout'));
+    }
+    if (now < this.nextIdleSweep) return;
+    this.nextIdleSweep = now + this.idleSweepMs;
+    const idleMs = this.opts.limits.tunnelIdleTimeoutMs;
+    for (const set of this.tunnels.values()) {
+      for (const t of set) if (now - t.touch(now) >= idleMs) t.destroy();
+    }
   }
 
   private dispatch(socket: net.Socket, hello: Buffer, serverName: string | null, alpn: string[]): void {
@@ -237,7 +348,6 @@ export class Gateway {
   /** Puts the peeked bytes back so the TLS server reads the ClientHello itself. */
   private handOver(socket: net.Socket, hello: Buffer, to: (s: net.Socket) => void): void {
     this.terminated.add(socket);
-    socket.once('close', () => this.terminated.delete(socket));
     socket.unshift(hello);
     to(socket);
   }
@@ -245,31 +355,22 @@ export class Gateway {
   private tunnel(socket: net.Socket, hello: Buffer, hostname: string, upstream: { host: string; port: number }): void {
     let set = this.tunnels.get(hostname);
     if (!set) this.tunnels.set(hostname, (set = new Set()));
-    const tunnels = set;
-    const tunnel = new Tunnel({
-      client: socket,
-      upstream,
-      head: hello,
-      connectTimeoutMs: this.opts.limits.upstreamConnectTimeoutMs,
-      idleTimeoutMs: this.opts.limits.tunnelIdleTimeoutMs,
-      onConnect: (ok, err) => {
-        if (ok) {
-          this.counters.routed++;
-          this.notifyTunnels(hostname);
-        } else {
-          this.counters.rejected.upstream_unreachable++;
-          this.log.warn({ hostname, err: err?.message }, 'upstream unreachable');
-        }
-      },
-      onClose: (t) => {
-        this.counters.bytesUp += t.bytesFromClient;
-        this.counters.bytesDown += t.bytesToClient;
-        tunnels.delete(t);
-        if (tunnels.size === 0 && this.tunnels.get(hostname) === tunnels) this.tunnels.delete(hostname);
-        this.notifyTunnels(hostname);
-      },
-    });
-    tunnels.add(tunnel);
+    const now = performance.now();
+    const tunnel = new Tunnel(socket, upstream, hello, hostname, this.tunnelOwner, now);
+    set.add(tunnel);
+    this.connecting.set(tunnel, now + this.opts.limits.upstreamConnectTimeoutMs);
+  }
+
+  private tunnelClosed(t: Tunnel): void {
+    this.connecting.delete(t);
+    this.counters.bytesUp += t.bytesFromClient;
+    this.counters.bytesDown += t.bytesToClient;
+    const set = this.tunnels.get(t.hostname);
+    if (set) {
+      set.delete(t);
+      if (set.size === 0) this.tunnels.delete(t.hostname);
+    }
+    this.notifyTunnels(t.hostname);
   }
 
   private notifyTunnels(hostname: string): void {
