@@ -13,7 +13,17 @@ runChild<Edge>({
   async start(config, logger, runDir) {
     drainMs = config.gateway.shutdownDrainMs;
     const edge = await buildEdge(config, { logger, runDir });
-    await edge.listen();
+    try {
+      const addr = await edge.listen();
+      logger.info({ address: addr.address, port: addr.port, publicHost: config.publicHost }, 'hackstream listening');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const { host, port } = config.listen;
+      await edge.close(0);
+      if (code === 'EACCES') throw new Error(`permission denied binding ${host}:${port}: run as root (the supervisor binds the port), or set HACKSTREAM_LISTEN=0.0.0.0:8443`, { cause: err });
+      if (code === 'EADDRINUSE') throw new Error(`${host}:${port}: the port is already in use: stop the other server or set HACKSTREAM_LISTEN`, { cause: err });
+      throw err;
+    }
     return edge;
   },
   stop: (edge) => edge.close(drainMs),

@@ -1,7 +1,8 @@
 /*
  * What every HackStream child process does the same way (server/*-main.ts): read the config
  * (exit 78 when it is wrong), tell the supervisor it serves (IPC `{type: 'ready'}`), drain on
- * SIGTERM/SIGINT, and report a death by unhandled error before exiting 1.
+ * SIGTERM/SIGINT, and report a death by unhandled error before exiting 1. Imports nothing
+ * heavy: the edge uses it too.
  */
 import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig } from '../core/config/load.js';
@@ -57,6 +58,8 @@ export function runChild<T>(spec: ChildProcessSpec<T>): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The supervisor is gone (even SIGKILLed): nobody would restart or stop us, so drain and go.
+  process.on('disconnect', () => stop('supervisor gone'));
   spec.start(config, logger, runDir).then(
     (r) => {
       running = r;
@@ -65,6 +68,11 @@ export function runChild<T>(spec: ChildProcessSpec<T>): void {
       process.send?.({ type: 'ready' });
     },
     (err: unknown) => {
+      // A configuration problem only found here (a plugin's options): EX_CONFIG, like the supervisor's own.
+      if (err instanceof ConfigError || (err instanceof Error && err.name === 'BootstrapError')) {
+        process.stderr.write(`${err.message}\n`);
+        process.exit(78);
+      }
       logger.fatal({ err: (err as Error).message }, `${spec.name} could not start`);
       process.stderr.write(`hackstream ${spec.name}: ${(err as Error).message}\n`);
       process.exit(1);

@@ -46,7 +46,7 @@ export interface SupervisorOptions {
   backoff?: BackoffPolicy;
 }
 
-export type StartResult = { ok: true } | { ok: false; stopped: boolean; message: string };
+export type StartResult = { ok: true } | { ok: false; stopped: boolean; message: string; configError?: boolean };
 
 interface Slot {
   spec: ChildSpec;
@@ -57,7 +57,10 @@ interface Slot {
   timer?: NodeJS.Timeout;
 }
 
-class LaunchError extends Error {}
+class LaunchError extends Error {
+  /** A child refused its configuration (exit 78, EX_CONFIG): the supervisor exits 78 too. */
+  configError = false;
+}
 
 export class Supervisor {
   private readonly groups: Slot[][];
@@ -90,7 +93,7 @@ export class Supervisor {
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) {
           const message = failed.reason instanceof Error ? failed.reason.message : String(failed.reason);
-          return { ok: false, stopped: this.stopping, message };
+          return { ok: false, stopped: this.stopping, message, configError: failed.reason instanceof LaunchError && failed.reason.configError };
         }
       }
       return { ok: true };
@@ -180,9 +183,12 @@ export class Supervisor {
       case 'aborted':
         // stop() drains it with the others.
         throw new LaunchError(`${this.label(slot)}: stopped while starting`);
-      case 'exited':
+      case 'exited': {
         slot.current = undefined;
-        throw new LaunchError(`${this.label(slot)} ${describeExit(outcome.exit)} before it was ready (see its log above)`);
+        const err = new LaunchError(`${this.label(slot)} ${describeExit(outcome.exit)} before it was ready (see its log above)`);
+        err.configError = outcome.exit.code === 78;
+        throw err;
+      }
       case 'timeout':
         this.log.error({ ...this.fields(slot, instance.pid), readyTimeoutMs: spec.readyTimeoutMs }, 'child not ready in time; killing it');
         instance.kill();
@@ -278,7 +284,7 @@ export async function runSupervisor(sup: Supervisor, logger: Logger, stderr: Nod
     logger.fatal({ reason: started.message }, 'start-up failed');
     stderr.write(`hackstream: start-up failed: ${started.message}\n`);
     await sup.stop();
-    return 1;
+    return started.configError ? 78 : 1;
   }
   const clean = await sup.stop();
   logger.info({ clean }, 'all processes stopped');
