@@ -8,7 +8,8 @@
  * BENCH_LATENCY_N (1000), BENCH_BULK_MB (512), BENCH_IDLE (1000), BENCH_NGINX_WORKERS (1), BENCH_MAX_FOREIGN (10, %),
  * BENCH_KEY (ec | rsa), BENCH_PHASES (rate,latency,bulk,idle), BENCH_TARGETS (direct,nginx,gateway,gateway-edge:
  * "gateway" is the whole app as `npm start` runs it, "gateway-edge" the gateway alone, see gateway-child.ts),
- * BENCH_PROTOTYPE (e.g. "pipe,hwm,onread": extra relay-prototype.ts targets),
+ * BENCH_PROTOTYPE (e.g. "pipe,hwm,onread": extra relay-prototype.ts targets), BENCH_EDGE_WORKERS ("1": the edge as one
+ * process; "2" or "1,2": also/instead a `cluster` of that many edge workers, targets "gateway-edge-<n>w", see edge-child.ts),
  * BENCH_GATEWAY_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc"), BENCH_IDLE_GC (0: no forced GC
  * around the idle-tunnel RSS readings),
  * BENCH_CHILD_OUTPUT (a directory: each Node router's output is saved there as <name>.log), BENCH_TMP.
@@ -52,7 +53,10 @@ const CFG = {
   targets: (process.env.BENCH_TARGETS ?? 'direct,nginx,gateway,gateway-edge').split(',').map((p) => p.trim()),
   /** Extra targets: relay-prototype.ts in these modes (pipe, hwm, onread), to test the suggested fixes. */
   prototypes: (process.env.BENCH_PROTOTYPE ?? '').split(',').map((p) => p.trim()).filter(Boolean),
+  /** Edge worker counts to measure; 1 is the plain process ("gateway-edge"), n > 1 a cluster ("gateway-edge-<n>w"). */
+  edgeWorkers: (process.env.BENCH_EDGE_WORKERS ?? '1').split(',').map((p) => Number(p.trim())),
 };
+for (const n of CFG.edgeWorkers) if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('BENCH_EDGE_WORKERS must list worker counts (1–64)');
 const PHASES = ['rate', 'latency', 'bulk', 'idle'];
 for (const p of CFG.phases) if (!PHASES.includes(p)) throw new Error(`BENCH_PHASES: unknown phase ${p} (${PHASES.join(', ')})`);
 
@@ -72,12 +76,22 @@ async function cleanup(): Promise<void> {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 }
 
-function makeCert(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'backend.crt');
-  const key = join(dir, 'backend.key');
+function makeCert(dir: string, host = HOST, name = 'backend'): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
   const newkey = CFG.key === 'rsa' ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
-  execFileSync('openssl', ['req', '-x509', ...newkey, '-nodes', '-days', '2', '-subj', `/CN=${HOST}`, '-addext', `subjectAltName=DNS:${HOST}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-x509', ...newkey, '-nodes', '-days', '2', '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
   return { cert, key };
+}
+
+/** A process and its children (cluster workers), as the kernel lists them. */
+function withChildren(pid: number): number[] {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...kids];
+  } catch {
+    return [pid];
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -162,13 +176,13 @@ async function nodeRouter(name: string, script: string, env: Record<string, stri
   return {
     name,
     endpoint: { port: child.ready.port, servername: HOST, ca: '' },
-    pids: () => (child.proc.pid ? [child.proc.pid] : []),
+    pids: () => (child.proc.pid ? withChildren(child.proc.pid) : []),
     async gc() {
       if (process.env.BENCH_IDLE_GC === '0') return NaN;
       const { memory } = await child.ask<{ memory: NodeJS.MemoryUsage }>('gc', 'gc');
       return memory.heapUsed + memory.external;
     },
-    ...(script === 'gateway-child.js'
+    ...(script === 'gateway-child.js' || script === 'edge-child.js'
       ? { tunnels: async () => (await child.ask<{ metrics: GatewayMetricsSnapshot }>('metrics', 'metrics')).metrics.activeTunnels }
       : {}),
   };
@@ -198,17 +212,21 @@ async function main(): Promise<void> {
   const targets: Target[] = [
     { name: 'direct', endpoint: { port: backend.ready.port, servername: HOST, ca: '' }, pids: () => [] },
     { name: 'nginx', endpoint: { port: nginxPort, servername: HOST, ca: '' }, pids: () => nginx.pids() },
-    await nodeRouter('gateway', 'gateway-child.js', { BENCH_DATA_DIR: dataDir, BENCH_ROUTE: route, BENCH_GATEWAY_MODE: 'app' }, gwArgs),
   ];
+  if (CFG.targets.includes('gateway')) targets.push(await nodeRouter('gateway', 'gateway-child.js', { BENCH_DATA_DIR: dataDir, BENCH_ROUTE: route }, gwArgs));
   if (CFG.targets.includes('gateway-edge')) {
-    const edgeDir = join(tmp, 'gateway-edge-data');
-    mkdirSync(edgeDir, { recursive: true });
-    targets.push(await nodeRouter('gateway-edge', 'gateway-child.js', { BENCH_DATA_DIR: edgeDir, BENCH_ROUTE: route, BENCH_GATEWAY_MODE: 'edge' }, gwArgs));
+    // The edge's API certificate from openssl, as for the backend: the edge process imports nothing from core/.
+    const api = makeCert(tmp, 'api.bench.test', 'edge-api');
+    for (const n of CFG.edgeWorkers) {
+      const name = n === 1 ? 'gateway-edge' : `gateway-edge-${n}w`;
+      const env = { BENCH_ROUTE: route, BENCH_API_CERT: api.cert, BENCH_API_KEY: api.key, BENCH_EDGE_WORKERS: String(n) };
+      targets.push(await nodeRouter(name, 'edge-child.js', env, gwArgs));
+    }
   }
   for (const mode of CFG.prototypes) targets.push(await nodeRouter(`prototype-${mode}`, 'relay-prototype.js', { BENCH_ROUTE: route, BENCH_RELAY_MODE: mode }, []));
   for (const t of targets) t.endpoint.ca = ca;
   ourPids = () => [backend.proc.pid ?? 0, ...targets.flatMap((t) => t.pids())];
-  const active = targets.filter((t) => CFG.targets.includes(t.name) || t.name.startsWith('prototype-'));
+  const active = targets.filter((t) => CFG.targets.includes(t.name) || t.name.startsWith('prototype-') || t.name.startsWith('gateway-edge'));
   log(`backend :${backend.ready.port}; ${targets.map((t) => `${t.name} :${t.endpoint.port} (pids ${t.pids().join(',') || '–'})`).join('; ')}`);
 
   // Memory first, while the routers are fresh: what the idle tunnels cost on top of a process at rest.

@@ -1,21 +1,15 @@
 /**
- * Our gateway for the benchmark, in its own process and from the production build (plain node, no tsx).
- * Env: BENCH_DATA_DIR, BENCH_ROUTE ("hostname=port" on 127.0.0.1), BENCH_GATEWAY_MODE:
- *   app   (default) the whole composition root, as `npm start` runs it: gateway + API + control plane
- *         (with no databaseUrl configured, that includes the embedded PGlite store in this process);
- *   edge  the gateway alone: listener, ClientHello reader, route table, tunnels, and a trivial HTTP
- *         handler behind TLS termination. Same gateway code, none of the control plane's heap.
- * Logs (warn) to stderr. Sends {type: 'ready', port} over IPC; answers {cmd: 'metrics'} and {cmd: 'gc'}.
+ * Our whole app for the benchmark ("gateway"), in its own process and from the production build (plain node,
+ * no tsx): the composition root as `npm start` ran it in one process, gateway + API + control plane (with no
+ * databaseUrl configured, that includes the embedded PGlite store). The edge alone is edge-child.ts.
+ * Env: BENCH_DATA_DIR, BENCH_ROUTE ("hostname=port" on 127.0.0.1). Logs (warn) to stderr. Sends {type: 'ready', port} over IPC; answers {cmd: 'metrics'} and {cmd: 'gc'}.
  * Exits normally on disconnect or SIGTERM, so that `--cpu-prof` gets to write its profile.
  */
 import { createApp } from '../../server/app.js';
 import { parseConfig } from '../../core/config/load.js';
 import type { Config } from '../../core/config/schema.js';
 import { createLogger, type Logger } from '../../lib/log.js';
-import { setupCertificates } from '../../core/certs/index.js';
-import { Gateway } from '../../gateway/gateway.js';
 import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
-import { MemoryRouteTable } from '../../lib/route-table.js';
 
 // Limits as open as nginx's (which has none configured): the benchmark measures speed, not admission.
 const LIMITS = {
@@ -39,29 +33,6 @@ async function startApp(config: Config, logger: Logger, hostname: string, port: 
   return { port: addr.port, metrics: () => app.gateway.metrics(), close: () => app.close() };
 }
 
-async function startEdge(config: Config, logger: Logger, hostname: string, port: number): Promise<Running> {
-  const certs = await setupCertificates({ dataDir: config.dataDir, publicHost: config.publicHost, tls: config.tls, logger });
-  const routes = new MemoryRouteTable();
-  await routes.add(hostname, { host: '127.0.0.1', port });
-  const gateway = new Gateway({
-    publicHost: config.publicHost,
-    limits: config.gateway,
-    routes,
-    apiCert: certs.api,
-    app: (_req, res) => res.end('ok'),
-    logger,
-  });
-  const addr = await gateway.listen('127.0.0.1', 0);
-  return {
-    port: addr.port,
-    metrics: () => gateway.metrics(),
-    async close() {
-      await gateway.close();
-      await certs.close();
-    },
-  };
-}
-
 async function main(): Promise<void> {
   const [hostname, port] = (process.env.BENCH_ROUTE ?? '').split('=');
   if (!hostname || !port) throw new Error('BENCH_ROUTE must be "hostname=port"');
@@ -74,8 +45,7 @@ async function main(): Promise<void> {
     gateway: LIMITS,
   });
   const logger = createLogger({ level: 'warn', destination: process.stderr });
-  const start = process.env.BENCH_GATEWAY_MODE === 'edge' ? startEdge : startApp;
-  const running = await start(config, logger, hostname, Number(port));
+  const running = await startApp(config, logger, hostname, Number(port));
   let stopping = false;
   const stop = () => {
     if (stopping) return;

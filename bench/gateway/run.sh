@@ -16,6 +16,8 @@ log "building (tsc -p bench/gateway/tsconfig.json)…"
 node node_modules/typescript/bin/tsc -p bench/gateway/tsconfig.json --outDir "$build"
 
 tmp=$(mktemp -d /tmp/hs-bench-XXXXXX)
+# The whole app's embedded database runs as its own user, which must be able to reach its data dir in here.
+chmod o+x "$tmp"
 # The driver stops nginx and its children itself; this is the fallback if it is killed outright.
 cleanup() {
   if [ -f "$tmp/nginx.pid" ]; then kill -TERM "$(cat "$tmp/nginx.pid")" 2>/dev/null || true; fi
