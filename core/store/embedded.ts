@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from '../../lib/log.js';
 import { findBinaries, initCluster, writeConfig } from './embedded-cluster.js';
 import { EmbeddedStoreError } from './embedded-errors.js';
+import { isAlive, liveServer, SOCKET_PORT, waitReady } from './embedded-live.js';
+import { withStartLock } from './embedded-lock.js';
 import { checkAncestors, chownTree, ownedDir, resolveRunAs, type RunAs } from './embedded-user.js';
 
 export { EmbeddedStoreError, type EmbeddedStoreCode } from './embedded-errors.js';
@@ -20,10 +21,8 @@ export { DEFAULT_SERVICE_USER, ensureServiceUser, type RunAs } from './embedded-
  * recovers from (WAL replay; a stale postmaster.pid).
  */
 
-const SOCKET_PORT = 5432;
 // sun_path holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH = 107;
-const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 const LOG_ROTATE_BYTES = 10 * 1024 * 1024;
 
@@ -141,10 +140,9 @@ export async function embeddedConnection(dataDir: string): Promise<EmbeddedConne
 }
 
 async function startOrJoin(paths: EmbeddedPaths, opts: EmbeddedStoreOptions): Promise<Running> {
-  const log = opts.logger;
   const live = await liveServer(paths);
   if (live !== null) {
-    log.info({ pid: live }, 'embedded database already running: joining it');
+    opts.logger.info({ pid: live }, 'embedded database already running: joining it');
     return joined(live);
   }
   const who = resolveRunAs(opts.runAs, opts.serviceUser);
@@ -153,6 +151,14 @@ async function startOrJoin(paths: EmbeddedPaths, opts: EmbeddedStoreOptions): Pr
   if (who) checkAncestors(root, who);
   ownedDir(root, who);
   ownedDir(paths.stateDir, who);
+  return withStartLock(join(paths.stateDir, 'pg.start.lock'), async () => {
+    // Another process may have started it while this one waited for the lock.
+    const started = await liveServer(paths);
+    return started !== null ? joined(started) : startServer(paths, root, who, opts.logger);
+  });
+}
+
+async function startServer(paths: EmbeddedPaths, root: string, who: RunAs | null, log: Logger): Promise<Running> {
   const created = !existsSync(join(paths.pgdata, 'PG_VERSION'));
   const bins = findBinaries(created ? undefined : paths.pgdata);
   if (created) {
@@ -173,7 +179,7 @@ async function startOrJoin(paths: EmbeddedPaths, opts: EmbeddedStoreOptions): Pr
   try {
     return await spawnServer(paths, bins.postgres, who, created, log);
   } catch (err) {
-    // Two processes starting at once: the loser's postmaster refuses the lock; join the winner.
+    // A starter that does not take the lock (an older HackStream) won the race: join it.
     const winner = await liveServer(paths);
     if (winner !== null) return joined(winner);
     throw err;
@@ -259,86 +265,6 @@ function joined(pid: number): Running {
     timer.unref();
   });
   return { pid, owned: false, created: false, exited, refs: 0, stop: async () => clearInterval(timer) };
-}
-
-/** Waits until the postmaster with `pid` says "ready" in postmaster.pid. */
-async function waitReady(paths: EmbeddedPaths, pid: number, died: () => boolean): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (let delay = 5; ; delay = Math.min(delay * 2, 50)) {
-    if (died()) throw new Error('the server exited while starting');
-    const pidFile = readPidFile(paths.pgdata);
-    if (pidFile?.pid === pid && pidFile.status === 'ready') return;
-    if (Date.now() > deadline) throw new Error(`the server was not ready within ${READY_TIMEOUT_MS / 1000} s`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
-
-/**
- * The pid of a server running on this cluster that answers on its socket, or null. A
- * postmaster.pid whose process is gone (or is no postgres) is stale and is removed, with the
- * socket lock, so the next start is not refused.
- */
-async function liveServer(paths: EmbeddedPaths): Promise<number | null> {
-  const info = readPidFile(paths.pgdata);
-  if (!info) return null;
-  if (!isAlive(info.pid) || !isPostgres(info.pid)) {
-    rmSync(join(paths.pgdata, 'postmaster.pid'), { force: true });
-    rmSync(join(paths.socketDir, `.s.PGSQL.${SOCKET_PORT}.lock`), { force: true });
-    return null;
-  }
-  if (info.status !== 'ready') {
-    // Starting (crash recovery) or stopping: wait for it to settle one way or the other.
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      const now = readPidFile(paths.pgdata);
-      if (!now || now.pid !== info.pid || !isAlive(info.pid)) return null;
-      if (now.status === 'ready') break;
-    }
-  }
-  return (await socketAnswers(join(paths.socketDir, `.s.PGSQL.${SOCKET_PORT}`))) ? info.pid : null;
-}
-
-function readPidFile(pgdata: string): { pid: number; status: string } | null {
-  let text: string;
-  try {
-    text = readFileSync(join(pgdata, 'postmaster.pid'), 'utf8');
-  } catch {
-    return null;
-  }
-  const lines = text.split('\n');
-  const pid = Number(lines[0]);
-  // Line 8 is the postmaster's status ("starting", "ready", "stopping"), padded with spaces.
-  return Number.isInteger(pid) && pid > 0 ? { pid, status: (lines[7] ?? '').trim() } : null;
-}
-
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((done) => {
-    const s = net.connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      done(true);
-    });
-    s.once('error', () => done(false));
-  });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** A recycled pid (a reboot, a container restart) must not pass for the server. */
-function isPostgres(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.endsWith('postgres') ?? false;
-  } catch {
-    return true; // cannot tell (another user's /proc entry hidden): trust the pid file
-  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

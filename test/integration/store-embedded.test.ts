@@ -10,7 +10,7 @@ import pg from 'pg';
 import { silentLogger } from '../../lib/log.js';
 import { lockAuditChain } from '../../core/store/audit-chain.js';
 import { openDatabase } from '../../core/store/database.js';
-import { embeddedConnection, embeddedPaths, EmbeddedStoreError } from '../../core/store/embedded.js';
+import { embeddedConnection, embeddedPaths, EmbeddedStoreError, startEmbeddedStore } from '../../core/store/embedded.js';
 import { AuditEntryEntity, RefreshTokenEntity, UserEntity } from '../../core/store/entities.js';
 import { ADMIN, startApi } from '../helpers/api.js';
 import { seedEmbedded, tempDir } from '../helpers/store.js';
@@ -54,6 +54,15 @@ async function holdOpen(dataDir: string): Promise<void> {
   setInterval(() => undefined, 60_000);
 }
 
+/** Starts or joins the server, reports how, and stops its handle when stdin closes. */
+async function race(dataDir: string): Promise<void> {
+  const store = await startEmbeddedStore({ dataDir, logger: silentLogger() });
+  process.stdout.write(`${JSON.stringify({ owned: store.owned, created: store.created, pid: store.pid })}\n`);
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.once('end', resolve));
+  await store.stop();
+}
+
 function postmasterPid(dataDir: string): number {
   return Number(readFileSync(join(embeddedPaths(dataDir).pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
 }
@@ -90,6 +99,7 @@ const CHILD_DATA_DIR = process.env.STORE_CHILD_DATA_DIR ?? '';
 if (CHILD === 'commit-loop') await commitLoop(CHILD_DATA_DIR);
 else if (CHILD === 'join') await joinAndWrite(CHILD_DATA_DIR);
 else if (CHILD === 'hold') await holdOpen(CHILD_DATA_DIR);
+else if (CHILD === 'race') await race(CHILD_DATA_DIR);
 else {
   describe('embedded store', () => {
     const dirs: string[] = [];
@@ -103,7 +113,7 @@ else {
     const child = (mode: string, dataDir: string) => {
       const c = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
         env: { ...process.env, STORE_CHILD: mode, STORE_CHILD_DATA_DIR: dataDir },
-        stdio: ['ignore', 'pipe', 'inherit'],
+        stdio: [mode === 'race' ? 'pipe' : 'ignore', 'pipe', 'inherit'],
       });
       children.push(c);
       return { c, lines: createInterface({ input: c.stdout! }) };
@@ -207,6 +217,20 @@ else {
         assert.ok(err.message.includes(dataDir), err.message);
         return true;
       });
+    });
+
+    it('two processes starting on a fresh data dir at once: one runs initdb and the server, the other joins it', async () => {
+      const dataDir = await newDataDir(false);
+      const racers = [child('race', dataDir), child('race', dataDir)];
+      const reports = await Promise.all(
+        racers.map(({ lines }) => new Promise<string>((resolve) => lines.once('line', resolve)).then((l) => JSON.parse(l) as { owned: boolean; created: boolean; pid: number })),
+      );
+      assert.deepEqual(reports.map((r) => r.owned).sort(), [false, true], JSON.stringify(reports));
+      assert.equal(reports[0]?.pid, reports[1]?.pid, 'one server');
+      assert.ok(reports.find((r) => r.owned)?.created, 'the owner ran initdb');
+      for (const { c } of racers) c.stdin?.end();
+      assert.deepEqual(await Promise.all(racers.map(({ c }) => exitOf(c))), [0, 0]);
+      await until('the server to stop with its owner', () => serverPids(dataDir).length === 0);
     });
 
     it('starts over a stale postmaster.pid (its process gone, or its pid reused by another program)', async () => {
