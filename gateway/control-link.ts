@@ -10,13 +10,8 @@ export interface ControlLinkOptions {
   /** control's `edge.sock`. */
   socketPath: string;
   logger: Logger;
-  /** The edge's route table, fed from this link. */
+  /** This host's routes, fed from this link (snapshots replace it). */
   routes: MemoryRouteTable;
-  /**
-   * True when the routes also come from Redis (shared by several control planes): snapshots
-   * from this link then add to the table instead of replacing it.
-   */
-  sharedRoutes?: boolean;
   /** The port the edge accepts on (reported to control for connect descriptors). */
   port: () => number;
   /** Control asked to end every tunnel to a hostname. */
@@ -170,8 +165,7 @@ export class ControlLink {
         return;
       case 'routes':
         try {
-          if (this.opts.sharedRoutes) for (const r of msg.routes) this.opts.routes.applyChange({ op: 'add', ...r });
-          else this.opts.routes.replaceRoutes(msg.routes);
+          this.opts.routes.replaceRoutes(msg.routes);
         } catch (err) {
           this.log.warn({ err: (err as Error).message }, 'ignoring an invalid route snapshot');
         }

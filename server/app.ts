@@ -1,17 +1,18 @@
 /*
- * Edge and control in ONE process, joined by the same private Unix sockets as in production
- * (the API hop and the edge link under `<dataDir>/run/`). Tests and benchmarks start a whole
- * HackStream this way; `npm start` runs the processes separately under the supervisor.
+ * Agent, control and edge in ONE process, joined by the same private Unix sockets as in
+ * production (the agent's RPC, the API hop and the edge link under `<dataDir>/run/`). Tests and
+ * benchmarks start a whole HackStream this way; `npm start` runs the processes separately
+ * under the supervisor.
  */
 import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { DockerRuntime } from '../agent/docker-runtime.js';
 import type { ControlPlane } from '../core/auth/index.js';
 import type { Certificates } from '../core/certs/index.js';
 import type { Config } from '../core/config/schema.js';
 import type { PluginHost } from '../core/plugin/host.js';
 import type { SessionManager } from '../core/sessions/manager.js';
+import { AgentRuntime } from '../core/sessions/agent-runtime.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
 import type { Database } from '../core/store/database.js';
 import type { KeyValueStore } from '../core/store/kv.js';
@@ -20,6 +21,7 @@ import type { Logger } from '../lib/log.js';
 import type { RouteTable } from '../lib/route-table.js';
 import { buildControl, defaultInstanceId, type ControlOptions, type UpgradeHandler } from './control.js';
 import { buildEdge, type Edge } from './edge.js';
+import { buildAgent, databaseAudit, type Agent } from './agent.js';
 import { allowUids } from './peers.js';
 
 export { defaultInstanceId };
@@ -44,10 +46,8 @@ export interface HackStream {
   close(): Promise<void>;
 }
 
-export interface AppOptions extends Pick<ControlOptions, 'bootstrap' | 'auth' | 'databaseSchema' | 'onUpgrade'> {
+export interface AppOptions extends Pick<ControlOptions, 'bootstrap' | 'auth' | 'databaseSchema' | 'onUpgrade' | 'sessionsReadiness'> {
   logger: Logger;
-  /** The container runtime (default: Docker at sessions.dockerHost, in this process). */
-  runtime?: SessionRuntime;
 }
 
 export type { UpgradeHandler };
@@ -58,27 +58,42 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   const dataDir = resolve(config.dataDir);
   const runDir = join(dataDir, 'run');
   mkdirSync(join(runDir, 'control'), { recursive: true, mode: 0o750 });
-  const runtime =
-    opts.runtime ??
-    new DockerRuntime({
-      logger,
-      instanceId: config.sessions.instanceId ?? defaultInstanceId(dataDir),
-      network: config.sessions.network,
-      readyTimeoutMs: config.sessions.readyTimeoutMs,
-      ...(config.sessions.dockerHost ? { dockerHost: config.sessions.dockerHost } : {}),
-      ...(config.sessions.image ? { image: config.sessions.image } : {}),
-    });
-  const self = allowUids([process.getuid?.() ?? 0]);
-  const control = await buildControl(config, {
+  mkdirSync(join(runDir, 'agent'), { recursive: true, mode: 0o750 });
+  const me = process.getuid?.() ?? 0;
+  // The agent's refusals are audited in control's store, once it is open.
+  let store: Database | undefined;
+  const agent: Agent = buildAgent({
+    config,
     logger,
-    runDir,
-    runtime,
-    checkPeer: self,
-    ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
-    ...(opts.auth ? { auth: opts.auth } : {}),
-    ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
-    ...(opts.onUpgrade ? { onUpgrade: opts.onUpgrade } : {}),
+    socketPath: join(runDir, 'agent', 'agent.sock'),
+    allowedUids: [me],
+    audit: {
+      record: (entry) => (store ? databaseAudit(store).record(entry) : Promise.reject(new Error('the store is not open yet'))),
+    },
   });
+  await agent.listen();
+  const runtime = new AgentRuntime({ socketPath: join(runDir, 'agent', 'agent.sock'), logger });
+  const self = allowUids([me]);
+  let control;
+  try {
+    control = await buildControl(config, {
+      logger,
+      runDir,
+      runtime,
+      checkPeer: self,
+      ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
+      ...(opts.auth ? { auth: opts.auth } : {}),
+      ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+      ...(opts.onUpgrade ? { onUpgrade: opts.onUpgrade } : {}),
+      ...(opts.sessionsReadiness ? { sessionsReadiness: true } : {}),
+    });
+  } catch (err) {
+    await runtime.close();
+    await agent.close();
+    throw err;
+  }
+  store = control.db;
+  runtime.onReconnect(() => void control.sessions.reconcile().catch(() => {}));
   let edge: Edge;
   try {
     // The edge needs control's sockets (it waits for the API certificate over the link).
@@ -86,6 +101,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
     edge = await buildEdge(config, { logger, runDir });
   } catch (err) {
     await control.close();
+    await agent.close();
     throw err;
   }
   let closing: Promise<void> | undefined;
@@ -107,6 +123,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
       closing ??= (async () => {
         await edge.close();
         await control.close();
+        await agent.close();
       })();
       return closing;
     },

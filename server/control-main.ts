@@ -18,6 +18,7 @@ runChild<Control>({
       runDir,
       runtime,
       checkPeer: allowUids([uidFromEnv('HACKSTREAM_EDGE_UID')]),
+      sessionsReadiness: true,
       bootstrap: {
         username: process.env.HACKSTREAM_ADMIN_USER || undefined,
         password: process.env.HACKSTREAM_ADMIN_PASSWORD || undefined,

@@ -50,6 +50,12 @@ export interface ControlOptions {
   auth?: AuthSettingsInput;
   /** Postgres only: keep the tables in this schema (tests give each run its own). */
   databaseSchema?: string;
+  /**
+   * /ready also asks the runtime whether a session could start now, and the runtime is
+   * prepared (image, network, firewall) at start instead of at the first launch. On for
+   * `npm start`; tests that are not about sessions leave it off.
+   */
+  sessionsReadiness?: boolean;
 }
 
 export interface Control {
@@ -181,7 +187,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     probes: [
       { name: 'the database', ping: () => db.ping() },
       { name: 'the key-value store', ping: () => kv.ping() },
-      ...(runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
+      ...(opts.sessionsReadiness && runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
     ],
     plugins: host,
     gatewayMetrics: () => link.metrics(),
@@ -234,6 +240,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       });
       chmodSync(sockets.api, 0o660);
       sessions.start();
+      if (opts.sessionsReadiness) sessions.prepareInBackground();
     },
     close() {
       // Reverse order of creation: nothing is closed while something opened after it still runs.

@@ -13,7 +13,7 @@ import { createForwarder } from '../gateway/forward.js';
 import { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../lib/log.js';
 import { RedisRouteTable } from '../lib/redis-route-table.js';
-import { MemoryRouteTable } from '../lib/route-table.js';
+import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
 
 export interface EdgeOptions {
   logger: Logger;
@@ -23,7 +23,8 @@ export interface EdgeOptions {
 
 export interface Edge {
   gateway: Gateway;
-  routes: MemoryRouteTable;
+  /** What the listener routes by: this host's routes, then (with Redis) the shared ones. */
+  routes: RouteTable;
   link: ControlLink;
   listen(override?: { host: string; port: number }): Promise<AddressInfo>;
   close(drainMs?: number): Promise<void>;
@@ -42,16 +43,16 @@ export function controlSockets(runDir: string): { api: string; edge: string } {
 export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<Edge> {
   const { logger } = opts;
   const sockets = controlSockets(opts.runDir);
-  const routes: MemoryRouteTable = config.redisUrl
-    ? await RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger })
-    : new MemoryRouteTable();
+  // Routes of this host's control come over the link; with Redis, those of other control planes too.
+  const local = new MemoryRouteTable();
+  const shared = config.redisUrl ? await RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger }) : undefined;
+  const routes = shared ? eitherTable(local, shared) : local;
   let gateway: Gateway | undefined;
   let boundPort = 0;
   const link = new ControlLink({
     socketPath: sockets.edge,
     logger,
-    routes,
-    sharedRoutes: config.redisUrl !== undefined,
+    routes: local,
     port: () => boundPort,
     onCloseTunnels: (hostname) => gateway?.closeTunnels(hostname),
   });
@@ -59,7 +60,7 @@ export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<
     await link.start();
   } catch (err) {
     link.close();
-    await routes.close();
+    await shared?.close();
     throw err;
   }
   const forwarder = createForwarder({ socketPath: sockets.api, logger });
@@ -95,9 +96,31 @@ export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<
         await gw.close(drainMs);
         link.close();
         forwarder.close();
-        await routes.close();
+        await shared?.close();
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * This host's routes first, then the shared table. A route is gone (and its tunnels closed)
+ * only when neither has it: a Redis that restarted empty must not cut this host's sessions.
+ */
+function eitherTable(local: MemoryRouteTable, shared: RouteTable): RouteTable {
+  const refuse = () => Promise.reject(new Error('the edge does not own routes'));
+  return {
+    add: refuse,
+    remove: refuse,
+    list: () => [...local.list(), ...shared.list().filter((r) => !local.lookup(r.hostname))],
+    lookup: (hostname) => local.lookup(hostname) ?? shared.lookup(hostname),
+    onRemove(listener) {
+      const gone = (hostname: string) => {
+        if (!local.lookup(hostname) && !shared.lookup(hostname)) listener(hostname);
+      };
+      const offs = [local.onRemove(gone), shared.onRemove(gone)];
+      return () => offs.forEach((off) => off());
+    },
+    close: () => Promise.all([local.close(), shared.close()]).then(() => undefined),
   };
 }

@@ -81,7 +81,8 @@ export function childTable(o: ChildTableContext): ChildSpec[] {
     : [{ kind: 'service', name: 'store', readyTimeoutMs: 120_000, stopTimeoutMs: 30_000, start: () => startStore(o.dataDir, o.logger.child({ child: 'store' }), o.ids?.control) }];
   return [
     ...store,
-    { kind: 'fork', name: 'agent', entry: sibling('agent-main'), readyTimeoutMs: 60_000, stopTimeoutMs: 15_000 },
+    // Secrets a child has no use for are blanked (an empty override counts as unset).
+    { kind: 'fork', name: 'agent', entry: sibling('agent-main'), env: { HACKSTREAM_ADMIN_PASSWORD: '' }, readyTimeoutMs: 60_000, stopTimeoutMs: 15_000 },
     // Control's first start migrates the database and hashes the first admin's password.
     { kind: 'fork', name: 'control', entry: sibling('control-main'), runAs: o.ids?.control, readyTimeoutMs: 120_000, stopTimeoutMs: 15_000 },
     {
@@ -90,6 +91,7 @@ export function childTable(o: ChildTableContext): ChildSpec[] {
       entry: sibling('edge-main'),
       workers: o.workers,
       runAs: o.ids?.edge,
+      env: { HACKSTREAM_ADMIN_PASSWORD: '', HACKSTREAM_DATABASE_URL: '' },
       readyTimeoutMs: 30_000,
       // Open tunnels get the configured drain, then a margin for the worker to close.
       stopTimeoutMs: o.config.gateway.shutdownDrainMs + 5_000,

@@ -609,6 +609,15 @@ export class SessionManager {
     }
   }
 
+  /** Prepares the runtime now (image, network, firewall) rather than at the first launch; never rejects. */
+  prepareInBackground(): void {
+    if (this.closed) return;
+    this.ensurePrepared().catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, retryInMs: POOL_RETRY_MS }, 'the session runtime is not ready; launches fail until it is');
+      setTimeout(() => this.prepareInBackground(), POOL_RETRY_MS).unref();
+    });
+  }
+
   private ensurePrepared(): Promise<void> {
     this.prepared ??= this.deps.runtime.prepare((line) => this.log.info({ progress: line }, 'preparing the session runtime')).catch((err: unknown) => {
       this.prepared = undefined;
