@@ -3,8 +3,9 @@
  * same build) in a child process on 127.0.0.1 with a fresh data dir, logs in as the bootstrap
  * admin, then measures through the gateway's TLS termination:
  *
- * - `GET /v1/me` with a bearer token (token lookup in the KV + one user query per request) and
- *   `GET /health` (no auth) for reference: autocannon, fixed connections, fixed duration;
+ * - `GET /v1/me` with a bearer token (answered from the principal cache; the KV read and the
+ *   user query happen once per token per cache TTL) and `GET /health` (no auth) for reference:
+ *   autocannon, fixed connections, fixed duration;
  * - login latency, one at a time, with the production Argon2id cost (core/auth/settings.ts).
  *
  * Options: --connections N (50), --duration S (10), --logins N (40),
