@@ -17,7 +17,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,10 +90,32 @@ function post(s: Server, path: string, body: unknown, agent: https.Agent): Promi
   });
 }
 
-/** The child's user + system CPU time so far, in ms (Linux /proc; clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+/**
+ * User + system CPU time so far, in ms, of the server and every process under it (npm start
+ * is a supervisor with edge, control, agent and store children), plus what its exited
+ * children left (cutime/cstime). Linux /proc; clock ticks of 10 ms.
+ */
+function cpuMs(root: number): number {
+  const stats = new Map<number, { ppid: number; ms: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const f = readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      stats.set(Number(name), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10 });
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  let total = 0;
+  for (const [pid, st] of stats) {
+    for (let p = pid, hops = 0; p > 1 && hops < 16; p = stats.get(p)?.ppid ?? 0, hops++) {
+      if (p === root) {
+        total += st.ms;
+        break;
+      }
+    }
+  }
+  return total;
 }
 
 interface Run {
