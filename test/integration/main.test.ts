@@ -16,7 +16,7 @@ describe('hackstream process (server/main.ts)', () => {
   it('starts with defaults plus a listen override, creates its CA, serves /health, and stops cleanly on SIGTERM', async () => {
     const p = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
     try {
-      const line = await waitForLine(p, /"msg":"hackstream listening"/, 20_000);
+      const line = await waitForLine(p, /"msg":"hackstream listening"/, 120_000);
       const { port } = JSON.parse(line) as { port: number };
       const ca = readFileSync(join(dataDir, 'certs/ca.crt'), 'utf8');
       assert.equal(statSync(join(dataDir, 'certs/ca.key')).mode & 0o777, 0o600);
@@ -50,7 +50,7 @@ describe('hackstream process (server/main.ts)', () => {
   it('explains a port that is already taken', async () => {
     const first = run({ HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir, HACKSTREAM_PUBLIC_HOST: 'hackstream.test' });
     try {
-      const { port } = JSON.parse(await waitForLine(first, /"msg":"hackstream listening"/, 20_000)) as { port: number };
+      const { port } = JSON.parse(await waitForLine(first, /"msg":"hackstream listening"/, 120_000)) as { port: number };
       // Its own data dir: the embedded database admits one process per data dir.
       const secondDir = mkdtempSync(join(tmpdir(), 'hs-main-2-'));
       after(() => rmSync(secondDir, { recursive: true, force: true }));
