@@ -12,7 +12,6 @@ import { ControlLink } from '../gateway/control-link.js';
 import { createForwarder } from '../gateway/forward.js';
 import { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../lib/log.js';
-import { RedisRouteTable } from '../lib/redis-route-table.js';
 import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
 
 export interface EdgeOptions {
@@ -45,7 +44,10 @@ export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<
   const sockets = controlSockets(opts.runDir);
   // Routes of this host's control come over the link; with Redis, those of other control planes too.
   const local = new MemoryRouteTable();
-  const shared = config.redisUrl ? await RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger }) : undefined;
+  // ioredis is loaded only when Redis is configured: the edge's heap stays small without it.
+  const shared = config.redisUrl
+    ? await (await import('../lib/redis-route-table.js')).RedisRouteTable.create({ url: config.redisUrl, prefix: config.redisPrefix, logger })
+    : undefined;
   const routes = shared ? eitherTable(local, shared) : local;
   let gateway: Gateway | undefined;
   let boundPort = 0;

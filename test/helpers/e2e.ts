@@ -49,7 +49,7 @@ export async function startServer(o: { dataDir: string; publicHost: string; conf
     { HACKSTREAM_CONFIG: configFile, HACKSTREAM_DATA_DIR: o.dataDir, HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_PUBLIC_HOST: o.publicHost, ...o.env },
     { cwd: o.dataDir },
   );
-  const stop = async (graceMs = 10_000): Promise<number | null> => {
+  const stop = async (graceMs = 30_000): Promise<number | null> => {
     if (p.exitCode() !== undefined) return p.exitCode() ?? null;
     p.child.kill('SIGTERM');
     const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
@@ -59,7 +59,7 @@ export async function startServer(o: { dataDir: string; publicHost: string; conf
   };
   let port: number;
   try {
-    port = (JSON.parse(await waitForLine(p, /"msg":"hackstream listening"/, o.timeoutMs ?? 60_000)) as { port: number }).port;
+    port = (JSON.parse(await waitForLine(p, /"msg":"hackstream listening"/, o.timeoutMs ?? 120_000)) as { port: number }).port;
   } catch (err) {
     await stop(0);
     throw new Error(`HackStream did not start: ${(err as Error).message}`);
