@@ -66,6 +66,9 @@ export class TokenService {
     private readonly caching: TokenCaching,
   ) {}
 
+  /** Lookups in progress by token hash, with the cache generation they began in. */
+  private readonly inflight = new Map<string, { ticket: number; lookup: Promise<Principal | null> }>();
+
   /** Tokens for a user who just logged in; the audit row is written with the family. */
   async login(user: User, ip: string | null, details: Record<string, unknown>): Promise<TokenPair> {
     const family = randomUUID();
@@ -156,6 +159,20 @@ export class TokenService {
     const hit = cache.get(hash);
     if (hit) return hit;
     const ticket = cache.ticket();
+    // Requests of one token arriving together share one lookup (else every expiry of the
+    // entry sends all of a client's in-flight requests to the store at once) — but only a
+    // lookup begun after the last change: an older one may have read the rows before it.
+    const pending = this.inflight.get(hash);
+    if (pending && pending.ticket === ticket) return pending.lookup;
+    const lookup = this.lookup(hash, ticket).finally(() => {
+      if (this.inflight.get(hash)?.lookup === lookup) this.inflight.delete(hash);
+    });
+    this.inflight.set(hash, { ticket, lookup });
+    return lookup;
+  }
+
+  private async lookup(hash: string, ticket: number): Promise<Principal | null> {
+    const { cache } = this.caching;
     const raw = await this.kv.get(`access:${hash}`);
     const rec = raw === null ? null : parseAccess(raw);
     if (!rec) return null;
