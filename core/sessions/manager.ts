@@ -66,6 +66,8 @@ export class SessionManager {
   private readonly log: Logger;
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly pool = new Map<string, PoolEntry>();
+  /** Ids of pool containers being started (not in `pool` yet; reconcile must leave them). */
+  private readonly poolStarting = new Set<string>();
   private poolFilling = 0;
   private readonly poolStarts = new Set<Promise<void>>();
   private poolRetryAt = 0;
@@ -485,9 +487,13 @@ export class SessionManager {
     const live = new Set(rows.map((r) => r.id));
     let adopted = 0;
     let ended = 0;
-    for (const row of rows) {
-      const c = bySession.get(row.id);
-      await this.withLock(row.id, async () => {
+    for (const listed of rows) {
+      await this.withLock(listed.id, async () => {
+        // Read again under the lock: a launch or stop of this process may have just finished
+        // (reconcile also runs when the agent reconnects, with work in flight).
+        const row = await dataSource.getRepository(SessionEntity).findOneBy({ id: listed.id });
+        if (!row || row.endedAt) return;
+        const c = row.containerId ? (bySession.get(row.id) ?? (await this.freshContainer(row.containerId))) : bySession.get(row.id);
         if (row.state === 'starting' || row.state === 'stopping' || !c?.running || !c.upstream) {
           if (c) await runtime.remove(c.containerId);
           if (row.hostname) await this.deps.routes.remove(row.hostname);
@@ -500,7 +506,8 @@ export class SessionManager {
           return;
         }
         await this.deps.routes.add(this.hostnameOf(row.id), c.upstream);
-        const idle = row.state === 'connected';
+        // After a restart of control no tunnel is known; after one of the agent they still are.
+        const idle = row.state === 'connected' && (this.deps.tunnels?.tunnelCount(this.hostnameOf(row.id)) ?? 0) === 0;
         await this.transition(row.id, RUNNING, { state: idle ? 'idle' : row.state, upstream: c.upstream, containerId: c.containerId, ...(idle ? { idleSince: new Date() } : {}) }, {
           actor: 'system',
           action: 'session_adopted',
@@ -509,8 +516,9 @@ export class SessionManager {
       });
     }
     let removed = 0;
+    const pooled = new Set([...this.pool.values()].map((p) => p.containerId));
     for (const c of containers) {
-      if (live.has(c.sessionId)) continue;
+      if (live.has(c.sessionId) || pooled.has(c.containerId) || this.poolStarting.has(c.sessionId)) continue;
       const known = await dataSource.getRepository(SessionEntity).findOneBy({ id: c.sessionId });
       if (c.pooled && !known && c.running && c.upstream && this.pool.size < this.deps.config.pool.size) {
         this.pool.set(c.sessionId, { sessionId: c.sessionId, containerId: c.containerId, upstream: c.upstream, memoryMb: this.deps.config.pool.memoryMb });
@@ -529,6 +537,11 @@ export class SessionManager {
       if (!row || row.endedAt) await this.deps.routes.remove(r.hostname);
     }
     this.log.info({ adopted, ended, removed, pool: this.pool.size }, 'sessions reconciled');
+  }
+
+  /** A container the runtime has now (it may have started after reconcile listed them). */
+  private async freshContainer(containerId: string): Promise<RuntimeContainer | undefined> {
+    return (await this.deps.runtime.list()).find((c) => c.containerId === containerId);
   }
 
   // ---- pool and capacity ----------------------------------------------------------------
@@ -590,6 +603,7 @@ export class SessionManager {
   private async startPoolContainer(): Promise<void> {
     const id = randomUUID();
     const cfg = this.deps.config;
+    this.poolStarting.add(id);
     try {
       const tls = await this.deps.certs.issue(this.hostnameOf(id));
       const c = await this.deps.runtime.create({
@@ -606,6 +620,8 @@ export class SessionManager {
     } catch (err) {
       this.poolRetryAt = Date.now() + POOL_RETRY_MS;
       this.log.warn({ err: (err as Error).message }, 'could not start a pool container; retrying later');
+    } finally {
+      this.poolStarting.delete(id);
     }
   }
 
