@@ -14,6 +14,7 @@ import type { PluginHost } from '../core/plugin/host.js';
 import type { SessionManager } from '../core/sessions/manager.js';
 import { AgentRuntime } from '../core/sessions/agent-runtime.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
+import type { EdgeLink } from '../core/edge-link.js';
 import type { Database } from '../core/store/database.js';
 import type { KeyValueStore } from '../core/store/kv.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -41,6 +42,8 @@ export interface HackStream {
   sessions: SessionManager;
   runtime: SessionRuntime;
   edge: Edge;
+  /** Control's end of the edge link (routes out, tunnels in). */
+  link: EdgeLink;
   /** Binds the configured address (or `listen` overrides) and starts background work. */
   listen(override?: { host: string; port: number }): Promise<AddressInfo>;
   close(): Promise<void>;
@@ -117,6 +120,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
     sessions: control.sessions,
     runtime,
     edge,
+    link: control.link,
     listen: (override) => edge.listen(override),
     close() {
       // The edge drains first (it stops accepting), then control.
