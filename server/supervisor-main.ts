@@ -148,7 +148,8 @@ export async function main(argv: string[] = process.argv.slice(2), opts: { child
   return runSupervisor(new Supervisor({ children, env, execArgv: process.execArgv, logger }), logger);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+/** Runs main() as the process's entry: its result becomes the exit code. */
+export function runMain(): void {
   main().then(
     (code) => {
       process.exitCode = code;
@@ -159,3 +160,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     },
   );
 }
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) runMain();
