@@ -33,6 +33,8 @@ interface Edge {
   acked: number;
   tunnels: Map<string, number>;
   metrics: GatewayMetricsSnapshot | null;
+  /** Counts the edge's metrics reports (a fresh one was asked for). */
+  reports: number;
 }
 
 /**
@@ -49,6 +51,7 @@ export class EdgeLink {
   private readonly unsubscribe: Array<() => void> = [];
   private readonly ackWaiters = new Set<{ seq: number; edges: Set<Edge>; done: () => void }>();
   private seq = 0;
+  private readonly reportWaiters = new Set<() => void>();
 
   constructor(private readonly opts: EdgeLinkOptions) {
     this.log = opts.logger.child({ component: 'edge-link' });
@@ -106,6 +109,26 @@ export class EdgeLink {
   /** Ends every tunnel to `hostname` on every edge. */
   closeTunnels(hostname: string): void {
     this.broadcast({ t: 'close-tunnels', hostname });
+  }
+
+  /** Asks every edge for its counters now and sums them (an edge that is slow counts with its last report). */
+  async freshMetrics(timeoutMs = 1_000): Promise<GatewayMetricsSnapshot> {
+    const asked = new Map([...this.edges].map((e) => [e, e.reports]));
+    this.broadcast({ t: 'report' });
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if ([...asked].every(([e, n]) => e.reports > n || !this.edges.has(e))) done();
+      };
+      const timer = setTimeout(() => done(), timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.reportWaiters.delete(check);
+        resolve();
+      };
+      this.reportWaiters.add(check);
+      check();
+    });
+    return this.metrics();
   }
 
   /** The edges' counters, summed (their last reports). */
@@ -191,7 +214,7 @@ export class EdgeLink {
             socket.destroy();
             return;
           }
-          edge = { socket, pid: msg.pid, port: msg.port, acked: 0, tunnels: new Map(), metrics: null };
+          edge = { socket, pid: msg.pid, port: msg.port, acked: 0, tunnels: new Map(), metrics: null, reports: 0 };
           this.welcome(edge);
           return;
         }
@@ -244,6 +267,8 @@ export class EdgeLink {
         return;
       case 'metrics':
         edge.metrics = { ...msg.metrics, rejected: { ...emptyRejects(), ...msg.metrics.rejected } };
+        edge.reports++;
+        for (const w of this.reportWaiters) w();
         return;
       case 'crash':
         this.opts.onCrash?.({ pid: msg.pid, error: msg.error });

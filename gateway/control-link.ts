@@ -16,6 +16,8 @@ export interface ControlLinkOptions {
   port: () => number;
   /** Control asked to end every tunnel to a hostname. */
   onCloseTunnels: (hostname: string) => void;
+  /** The edge's counters now (control asked for them). */
+  metrics?: () => GatewayMetricsSnapshot;
 }
 
 /**
@@ -182,6 +184,9 @@ export class ControlLink {
         return;
       case 'close-tunnels':
         this.opts.onCloseTunnels(msg.hostname);
+        return;
+      case 'report':
+        if (this.opts.metrics) writeLine(socket, { t: 'metrics', metrics: this.opts.metrics() } satisfies ToControl);
         return;
       case 'hello':
         return;

@@ -28,6 +28,8 @@ export const toEdgeSchema = z.discriminatedUnion('t', [
   /** A TLS-ALPN-01 challenge certificate for `hostname`; null withdraws it. */
   z.object({ t: z.literal('acme'), hostname, pair: keyPair.nullable() }).strict(),
   z.object({ t: z.literal('close-tunnels'), hostname }).strict(),
+  /** Send your counters now (someone reads /v1/metrics). */
+  z.object({ t: z.literal('report') }).strict(),
 ]);
 export type ToEdge = z.infer<typeof toEdgeSchema>;
 

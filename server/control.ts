@@ -190,7 +190,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       ...(opts.sessionsReadiness && runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
     ],
     plugins: host,
-    gatewayMetrics: () => link.metrics(),
+    gatewayMetrics: () => link.freshMetrics(),
     sessions,
   });
   // Only the edge reaches this socket (checked below), and it sets X-Forwarded-For itself.

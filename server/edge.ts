@@ -57,6 +57,7 @@ export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<
     routes: local,
     port: () => boundPort,
     onCloseTunnels: (hostname) => gateway?.closeTunnels(hostname),
+    metrics: () => gateway!.metrics(),
   });
   try {
     await link.start();

@@ -25,7 +25,7 @@ export interface ApiDeps {
   /** Mounts plugins' routes under /v1/plugins/<name>. */
   plugins?: PluginHost;
   /** Gateway counters for /v1/metrics; absent when the API runs without a gateway (tests). */
-  gatewayMetrics?: () => GatewayMetricsSnapshot;
+  gatewayMetrics?: () => Promise<GatewayMetricsSnapshot>;
   /** The session API; absent in tests of the account API alone. */
   sessions?: SessionManager;
 }

@@ -16,7 +16,7 @@ export interface Probe {
 const PROBE_TIMEOUT_MS = 2_000;
 
 /** GET /health (the process is up), GET /ready (its dependencies answer), GET /v1/metrics (admin). */
-export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gatewayMetrics?: () => GatewayMetricsSnapshot }): AnyRoute[] {
+export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gatewayMetrics?: () => Promise<GatewayMetricsSnapshot> }): AnyRoute[] {
   return [
     route({
       method: 'GET',
@@ -46,8 +46,8 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gat
       method: 'GET',
       path: '/v1/metrics',
       access: 'admin',
-      handle(ctx) {
-        const m = deps.gatewayMetrics?.();
+      async handle(ctx) {
+        const m = await deps.gatewayMetrics?.();
         ctx.type = 'text/plain; version=0.0.4';
         ctx.body = (m ? renderPrometheus(m) : '') + accountMetrics(deps.control);
       },
