@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 /**
  * The label naming this installation's containers when config sets no sessions.instanceId:
  * stable across restarts, distinct between installations on one engine. The agent and the
- * control plane must compute the same one (server/app.ts has the same formula).
+ * control plane compute it here, so they always agree.
  */
 export function defaultInstanceId(dataDir: string): string {
   return `hs-${createHash('sha256').update(`${osHostname()}\0${resolve(dataDir)}`).digest('hex').slice(0, 12)}`;

@@ -11,7 +11,7 @@ import type { Database } from '../core/store/database.js';
 import type { AgentAudit } from '../agent/audit.js';
 import { DockerRuntime } from '../agent/docker-runtime.js';
 import { REPO_ROOT } from '../agent/image.js';
-import { defaultInstanceId } from '../agent/instance-id.js';
+import { defaultInstanceId } from '../lib/instance-id.js';
 import { agentLimits } from '../agent/limits.js';
 import type { AgentEngine } from '../agent/methods.js';
 import { AgentServer } from '../agent/server.js';

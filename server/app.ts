@@ -20,12 +20,10 @@ import type { KeyValueStore } from '../core/store/kv.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../lib/log.js';
 import type { RouteTable } from '../lib/route-table.js';
-import { buildControl, defaultInstanceId, type ControlOptions, type UpgradeHandler } from './control.js';
+import { buildControl, type Control, type ControlOptions, type UpgradeHandler } from './control.js';
 import { buildEdge, type Edge } from './edge.js';
 import { buildAgent, databaseAudit, type Agent } from './agent.js';
 import { allowUids } from './peers.js';
-
-export { defaultInstanceId };
 
 export interface HackStream {
   config: Readonly<Config>;
@@ -55,7 +53,7 @@ export interface AppOptions extends Pick<ControlOptions, 'bootstrap' | 'auth' | 
 
 export type { UpgradeHandler };
 
-/** Builds control and the edge, connected, without listening on the public port. */
+/** Builds the agent, control and the edge, connected, without listening on the public port. */
 export async function createApp(config: Readonly<Config>, opts: AppOptions): Promise<HackStream> {
   const { logger } = opts;
   const dataDir = resolve(config.dataDir);
@@ -77,7 +75,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   await agent.listen();
   const runtime = new AgentRuntime({ socketPath: join(runDir, 'agent', 'agent.sock'), logger });
   const self = allowUids([me]);
-  let control;
+  let control: Control;
   try {
     control = await buildControl(config, {
       logger,
@@ -96,7 +94,8 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
     throw err;
   }
   store = control.db;
-  runtime.onReconnect(() => void control.sessions.reconcile().catch(() => {}));
+  const sessions = control.sessions;
+  runtime.onReconnect(() => void sessions.reconcile().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'reconcile after the agent came back failed')));
   let edge: Edge;
   try {
     // The edge needs control's sockets (it waits for the API certificate over the link).

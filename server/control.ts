@@ -5,11 +5,9 @@
  * certificates, tunnels). It never talks to Docker or iptables: the runtime it is given does
  * (the agent's RPC client in production).
  */
-import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
-import { hostname as osHostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createApi } from '../core/api/app.js';
@@ -24,6 +22,7 @@ import { SessionManager } from '../core/sessions/manager.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
 import { openDatabase, type Database } from '../core/store/database.js';
 import { openKv, type KeyValueStore } from '../core/store/kv.js';
+import { defaultInstanceId } from '../lib/instance-id.js';
 import type { Logger } from '../lib/log.js';
 import { RedisRouteTable } from '../lib/redis-route-table.js';
 import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
@@ -85,10 +84,6 @@ async function sessionsReady(runtime: SessionRuntime): Promise<void> {
   if (!status.ready) throw new ProbeFailure(status.reason ?? 'sessions cannot start');
 }
 
-/** Stable across restarts of one installation, distinct between installations on one engine. */
-export function defaultInstanceId(dataDir: string): string {
-  return `hs-${createHash('sha256').update(`${osHostname()}\0${dataDir}`).digest('hex').slice(0, 12)}`;
-}
 
 /** Builds control without listening: store, plugins, certificates, sessions, API. */
 export async function buildControl(config: Readonly<Config>, opts: ControlOptions): Promise<Control> {

@@ -516,16 +516,21 @@ export class SessionManager {
       });
     }
     let removed = 0;
-    const pooled = new Set([...this.pool.values()].map((p) => p.containerId));
     for (const c of containers) {
-      if (live.has(c.sessionId) || pooled.has(c.containerId) || this.poolStarting.has(c.sessionId)) continue;
-      const known = await dataSource.getRepository(SessionEntity).findOneBy({ id: c.sessionId });
-      if (c.pooled && !known && c.running && c.upstream && this.pool.size < this.deps.config.pool.size) {
-        this.pool.set(c.sessionId, { sessionId: c.sessionId, containerId: c.containerId, upstream: c.upstream, memoryMb: this.deps.config.pool.memoryMb });
-        continue;
-      }
-      await runtime.remove(c.containerId);
-      removed++;
+      if (live.has(c.sessionId)) continue;
+      // Under the session's lock, and looked at again: a launch may have claimed this pool
+      // container (or started this one) since the listing.
+      await this.withLock(c.sessionId, async () => {
+        if (this.poolStarting.has(c.sessionId) || [...this.pool.values()].some((p) => p.containerId === c.containerId)) return;
+        const known = await dataSource.getRepository(SessionEntity).findOneBy({ id: c.sessionId });
+        if (known && !known.endedAt) return;
+        if (c.pooled && !known && c.running && c.upstream && this.pool.size < this.deps.config.pool.size) {
+          this.pool.set(c.sessionId, { sessionId: c.sessionId, containerId: c.containerId, upstream: c.upstream, memoryMb: this.deps.config.pool.memoryMb });
+          return;
+        }
+        await runtime.remove(c.containerId);
+        removed++;
+      });
     }
     // Routes of ended sessions (a crash between teardown steps) must not linger.
     const suffix = `.${this.deps.sessionDomain}`;

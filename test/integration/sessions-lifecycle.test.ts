@@ -33,7 +33,9 @@ async function execIn(containerId: string, cmd: string[]): Promise<number | null
 }
 
 describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM, fork bomb', () => {
-  const sessions = testSessions({ idleTimeoutCapSeconds: 4, sweepIntervalMs: 500, pool: { size: 1, memoryMb: 1024, cpus: 1 } });
+  // Idle sessions stop after 12 s: long enough for the OOM and fork-bomb cases to launch two
+  // sessions and act on them on a busy host (a cold launch takes ~5 s through the agent).
+  const sessions = testSessions({ idleTimeoutCapSeconds: 12, sweepIntervalMs: 500, pool: { size: 1, memoryMb: 1024, cpus: 1 } });
   let api: TestApi;
   let user: string;
 
@@ -85,7 +87,7 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
 
   it('stops a session nobody attached to after the idle timeout', async () => {
     const s = await launch(api, user);
-    const stopped = await waitForSession(api, user, s.session_id, (v) => v.state === 'stopped', 20_000);
+    const stopped = await waitForSession(api, user, s.session_id, (v) => v.state === 'stopped', 30_000);
     assert.ok(stopped.ended_at);
     const rows = await auditActions(api, s.session_id);
     const stop = rows.find((r) => r.action === 'session_stopped');
@@ -103,8 +105,8 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
   });
 
   it('contains a memory hog: that session fails (OOM) with an audit row, the API and other sessions keep answering', async () => {
-    const victim = await launch(api, user);
     const bystander = await launch(api, user);
+    const victim = await launch(api, user);
     const hog = execIn(await containerOf(sessions.instanceId, victim.session_id), ['python3', '-c', 'b = []\nwhile True: b.append(bytearray(64 << 20))']);
     const failed = await waitForSession(api, user, victim.session_id, (v) => v.state === 'failed', 30_000);
     await hog.catch(() => null);
@@ -117,8 +119,8 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
   });
 
   it('contains a fork bomb within the pids limit: the API and other sessions keep answering', async () => {
-    const victim = await launch(api, user);
     const bystander = await launch(api, user);
+    const victim = await launch(api, user);
     const cid = await containerOf(sessions.instanceId, victim.session_id);
     const pidsFile = `/sys/fs/cgroup/pids/docker/${cid}/pids.current`;
     assert.ok(existsSync(pidsFile), `cgroup v1 pids file ${pidsFile}`);
