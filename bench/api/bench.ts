@@ -60,6 +60,8 @@ async function startServer(dataDir: string, env: Record<string, string>): Promis
       HACKSTREAM_PUBLIC_HOST: HOST,
       HACKSTREAM_ADMIN_USER: ADMIN.username,
       HACKSTREAM_ADMIN_PASSWORD: ADMIN.password,
+      // No pre-warmed session container: it would outlive the run (sessions are kept across restarts).
+      HACKSTREAM_POOL_SIZE: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
