@@ -9,6 +9,7 @@ import { AgentRuntime } from '../../core/sessions/agent-runtime.js';
 import { RuntimeUnavailableError } from '../../core/sessions/runtime.js';
 import { silentLogger } from '../../lib/log.js';
 import { cleanupSessions, testSessions } from '../helpers/sessions.js';
+import { crashAfterReadyPreload } from '../helpers/faults.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 /*
@@ -22,25 +23,6 @@ const ENTRY = join(import.meta.dirname, '../../server/agent-main.ts');
 const dirs = scratchDirs('hs-agent-main-');
 const sessions = testSessions();
 const children: ChildProcess[] = [];
-
-/**
- * A fake fault: a preload that throws once the agent said ready (an uncaught exception no
- * request can cause), to see the crash path.
- */
-function crashPreload(): string {
-  const file = join(dirs(), 'crash-after-ready.mjs');
-  writeFileSync(
-    file,
-    `const send = process.send.bind(process);
-process.send = (m, ...rest) => {
-  const r = send(m, ...rest);
-  if (m && m.type === 'ready') setImmediate(() => { throw new Error('injected crash'); });
-  return r;
-};
-`,
-  );
-  return file;
-}
 
 function start(
   env: Record<string, string>,
@@ -119,7 +101,7 @@ describe('server/agent-main.ts (the agent process)', () => {
   });
 
   it('an uncaught exception with the store unreachable: a fatal log line, exit 1', async () => {
-    const a = start({ HACKSTREAM_LOG_LEVEL: 'info' }, crashPreload());
+    const a = start({ HACKSTREAM_LOG_LEVEL: 'info' }, crashAfterReadyPreload(dirs(), 'injected crash'));
     await a.ready;
     assert.equal(await a.exited, 1);
     const fatal = a

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { dropSchema, TEST_DATABASE_URL } from '../helpers/store.js';
+import { crashAfterReadyPreload } from '../helpers/faults.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 /*
@@ -15,21 +15,6 @@ import { scratchDirs } from '../helpers/tmp.js';
  */
 const ENTRY = join(import.meta.dirname, '../../server/control-main.ts');
 const dirs = scratchDirs('hs-control-crash-');
-
-function crashPreload(): string {
-  const file = join(dirs(), 'crash-after-ready.mjs');
-  writeFileSync(
-    file,
-    `const send = process.send.bind(process);
-process.send = (m, ...rest) => {
-  const r = send(m, ...rest);
-  if (m && m.type === 'ready') setImmediate(() => { throw new Error('injected fault after ready'); });
-  return r;
-};
-`,
-  );
-  return file;
-}
 
 describe('control dying of an unhandled error', () => {
   const schema = `t_crash_${randomBytes(4).toString('hex')}`;
@@ -43,7 +28,7 @@ describe('control dying of an unhandled error', () => {
     url.searchParams.set('options', `-c search_path=${schema}`);
     const dataDir = dirs();
     const child = fork(ENTRY, [], {
-      execArgv: ['--import', 'tsx', '--import', crashPreload()],
+      execArgv: ['--import', 'tsx', '--import', crashAfterReadyPreload(dirs(), 'injected fault after ready')],
       env: {
         PATH: process.env.PATH ?? '',
         HACKSTREAM_DATA_DIR: dataDir,
