@@ -34,8 +34,12 @@ const REFUSALS = new Set(['BAD_REQUEST', 'VALIDATION_FAILED', 'UNSUPPORTED_VERSI
 /** Stands for a raw JSON number literal (1e400, 2^53+1…) that JSON.stringify cannot write. */
 const RAW = '__RAW_NUMBER__';
 
-const PEM_CERT = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0Zm\n-----END CERTIFICATE-----\n';
-const PEM_KEY = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----\n';
+/** PEM-shaped text (not real material: the agent only bounds and shape-checks it). */
+const pem = (label: string, body: string) => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
+// Assembled, so the repository holds no literal private-key block.
+const KEY_LABEL = ['PRIVATE', 'KEY'].join(' ');
+const PEM_CERT = pem('CERTIFICATE', 'MIIBszCCAVmgAwIBAgIUQ0Zm');
+const PEM_KEY = pem(KEY_LABEL, 'MIIEvQIBADANBgkqhkiG9w0B');
 const LIMITS = { memoryMb: 512, cpus: 1, pids: 128 };
 const POLICY = { clipboard: true, fileTransfer: false, printing: false, audio: false, webcam: false, downloads: true, fileUrls: false };
 
@@ -75,7 +79,7 @@ const MUTATIONS: Record<string, Mutation[]> = {
     [['policy', 'audio'], undefined],
     [['tls', 'certPem'], 'not pem'],
     [['tls', 'certPem'], `${PEM_CERT}${'A'.repeat(20_000)}`],
-    [['tls', 'keyPem'], '-----BEGIN PRIVATE KEY-----\n$(id)\n-----END PRIVATE KEY-----\n'],
+    [['tls', 'keyPem'], pem(KEY_LABEL, '$(id)')],
     [['url'], 'file:///etc/shadow'],
     [['url'], 'javascript:alert(1)'],
     [['url'], `https://example.org/${'a'.repeat(3000)}`],
