@@ -118,7 +118,7 @@ export class DockerRuntime implements SessionRuntime {
     this.exits = new ExitWatcher(this.docker, this.ownLabels(), this.log);
   }
 
-  async prepare(progress?: ProgressFn): Promise<void> {
+  async prepare(progress?: ProgressFn, signal?: AbortSignal): Promise<void> {
     await this.reachable(true);
     if (!isLocalEngine(this.address)) {
       throw new NetworkIsolationError(
@@ -128,7 +128,13 @@ export class DockerRuntime implements SessionRuntime {
     }
     // A build takes minutes: no deadline here (the build reports progress instead).
     this.image = await this.call(
-      () => ensureImage(this.docker, { logger: this.log, ...(progress ? { progress } : {}), ...(this.opts.image ? { image: this.opts.image } : {}) }),
+      () =>
+        ensureImage(this.docker, {
+          logger: this.log,
+          ...(progress ? { progress } : {}),
+          ...(signal ? { signal } : {}),
+          ...(this.opts.image ? { image: this.opts.image } : {}),
+        }),
       Infinity,
     );
     await this.call(() => ensureSessionNetwork(this.docker, this.opts.network, this.log));

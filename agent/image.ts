@@ -73,6 +73,8 @@ export interface EnsureImageOptions {
   progress?: (line: string) => void;
   /** A configured image to use as it is: it must exist; nothing is built. */
   image?: string;
+  /** Stops waiting; a build that nobody waits for any more is cancelled. */
+  signal?: AbortSignal;
 }
 
 async function imageExists(docker: Docker, ref: string): Promise<boolean> {
@@ -89,18 +91,32 @@ async function imageExists(docker: Docker, ref: string): Promise<boolean> {
 interface Build {
   done: Promise<string>;
   listeners: Set<(line: string) => void>;
+  waiters: number;
+  cancel: () => void;
 }
 let current: Build | null = null;
 
 const TAIL_LINES = 20;
 
-function runBuildScript(tag: string, logger: Logger, listeners: Set<(line: string) => void>): Promise<string> {
+function runBuildScript(tag: string, logger: Logger, listeners: Set<(line: string) => void>): { done: Promise<string>; cancel: () => void } {
   const log = logger.child({ image: tag });
   log.info({ script: BUILD_SCRIPT }, 'building the session image');
   const t0 = Date.now();
   const tail: string[] = [];
-  return new Promise<string>((resolve, reject) => {
-    const child = spawn('bash', [BUILD_SCRIPT], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so that cancelling stops the docker client too (the engine then
+  // cancels the build when its client goes away).
+  const child = spawn('bash', [BUILD_SCRIPT], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let exited = false;
+  const cancel = () => {
+    if (exited || child.pid === undefined) return;
+    log.info({}, 'image build cancelled: nothing waits for it any more');
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  };
+  const done = new Promise<string>((resolve, reject) => {
     const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
       tail.push(line);
       if (tail.length > TAIL_LINES) tail.shift();
@@ -123,6 +139,7 @@ function runBuildScript(tag: string, logger: Logger, listeners: Set<(line: strin
     );
     child.on('error', (err) => reject(new ImageError(`cannot run ${BUILD_SCRIPT}: ${err.message}`, { cause: err })));
     child.on('close', (code, signal) => {
+      exited = true;
       void Promise.all(closed).then(() => {
         if (code === 0) {
           log.info({ ms: Date.now() - t0 }, 'session image built');
@@ -134,12 +151,13 @@ function runBuildScript(tag: string, logger: Logger, listeners: Set<(line: strin
       });
     });
   });
+  return { done, cancel };
 }
 
 /**
  * The image reference to run sessions from. `opts.image` when given (it must exist); else
  * imageTag(), built with scripts/build-image.sh when missing (minutes, once). Concurrent
- * calls share one build.
+ * calls share one build; when every caller's `signal` has aborted, the build is cancelled.
  */
 export async function ensureImage(docker: Docker, opts: EnsureImageOptions): Promise<string> {
   if (opts.image) {
@@ -150,11 +168,15 @@ export async function ensureImage(docker: Docker, opts: EnsureImageOptions): Pro
   }
   const tag = imageTag();
   if (await imageExists(docker, tag)) return tag;
+  opts.signal?.throwIfAborted();
   if (!current) {
     const listeners = new Set<(line: string) => void>();
+    const run = runBuildScript(tag, opts.logger, listeners);
     const started: Build = {
       listeners,
-      done: runBuildScript(tag, opts.logger, listeners)
+      waiters: 0,
+      cancel: run.cancel,
+      done: run.done
         .then(async (built) => {
           // The folder may have changed while the script ran; it hashes what it builds.
           if (!(await imageExists(docker, built))) {
@@ -166,13 +188,26 @@ export async function ensureImage(docker: Docker, opts: EnsureImageOptions): Pro
           current = null;
         }),
     };
+    // A build every waiter gave up on is cancelled and rejects with no one to tell.
+    started.done.catch(() => undefined);
     current = started;
   }
   const build = current;
   if (opts.progress) build.listeners.add(opts.progress);
+  build.waiters += 1;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    const signal = opts.signal;
+    if (!signal) return;
+    onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new ImageError('stopped waiting for the image build'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
   try {
-    return await build.done;
+    return await Promise.race([build.done, aborted]);
   } finally {
+    if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
     if (opts.progress) build.listeners.delete(opts.progress);
+    build.waiters -= 1;
+    if (build.waiters === 0 && opts.signal?.aborted) build.cancel();
   }
 }

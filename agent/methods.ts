@@ -43,7 +43,7 @@ export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVers
     async prepare(_p, ctx) {
       status = null;
       try {
-        await engine.prepare((line) => ctx.progress(line));
+        await engine.prepare((line) => ctx.progress(line), ctx.signal);
       } finally {
         status = null;
       }

@@ -53,7 +53,8 @@ interface Slot {
   /** 1-based, cluster children only. */
   worker?: number;
   backoff: Backoff;
-  current?: { instance: Instance; since: number };
+  /** `ready` once it said so: one stopped before that had nothing to drain. */
+  current?: { instance: Instance; since: number; ready: boolean };
   timer?: NodeJS.Timeout;
 }
 
@@ -159,7 +160,7 @@ export class Supervisor {
       if (err instanceof LaunchError) throw err;
       throw new LaunchError(`${this.label(slot)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     });
-    slot.current = { instance, since: Date.now() };
+    slot.current = { instance, since: Date.now(), ready: false };
     this.log.info(this.fields(slot, instance.pid), 'child started');
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
@@ -177,6 +178,7 @@ export class Supervisor {
     if (onAbort) this.abort.signal.removeEventListener('abort', onAbort);
     switch (outcome.kind) {
       case 'ready':
+        slot.current.ready = true;
         this.log.info({ ...this.fields(slot, instance.pid), ms: Date.now() - slot.current.since }, 'child ready');
         void instance.exited.then((exit) => this.onExit(slot, instance, exit));
         return;
@@ -240,7 +242,8 @@ export class Supervisor {
     }
     slot.current = undefined;
     this.log.info({ ...this.fields(slot, instance.pid), code: exit.code, signal: exit.signal, ms: Date.now() - began }, 'child stopped');
-    return !killed && exit.code === 0;
+    // A child still starting may not have its SIGTERM handler yet: dying of that signal is its clean stop.
+    return !killed && (exit.code === 0 || (!current.ready && exit.signal === 'SIGTERM'));
   }
 }
 

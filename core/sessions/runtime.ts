@@ -75,7 +75,7 @@ export interface SessionRuntime {
    * Checks the engine, builds the image when it is missing (reporting progress) and sets up
    * the sessions' network. Throws RuntimeUnavailableError when no engine answers.
    */
-  prepare(progress?: ProgressFn): Promise<void>;
+  prepare(progress?: ProgressFn, signal?: AbortSignal): Promise<void>;
   /** Creates and starts a container and resolves when xpra is up and Firefox's window mapped. */
   create(spec: SessionSpec, opts?: { signal?: AbortSignal }): Promise<RuntimeContainer>;
   /**

@@ -24,7 +24,7 @@ const scratch = scratchDirs('hs-supervisor-');
 interface FixtureChild {
   name: string;
   kind: 'fork' | 'cluster' | 'service';
-  mode: 'ok' | 'crash' | 'ignore-term' | 'never-ready' | 'tcp';
+  mode: 'ok' | 'crash' | 'ignore-term' | 'never-ready' | 'loading' | 'tcp';
   workers?: number;
   user?: string;
   entry?: string;
@@ -325,6 +325,24 @@ describe('supervisor process', () => {
       assert.equal(stopped?.signal, 'SIGKILL');
       assert.ok((stopped?.ms as number) >= 1000);
       assert.equal(alive(pid), false);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
+  it('stops cleanly (exit 0) on a SIGTERM while a child is still loading, before its own handler exists', async () => {
+    const p = supervise([
+      { name: 'first', kind: 'fork', mode: 'ok' },
+      { name: 'loading', kind: 'fork', mode: 'loading' },
+    ]);
+    try {
+      await until(p, 'the loading child started', () => (p.notes().includes('start loading') ? true : undefined));
+      p.child.kill('SIGTERM');
+      assert.equal(await p.exit, 0);
+      const stopped = p.logs('child stopped').find((l) => l.child === 'loading');
+      assert.equal(stopped?.signal, 'SIGTERM');
+      assert.deepEqual(p.logs('all processes stopped').map((l) => l.clean), [true]);
+      assert.deepEqual(p.notes(), ['start first', 'start loading', 'stop first']);
     } finally {
       p.child.kill('SIGKILL');
     }
