@@ -11,6 +11,9 @@ apt_install pebble openssl curl ca-certificates testssl.sh
 apt_install xvfb imagemagick xdotool tesseract-ocr
 # The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
 apt_install yad desktop-file-utils
+# The auth plugins' tests: a real LDAP server (slapd, run by the test on its own port) and
+# an independent TOTP implementation (oathtool).
+apt_install slapd ldap-utils oathtool
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries

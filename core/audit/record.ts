@@ -18,7 +18,8 @@ export const TARGET_MAX = 512;
 export interface AuditInput {
   /** User id of who acted, "system", or a plugin name; null for anonymous. */
   actor: string | null;
-  action: AuditAction;
+  /** Core's own actions, or a plugin's `<plugin name>.<event>` (AUDIT_ACTION_PATTERN). */
+  action: AuditAction | `${string}.${string}`;
   /** What was acted on: a user id, a username that was tried, a session id… */
   target?: string | null;
   /** The client's address; anything that is not an IP address is kept in details instead. */

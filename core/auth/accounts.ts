@@ -1,5 +1,5 @@
 import type { Logger } from '../../lib/log.js';
-import type { AccountsService, PasswordCheck } from '../plugin/contract.js';
+import type { AccountsService, AccountView, PasswordCheck } from '../plugin/contract.js';
 import type { PasswordHasher } from './passwords.js';
 import type { Users } from './users.js';
 
@@ -28,6 +28,11 @@ export function createAccountsService(users: Users, hasher: PasswordHasher, logg
         );
       }
       return { ok: true, userId: user.id };
+    },
+    async findById(userId: string): Promise<AccountView | null> {
+      const user = await users.findById(userId);
+      if (!user) return null;
+      return Object.freeze({ id: user.id, username: user.username, role: user.role, disabled: user.disabled, source: user.source });
     },
   };
 }

@@ -1,4 +1,6 @@
 import type { DataSource } from 'typeorm';
+import { AUDIT_ACTION_PATTERN } from '../audit/actions.js';
+import type { AuditService } from '../plugin/contract.js';
 import { auditedTransaction, recordStandaloneAudit, type AuditedTransaction, type AuditEmit, type AuditInput } from '../audit/index.js';
 
 /**
@@ -19,6 +21,24 @@ export function createAudit(dataSource: DataSource, emit?: AuditEmit): Audit {
       await recordStandaloneAudit(dataSource, entry, emit);
     },
   };
+}
+
+/**
+ * The audit as plugins write it: a row alone, the action checked against the audit's
+ * pattern. The host gives each plugin a wrapper that also requires its own prefix.
+ */
+export function pluginAuditService(audit: Audit): AuditService {
+  return {
+    async record(entry) {
+      const action = entry.action;
+      if (!AUDIT_ACTION_PATTERN.test(action) || !isPluginAction(action)) throw new TypeError(`audit action ${JSON.stringify(action)} must be "<plugin>.<event>" matching ${AUDIT_ACTION_PATTERN}`);
+      await audit.record({ actor: entry.actor, action, target: entry.target, sourceIp: entry.ip, result: entry.result, details: { ...entry.details } });
+    },
+  };
+}
+
+function isPluginAction(action: string): action is `${string}.${string}` {
+  return /^[a-z][a-z0-9_]*\.[a-z0-9_.:]+$/.test(action);
 }
 
 export type { AuditedTransaction, AuditInput };

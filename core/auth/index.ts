@@ -4,7 +4,7 @@ import type { AuditEvent, PluginServices } from '../plugin/contract.js';
 import type { PluginHost } from '../plugin/host.js';
 import type { KeyValueStore } from '../store/kv.js';
 import { createAccountsService } from './accounts.js';
-import { createAudit, type Audit } from './audit.js';
+import { createAudit, pluginAuditService, type Audit } from './audit.js';
 import { login } from './login.js';
 import { PasswordHasher } from './passwords.js';
 import { PrincipalCache } from './principal-cache.js';
@@ -74,7 +74,7 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
       quotas ??= createQuotas({ plugins: deps.plugins(), kv: deps.kv, usage, logger });
       return quotas;
     },
-    services: { accounts: createAccountsService(users, hasher, logger), usage },
+    services: { accounts: createAccountsService(users, hasher, logger), usage, audit: pluginAuditService(audit) },
     login: (attempt, log) => login({ plugins: deps.plugins(), users, tokens, throttle, audit, slots }, attempt, log),
   };
 }

@@ -224,6 +224,7 @@ interface UserRow {
   id: string;
   username: string;
   password_hash: string | null;
+  source: string | null;
   role: Role;
   disabled: boolean;
   token_epoch: number;
@@ -242,6 +243,7 @@ function userFromRow(r: UserRow): User {
     id: r.id,
     username: r.username,
     passwordHash: r.password_hash,
+    source: r.source,
     role: r.role,
     disabled: r.disabled,
     tokenEpoch: r.token_epoch,

@@ -5,17 +5,35 @@
 import type Router from '@koa/router';
 import type { z } from 'zod';
 import type { Logger } from '../../lib/log.js';
-import type { AuditSink, AuthProvider, QuotaPolicy, SessionListener } from './extensions.js';
-import type { PluginServices } from './services.js';
+import type { AuditSink, AuthProvider, DeviceFlow, QuotaPolicy, RedirectFlow, SecondFactor, SessionListener } from './extensions.js';
+import type { PluginServices, PluginStorage } from './services.js';
 
 export type * from './extensions.js';
+export { FLOW_ID_PATTERN } from './extensions.js';
 export type * from './services.js';
 export type { Logger };
+
+/**
+ * The contract version this HackStream implements. A plugin states the version it was
+ * written for (`contract`); any other is refused at start-up, naming the plugin.
+ */
+export const PLUGIN_CONTRACT_VERSION = 2;
+
+/** The caller of a plugin route, when the request carried a valid access token. */
+export interface PluginPrincipal {
+  readonly userId: string;
+  readonly username: string;
+  readonly role: 'admin' | 'user';
+}
 
 /** What core puts in `ctx.state` of a plugin route. */
 export interface PluginRouteState {
   /** The request id, also in the `x-request-id` response header. */
   readonly reqId: string;
+  /** Null when the request had no valid access token: the route decides what that means. */
+  readonly principal: PluginPrincipal | null;
+  /** The client's address as the edge saw it. */
+  readonly ip: string;
 }
 
 /** A router a plugin registers; the host mounts it under `/v1/plugins/<plugin name>`. */
@@ -39,6 +57,19 @@ export interface PluginRegistrar {
   auditSink(sink: AuditSink): void;
   /** Receives every session lifecycle event. */
   sessionEvents(listener: SessionListener): void;
+  /** Adds a browser redirect flow (its `id` unique across plugins). */
+  redirectFlow(flow: RedirectFlow): void;
+  /** Adds a device flow (its `id` unique across plugins). */
+  deviceFlow(flow: DeviceFlow): void;
+  /** Adds a second factor (its `id` unique across plugins). */
+  secondFactor(factor: SecondFactor): void;
+}
+
+/** One step of a plugin's schema: SQL run once, in order, inside the plugin's own schema. */
+export interface PluginMigration {
+  /** Unique within the plugin and never reused, e.g. `001-secrets`. */
+  readonly id: string;
+  readonly up: string;
 }
 
 /** What `init` receives: nothing else of core is reachable from a plugin. */
@@ -49,6 +80,8 @@ export interface PluginContext<Options> {
   readonly config: Options;
   readonly register: PluginRegistrar;
   readonly services: PluginServices;
+  /** Its own SQL schema and KV space (see PluginStorage). */
+  readonly storage: PluginStorage;
 }
 
 /** Returned by `init` when the plugin holds something to release on shutdown. */
@@ -58,11 +91,12 @@ export interface PluginHandle {
 }
 
 /**
- * A HackStream plugin. It is enabled only by being listed under `plugins` in the config
- * (key = `name`, value = its options) and known to the static registry
- * (`core/plugin/registry.ts`). At start-up the host validates every enabled plugin's
- * options before any `init`, then calls `init` in dependency order, each with a timeout.
- * A plugin module's default export is its `Plugin`.
+ * A HackStream plugin. It is enabled by being listed under `plugins` in the config: the key
+ * is a built-in's name, an npm package name (resolved from the server's node_modules or the
+ * plugins folder) or a path (`./…` or `/…`, relative to the config file); the value is its
+ * options. At start-up the host loads every enabled plugin, checks its contract version and
+ * validates its options before any `init`, applies its migrations, then calls `init` in
+ * dependency order, each with a timeout. A plugin module's default export is its `Plugin`.
  *
  * @typeParam Options - the options after validation (`z.output` of `configSchema`)
  * @typeParam Input - the options as written in the config file (`z.input`)
@@ -72,6 +106,10 @@ export interface Plugin<Options = unknown, Input = unknown> {
   readonly name: string;
   /** The plugin's own version (semver), logged at start-up. */
   readonly version: string;
+  /** The contract version it was written for: PLUGIN_CONTRACT_VERSION. */
+  readonly contract: number;
+  /** Its SQL schema's migrations, applied in order once each (see PluginStorage). */
+  readonly migrations?: readonly PluginMigration[];
   /** Plugins that must be enabled and initialised before this one. */
   readonly dependsOn?: readonly string[];
   /** Validates the options; unknown keys should be refused (`.strict()`), defaults set here. */

@@ -1,4 +1,5 @@
-import type { AuditSink, AuthProvider, PluginRegistrar, PluginRouter, QuotaPolicy, SessionListener } from './contract.js';
+import type { AuditSink, AuthProvider, DeviceFlow, PluginRegistrar, PluginRouter, QuotaPolicy, RedirectFlow, SecondFactor, SessionListener } from './contract.js';
+import { FLOW_ID_PATTERN } from './extensions.js';
 import { PluginError } from './errors.js';
 
 /** One registration, remembered with the plugin that made it. */
@@ -14,10 +15,13 @@ export interface Registrations {
   readonly routers: Owned<PluginRouter>[];
   readonly auditSinks: Owned<AuditSink>[];
   readonly sessionListeners: Owned<SessionListener>[];
+  readonly redirectFlows: Owned<RedirectFlow>[];
+  readonly deviceFlows: Owned<DeviceFlow>[];
+  readonly secondFactors: Owned<SecondFactor>[];
 }
 
 export function emptyRegistrations(): Registrations {
-  return { authProviders: [], quotaPolicy: undefined, routers: [], auditSinks: [], sessionListeners: [] };
+  return { authProviders: [], quotaPolicy: undefined, routers: [], auditSinks: [], sessionListeners: [], redirectFlows: [], deviceFlows: [], secondFactors: [] };
 }
 
 /**
@@ -57,6 +61,32 @@ export function openRegistrar(plugin: string, into: Registrations): { registrar:
       accept('a session listener', listener);
       into.sessionListeners.push({ plugin, value: listener });
     },
+    redirectFlow(flow: RedirectFlow) {
+      accept('a redirect flow', flow, 'begin');
+      accept('a redirect flow', flow, 'callback');
+      uniqueId('redirect flow', flow.id, into.redirectFlows);
+      into.redirectFlows.push({ plugin, value: flow });
+    },
+    deviceFlow(flow: DeviceFlow) {
+      accept('a device flow', flow, 'start');
+      accept('a device flow', flow, 'poll');
+      uniqueId('device flow', flow.id, into.deviceFlows);
+      into.deviceFlows.push({ plugin, value: flow });
+    },
+    secondFactor(factor: SecondFactor) {
+      accept('a second factor', factor, 'required');
+      accept('a second factor', factor, 'verify');
+      uniqueId('second factor', factor.id, into.secondFactors);
+      into.secondFactors.push({ plugin, value: factor });
+    },
   });
+  /** Ids are unique per kind: a provider's redirect flow and device flow may share one (`/v1/auth/flows/<id>/…`). */
+  function uniqueId(what: string, id: unknown, taken: readonly Owned<{ readonly id: string }>[]): void {
+    if (typeof id !== 'string' || !FLOW_ID_PATTERN.test(id)) {
+      throw new PluginError(plugin, `plugin "${plugin}" registered a ${what} with id ${JSON.stringify(id)}; ids are 1–63 of a-z 0-9 - starting with a letter or digit`);
+    }
+    const clash = taken.find((t) => t.value.id === id);
+    if (clash) throw new PluginError(plugin, `plugin "${plugin}" registered a ${what} "${id}", but "${clash.plugin}" already did; ids must be unique`);
+  }
   return { registrar, seal: () => void (open = false) };
 }

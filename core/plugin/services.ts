@@ -7,13 +7,42 @@ export type PasswordCheck =
   | { readonly ok: true; readonly userId: string }
   | { readonly ok: false; readonly reason: 'unknown-user' | 'wrong-password' | 'disabled' };
 
-/** Local accounts. */
+/** An account as plugins see it (no secrets). `source`: null for a local account. */
+export interface AccountView {
+  readonly id: string;
+  readonly username: string;
+  readonly role: 'admin' | 'user';
+  readonly disabled: boolean;
+  readonly source: string | null;
+}
+
+/** Accounts. */
 export interface AccountsService {
   /**
    * Checks a password against the local account. Takes the same time whether or not the
-   * user exists (a dummy hash is verified for unknown users).
+   * user exists (a dummy hash is verified for unknown users). An account owned by an
+   * external source has no local password: `unknown-user`.
    */
   verifyPassword(username: string, password: string): Promise<PasswordCheck>;
+  /** The account with this id, or null. */
+  findById(userId: string): Promise<AccountView | null>;
+}
+
+/** An audit row a plugin writes; `action` is `<plugin name with - as _>.<event>`, e.g. `mfa_totp.reset` (AUDIT_ACTION_PATTERN). */
+export interface PluginAuditEntry {
+  readonly action: string;
+  /** The user who acted (null: anonymous or the system). */
+  readonly actor: string | null;
+  readonly target: string | null;
+  readonly ip: string | null;
+  readonly result: 'success' | 'failure';
+  /** Never a secret: codes, tokens and keys stay out of audit. */
+  readonly details?: Readonly<Record<string, string | number | boolean | null>>;
+}
+
+export interface AuditService {
+  /** Appends a row to the hash-chained audit (and the audit sinks). */
+  record(entry: PluginAuditEntry): Promise<void>;
 }
 
 /** What a user uses right now. */
@@ -30,6 +59,28 @@ export interface UsageService {
 export interface PluginServices {
   readonly accounts: AccountsService;
   readonly usage: UsageService;
+  readonly audit: AuditService;
+}
+
+/**
+ * The plugin's own storage, namespaced by its name. `sql` runs in the plugin's own
+ * PostgreSQL schema (`plugin_<name with - as _>`, on the search path), created with the
+ * plugin's `migrations` applied in order at start-up; `kv` is the shared KV store (Redis or
+ * the embedded one) under the prefix `plugin:<name>:`, for short-lived state.
+ */
+export interface PluginStorage {
+  readonly sql: {
+    /** Parameterised ($1, $2…) SQL; rows as objects. Runs in one transaction when given several statements via `transaction`. */
+    query<Row extends Record<string, unknown> = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
+    transaction<T>(work: (q: { query: PluginStorage['sql']['query'] }) => Promise<T>): Promise<T>;
+  };
+  readonly kv: {
+    get(key: string): Promise<string | null>;
+    set(key: string, value: string, opts?: { readonly ttlMs?: number }): Promise<void>;
+    /** Sets only when absent (atomic): true when this call set it. For "use once" checks. */
+    setIfAbsent(key: string, value: string, opts: { readonly ttlMs: number }): Promise<boolean>;
+    delete(key: string): Promise<boolean>;
+  };
 }
 
 /**
@@ -39,7 +90,8 @@ export interface PluginServices {
 export function unavailableServices(): PluginServices {
   const fail = (what: string) => () => Promise.reject(new Error(`${what} service is not available`));
   return {
-    accounts: { verifyPassword: fail('accounts') },
+    accounts: { verifyPassword: fail('accounts'), findById: fail('accounts') },
     usage: { current: fail('usage') },
+    audit: { record: fail('audit') },
   };
 }

@@ -44,6 +44,8 @@ export interface User {
   passwordHash: string | null;
   role: Role;
   disabled: boolean;
+  /** The identity source that owns the account (`ldap`, `oidc:<issuer>`); null: a local account. */
+  source: string | null;
   /**
    * Tokens carry the epoch they were issued under; bumping it invalidates every access and
    * refresh token of the user at once (logout everywhere, password change, disable).
@@ -148,6 +150,7 @@ export const UserEntity = new EntitySchema<User>({
     passwordHash: { type: 'text', name: 'password_hash', nullable: true },
     role: { type: 'text', default: 'user' },
     disabled: { type: 'boolean', default: false },
+    source: { type: 'text', nullable: true },
     tokenEpoch: { type: 'integer', name: 'token_epoch', default: 0 },
     quotaMaxSessions: optionalInt('quota_max_sessions'),
     quotaCpuMillicores: optionalInt('quota_cpu_millicores'),

@@ -11,6 +11,7 @@ const options = z.object({}).strict();
 export default definePlugin({
   name: 'auth-local',
   version: '0.1.0',
+  contract: 2,
   configSchema: options,
   exampleConfig: {},
   async init({ register, services }) {

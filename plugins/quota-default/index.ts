@@ -16,6 +16,7 @@ const options = z.object({ user: quotaWithDefaults(USER), admin: quotaWithDefaul
 export default definePlugin({
   name: 'quota-default',
   version: '0.1.0',
+  contract: 2,
   configSchema: options,
   exampleConfig: { user: { maxSessions: 2, memoryMb: 2048 }, admin: { maxSessions: 4 } },
   async init({ config, register, services }) {
