@@ -29,20 +29,20 @@ export interface LoginDeps {
 export async function login(deps: LoginDeps, attempt: { username: string; password: string; ip: string }, log: Logger): Promise<TokenPair> {
   const { username, password, ip } = attempt;
   await refuseIf(deps, await deps.throttle.checkIp(ip), attempt, log);
-  await refuseIf(deps, await deps.throttle.reserveAccount(username), attempt, log);
+  await refuseIf(deps, await deps.throttle.reserveAccount(username, ip), attempt, log);
   const decision = await deps.slots.run(async () => {
     await refuseIf(deps, await deps.throttle.checkIp(ip), attempt, log);
     return deps.plugins.auth.authenticate({ username, password, ip });
   });
   const user = decision.result === 'ok' ? await deps.users.findById(decision.userId) : null;
   if (decision.result === 'ok' && user && !user.disabled) {
-    await deps.throttle.succeeded(username);
+    await deps.throttle.succeeded(username, ip);
     const pair = await deps.tokens.login(user, ip, { provider: decision.provider });
     log.info({ userId: user.id, provider: decision.provider }, 'login');
     return pair;
   }
   const reason = decision.result === 'deny' ? decision.reason : user ? 'disabled' : 'unknown-account';
-  const banned = await deps.throttle.failed(ip);
+  const banned = await deps.throttle.failed(ip, username);
   await deps.audit.record({
     actor: null,
     action: 'authn_login_fail',

@@ -41,7 +41,7 @@ export class LoginThrottle {
   }
 
   /** Counts one password check against the account, or refuses it (nothing is hashed then). */
-  async reserveAccount(username: string): Promise<Refusal | null> {
+  async reserveAccount(username: string, _ip: string): Promise<Refusal | null> {
     const id = accountId(username);
     const l = this.limits;
     // The long window counts only attempts the short one let through: refusals cost nothing.
@@ -59,7 +59,7 @@ export class LoginThrottle {
   }
 
   /** After a failed check: counts it for the IP and bans the IP at the limit. True when a ban starts. */
-  async failed(ip: string): Promise<boolean> {
+  async failed(ip: string, _username: string): Promise<boolean> {
     const l = this.limits;
     const n = await this.kv.incr(`login:ip:f:${ipKey(ip)}`, l.ipFailWindowMs);
     if (n.count < l.ipFailLimit) return false;
@@ -69,7 +69,7 @@ export class LoginThrottle {
   }
 
   /** After a success: the account's counters start over. */
-  async succeeded(username: string): Promise<void> {
+  async succeeded(username: string, _ip: string): Promise<void> {
     const id = accountId(username);
     await this.kv.del(`login:acct:s:${id}`);
     await this.kv.del(`login:acct:l:${id}`);

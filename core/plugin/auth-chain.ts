@@ -1,6 +1,6 @@
 import type { Logger } from '../../lib/log.js';
 import type { AuthAnswer, AuthAttempt, AuthProvider } from './contract.js';
-import type { Owned } from './registrations.js';
+import type { Owned, Registrations } from './registrations.js';
 import { withTimeout } from './timeout.js';
 
 /** The chain's verdict; `provider` names the plugin that decided (null: nobody accepted). */
@@ -13,7 +13,9 @@ export interface HostAuth {
   authenticate(attempt: AuthAttempt): Promise<AuthDecision>;
 }
 
-export function createAuthChain(providers: readonly Owned<AuthProvider>[], logger: Logger, timeoutMs: number): HostAuth {
+/** The auth side of the host: the password chain (and, in contract v2, flows and second factors). */
+export function createAuthChain(reg: Registrations, logger: Logger, timeoutMs: number): HostAuth {
+  const providers: readonly Owned<AuthProvider>[] = [...reg.authProviders];
   return {
     async authenticate(attempt) {
       for (const { plugin, value: provider } of providers) {

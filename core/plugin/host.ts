@@ -63,7 +63,7 @@ export async function startPluginHost(loaded: readonly LoadedPlugin[], opts: Plu
   let closing: Promise<void> | undefined;
   const host: PluginHost = {
     plugins: Object.freeze(started.map(({ name, version }) => Object.freeze({ name, version }))),
-    auth: createAuthChain([...reg.authProviders], logger, limits.callTimeoutMs),
+    auth: createAuthChain(reg, logger, limits.callTimeoutMs),
     quota: createQuotaGate(reg.quotaPolicy, logger, limits.callTimeoutMs),
     audit: { emit: (event) => audit.emit(event) },
     sessions: createSessionEvents([...reg.sessionListeners], logger),
