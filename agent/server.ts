@@ -25,7 +25,7 @@ import {
 import type { ContainerExit } from '../core/sessions/runtime.js';
 import { RefusalAudit, type AgentAudit, type Peer } from './audit.js';
 import { AgentError, AUTHZ_CODES, INPUT_CODES, toAgentError } from './errors.js';
-import { LineReader } from './line-reader.js';
+import { LineReader } from '../lib/line-reader.js';
 import { agentMethods, type AgentEngine } from './methods.js';
 
 export interface AgentServerOptions {

@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../../lib/log.js';
+import { readLines } from '../../lib/ndjson.js';
 import {
   AGENT_PROTOCOL_VERSION,
   MAX_RESPONSE_LINE_BYTES,
@@ -235,21 +236,9 @@ export class AgentRuntime implements SessionRuntime {
 
   private attach(socket: net.Socket): void {
     this.socket = socket;
-    let buffered = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffered += chunk;
-      if (buffered.length > MAX_RESPONSE_LINE_BYTES) {
-        this.log.error('agent sent an oversized line; reconnecting');
-        socket.destroy();
-        return;
-      }
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        this.onLine(line);
-      }
+    readLines(socket, (value) => this.onMessage(value), {
+      maxLine: MAX_RESPONSE_LINE_BYTES,
+      onBadLine: (reason) => this.log.error({ reason }, reason === 'line too long' ? 'agent sent an oversized line; reconnecting' : 'agent sent a line that is not JSON'),
     });
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'agent connection error'));
     socket.on('close', () => {
@@ -263,14 +252,7 @@ export class AgentRuntime implements SessionRuntime {
     });
   }
 
-  private onLine(line: string): void {
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      this.log.error('agent sent a line that is not JSON');
-      return;
-    }
+  private onMessage(value: unknown): void {
     const parsed = agentMessageSchema.safeParse(value);
     if (!parsed.success) {
       this.log.error({ problems: describeIssues(parsed.error) }, 'agent sent a malformed message');

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.js';
 import { AgentError } from '../../agent/errors.js';
 import { agentLimits, checkContainerLimits, Ledger } from '../../agent/limits.js';
-import { LineReader } from '../../agent/line-reader.js';
+import { LineReader } from '../../lib/line-reader.js';
 import { parseRequest } from '../../agent/server.js';
 import type { ContainerUsage } from '../../agent/docker-runtime.js';
 
