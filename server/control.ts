@@ -14,6 +14,7 @@ import { createApi } from '../core/api/app.js';
 import { ProbeFailure } from '../core/api/routes/system.js';
 import { bootstrapNotice, createControlPlane, ensureFirstAdmin, type AuthSettingsInput, type BootstrapInput, type ControlPlane } from '../core/auth/index.js';
 import { setupCertificates, type Certificates } from '../core/certs/index.js';
+import { configDir, pluginsDirOf } from '../core/config/load.js';
 import type { Config } from '../core/config/schema.js';
 import { EdgeLink } from '../core/edge-link.js';
 import { startPluginHost, type PluginHost } from '../core/plugin/host.js';
@@ -89,7 +90,7 @@ async function sessionsReady(runtime: SessionRuntime): Promise<void> {
 export async function buildControl(config: Readonly<Config>, opts: ControlOptions): Promise<Control> {
   const { logger } = opts;
   // Every plugin's options are validated before anything is created.
-  const loaded = await loadPlugins(config.plugins);
+  const loaded = await loadPlugins(config.plugins, { baseDir: configDir(config), pluginsDir: pluginsDirOf(config) });
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const opened: Array<{ close(): Promise<void> }> = [];

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
 
@@ -96,7 +96,17 @@ export function parseConfig(
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((i) => describeIssue(i, ctx.envFor ?? new Map(), ctx.file)));
   }
-  return deepFreeze(result.data);
+  return deepFreeze(ctx.file ? { ...result.data, configFile: ctx.file } : result.data);
+}
+
+/** The folder relative plugin paths and pluginsDir are resolved against: the config file's, else the working directory. */
+export function configDir(config: Pick<Config, 'configFile'>): string {
+  return config.configFile ? dirname(config.configFile) : process.cwd();
+}
+
+/** `pluginsDir` made absolute; default `<dataDir>/plugins`. */
+export function pluginsDirOf(config: Pick<Config, 'configFile' | 'pluginsDir' | 'dataDir'>): string {
+  return config.pluginsDir ? resolve(configDir(config), config.pluginsDir) : resolve(config.dataDir, 'plugins');
 }
 
 function deepFreeze<T>(value: T): T {

@@ -142,6 +142,14 @@ export const sessionsSchema = z
   })
   .strict();
 
+/** A `plugins` key: a built-in or npm package name, or a path (see core/plugin/resolve.ts). */
+const pluginKey = z
+  .string()
+  .max(1024)
+  .refine((k) => /^(\.{1,2})?\//.test(k) ? !k.includes('\0') : /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/.test(k) && k.length <= 214, {
+    message: 'a plugin key is a built-in or npm package name (lowercase, e.g. "auth-local" or "@acme/hs-ldap") or a path starting with ./, ../ or /',
+  });
+
 export const configSchema = z
   .object({
     listen: listenAddress.prefault('0.0.0.0:443'),
@@ -159,13 +167,20 @@ export const configSchema = z
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
       .optional(),
     /**
-     * Plugins to enable, by name, each with its own options (validated by the plugin's schema).
-     * Only listed plugins run; auth-local and quota-default are listed by default.
+     * Plugins to enable, each with its own options (validated by the plugin's schema). A key is
+     * a built-in's name, an npm package name (the server's node_modules or pluginsDir) or a
+     * path starting with ./, ../ or / (relative to the config file's folder). Only listed
+     * plugins run; auth-local and quota-default are listed by default.
      */
-    plugins: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, 'plugin names are lowercase, digits and hyphens'), z.unknown()).default({
+    plugins: z.record(pluginKey, z.unknown()).default({
       'auth-local': {},
       'quota-default': {},
     }),
+    /**
+     * Where package keys are also looked up (`<pluginsDir>/node_modules/<pkg>`, then
+     * `<pluginsDir>/<pkg>`). Default `<dataDir>/plugins`; relative to the config file's folder.
+     */
+    pluginsDir: z.string().min(1).max(4096).optional(),
     /** Prefix of every Redis key and channel, so deployments (or test runs) can share one Redis. */
     redisPrefix: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, 'letters, digits, ":", "_" or "-", at most 64').default('hackstream:'),
     log: z
@@ -188,7 +203,8 @@ export const configSchema = z
   });
 
 export type ConfigInput = z.input<typeof configSchema>;
-export type Config = z.output<typeof configSchema>;
+/** The validated config; `configFile` is the file it was read from (path keys are relative to its folder). */
+export type Config = z.output<typeof configSchema> & { readonly configFile?: string };
 export type { GatewayLimits } from '../../lib/limits.js';
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type SessionsConfig = z.output<typeof sessionsSchema>;

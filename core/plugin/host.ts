@@ -4,10 +4,9 @@ import { createAuditFanout, type AuditLimits, type HostAudit } from './audit-fan
 import { createAuthChain, type HostAuth } from './auth-chain.js';
 import type { PluginRouteState, PluginServices } from './contract.js';
 import { closePlugins, initPlugins } from './lifecycle.js';
-import { loadPlugins, type LoadedPlugin } from './loader.js';
+import { loadPlugins, type LoadedPlugin, type LoadOptions } from './loader.js';
 import { createQuotaGate, type HostQuota } from './quota-gate.js';
 import { emptyRegistrations } from './registrations.js';
-import type { PluginCatalogue } from './registry.js';
 import { createSessionEvents, type HostSessions } from './session-events.js';
 
 export interface HostLimits {
@@ -82,7 +81,7 @@ export async function startPluginHost(loaded: readonly LoadedPlugin[], opts: Plu
 /** `loadPlugins` + `startPluginHost`: validates the `plugins` config section, then initialises. */
 export async function startPlugins(
   enabled: Readonly<Record<string, unknown>>,
-  opts: PluginHostOptions & { readonly catalogue?: PluginCatalogue },
+  opts: PluginHostOptions & LoadOptions,
 ): Promise<PluginHost> {
-  return startPluginHost(await loadPlugins(enabled, opts.catalogue), opts);
+  return startPluginHost(await loadPlugins(enabled, opts), opts);
 }

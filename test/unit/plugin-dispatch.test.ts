@@ -13,6 +13,7 @@ function inline(name: string, register: (r: PluginRegistrar) => void): Plugin {
   return definePlugin({
     name,
     version: '1.0.0',
+    contract: 2,
     configSchema: z.object({}).strict(),
     exampleConfig: {},
     async init(ctx) {

@@ -69,10 +69,14 @@ describe('plugin loader: operator mistakes are ConfigErrors naming plugin and fi
     });
   }
 
-  it('an unknown plugin name lists the known ones', async () => {
-    const err = await loadPlugins({ 'auth-local': {}, 'auth-ldap': {} }).then(() => assert.fail('accepted'), (e: unknown) => e);
+  it('a key that resolves nowhere lists the built-ins and how keys are resolved', async () => {
+    const err = await loadPlugins({ 'auth-local': {}, 'auth-nope': {} }, { pluginsDir: '/nonexistent/hs-plugins' }).then(() => assert.fail('accepted'), (e: unknown) => e);
     assert.ok(err instanceof ConfigError);
-    assert.deepEqual(err.problems, ['plugins.auth-ldap: unknown plugin; known plugins: auth-local, quota-default']);
+    assert.equal(err.problems.length, 1);
+    const [problem = ''] = err.problems;
+    assert.match(problem, /^plugins\.auth-nope: unknown plugin; known plugins: auth-local, quota-default/);
+    assert.match(problem, /npm package name .*pluginsDir \/nonexistent\/hs-plugins.*path starting with \.\/, \.\.\/ or \//);
+    assert.match(problem, /looked for the package in .*node_modules\/auth-nope, \/nonexistent\/hs-plugins\/node_modules\/auth-nope, \/nonexistent\/hs-plugins\/auth-nope$/);
   });
 });
 
@@ -142,6 +146,7 @@ describe('plugin lifecycle', () => {
     const peek = definePlugin({
       name: 'peek',
       version: '1.0.0',
+      contract: 2,
       configSchema: z.object({ level: z.number().default(3), nested: z.object({ a: z.number() }).prefault({ a: 1 }) }).strict(),
       exampleConfig: {},
       async init(ctx) {
