@@ -5,6 +5,7 @@ import { EDGE_LINK_VERSION, toControlSchema, type ToControl, type ToEdge } from 
 import { normalizeHostname } from '../lib/hostname.js';
 import type { Logger } from '../lib/log.js';
 import { readLines, writeLine } from '../lib/ndjson.js';
+import { Listeners } from '../lib/listeners.js';
 import type { Route, RouteTable, Upstream } from '../lib/route-table.js';
 import type { CertificateSource, KeyPair } from '../lib/tls.js';
 import type { MemoryChallengeStore } from './certs/acme-challenges.js';
@@ -47,7 +48,7 @@ export class EdgeLink {
   private readonly server: net.Server;
   private readonly edges = new Set<Edge>();
   private readonly log: Logger;
-  private readonly tunnelListeners = new Set<(hostname: string, open: number) => void>();
+  private readonly tunnelListeners: Listeners<[hostname: string, open: number]>;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly ackWaiters = new Set<{ seq: number; edges: Set<Edge>; done: () => void }>();
   private seq = 0;
@@ -55,6 +56,7 @@ export class EdgeLink {
 
   constructor(private readonly opts: EdgeLinkOptions) {
     this.log = opts.logger.child({ component: 'edge-link' });
+    this.tunnelListeners = new Listeners(this.log, 'tunnel');
     this.routes = linkedRoutes(opts.routes, this);
     this.server = net.createServer((s) => this.onConnection(s));
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'edge link listener error'));
@@ -102,8 +104,7 @@ export class EdgeLink {
   }
 
   onTunnelChange(listener: (hostname: string, open: number) => void): () => void {
-    this.tunnelListeners.add(listener);
-    return () => this.tunnelListeners.delete(listener);
+    return this.tunnelListeners.add(listener);
   }
 
   /** Ends every tunnel to `hostname` on every edge. */
@@ -279,14 +280,7 @@ export class EdgeLink {
   }
 
   private notifyTunnels(hostname: string): void {
-    const n = this.tunnelCount(hostname);
-    for (const l of this.tunnelListeners) {
-      try {
-        l(hostname, n);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'tunnel listener failed');
-      }
-    }
+    this.tunnelListeners.emit(hostname, this.tunnelCount(hostname));
   }
 }
 

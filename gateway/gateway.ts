@@ -8,6 +8,7 @@ import type { AcmeChallengeStore, CertificateSource } from '../lib/tls.js';
 import { newHelloScan, parseClientHello, type HelloScan } from './client-hello.js';
 import { HelloBuffer } from './hello-buffer.js';
 import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from '../lib/edge-metrics.js';
+import { Listeners } from '../lib/listeners.js';
 import type { RouteTable } from '../lib/route-table.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
 import { Tunnel, type TunnelOwner } from './tunnel.js';
@@ -78,7 +79,7 @@ export class Gateway {
   private open = 0;
   private closing = false;
   private readonly unsubscribe: Array<() => void> = [];
-  private readonly tunnelListeners = new Set<TunnelListener>();
+  private readonly tunnelListeners: Listeners<[hostname: string, open: number]>;
   private readonly counters = { accepted: 0, routed: 0, terminated: 0, rejected: emptyRejects(), bytesUp: 0, bytesDown: 0 };
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly idleSweepMs: number;
@@ -91,6 +92,7 @@ export class Gateway {
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'gateway' });
+    this.tunnelListeners = new Listeners(this.log, 'tunnel');
     this.terminator = new Terminator({
       publicHost: opts.publicHost,
       cert: opts.apiCert.current(),
@@ -164,8 +166,7 @@ export class Gateway {
    * upstream or closes (the session manager's connected/idle signal). Listeners must not throw.
    */
   onTunnelChange(listener: TunnelListener): () => void {
-    this.tunnelListeners.add(listener);
-    return () => this.tunnelListeners.delete(listener);
+    return this.tunnelListeners.add(listener);
   }
 
   metrics(): GatewayMetricsSnapshot {
@@ -374,14 +375,7 @@ export class Gateway {
   }
 
   private notifyTunnels(hostname: string): void {
-    const n = this.tunnelCount(hostname);
-    for (const l of this.tunnelListeners) {
-      try {
-        l(hostname, n);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'tunnel listener failed');
-      }
-    }
+    this.tunnelListeners.emit(hostname, this.tunnelCount(hostname));
   }
 
   private answerPlainHttp(socket: net.Socket): void {
