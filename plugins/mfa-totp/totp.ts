@@ -136,10 +136,12 @@ export class TotpService {
 
   private async verify(subject: SecondFactorSubject, response: string): Promise<{ ok: true } | { ok: false; reason: string }> {
     const answer = response.trim();
+    // Apps show codes as "123 456"; users type them so.
+    const digits = answer.replace(/\s/g, '');
     const row = await this.deps.store.find(subject.userId);
     if (!row?.confirmedAt) return { ok: false, reason: 'not-enrolled' };
-    if (CODE_PATTERN.test(answer)) {
-      const step = await this.matchStep(this.deps.box.open(row.sealed, subject.userId), answer);
+    if (CODE_PATTERN.test(digits)) {
+      const step = await this.matchStep(this.deps.box.open(row.sealed, subject.userId), digits);
       if (step === null) return { ok: false, reason: 'wrong-code' };
       // Two logins racing with one code: only one UPDATE finds last_step below the step.
       if (!(await this.deps.store.useStep(subject.userId, step))) return { ok: false, reason: 'code-already-used' };
