@@ -10,6 +10,7 @@ export type PluginModuleLoader = () => Promise<unknown>;
 export type PluginCatalogue = Readonly<Record<string, PluginModuleLoader>>;
 
 export const KNOWN_PLUGINS: PluginCatalogue = Object.freeze({
+  'auth-ldap': async () => (await import('../../plugins/auth-ldap/index.js')).default,
   'auth-local': async () => (await import('../../plugins/auth-local/index.js')).default,
   'mfa-totp': async () => (await import('../../plugins/mfa-totp/index.js')).default,
   'quota-default': async () => (await import('../../plugins/quota-default/index.js')).default,
