@@ -21,6 +21,40 @@ export const argon2Schema = z
   })
   .strict();
 
+/*
+ * Brute-force limits. A source is an IPv4 address or an IPv6 /64. `accountShortLimit` is the
+ * old name of `sourceFreeFailures` (tests written for the two fixed windows relax with it).
+ */
+const throttleSchema = z
+  .object({
+    /**
+     * Per account, across all sources: password checks in any `accountLongWindowMs` (a rolling
+     * window: each check holds one of this many slots for the whole window). 10 per 15 min is
+     * reliability A4's bound, under ASVS 2.2.1's 100 per hour. Known sources are not counted.
+     */
+    accountLongLimit: z.number().int().min(1).max(1_000).default(10),
+    accountLongWindowMs: ms(15 * 60_000),
+    /** Per account and source: consecutive failures before delays start (default 1: one typo costs nothing). */
+    sourceFreeFailures: z.number().int().min(0).max(1_000).optional(),
+    /** @deprecated the old name of `sourceFreeFailures`. */
+    accountShortLimit: z.number().int().min(0).max(1_000).optional(),
+    /** The delay after the first counted failure; it doubles with each further one, up to the max. */
+    sourceDelayMs: ms(1_000, 3_600_000),
+    sourceDelayMaxMs: ms(60_000, 3_600_000),
+    /** Consecutive failures of an account and source are remembered this long from the first. */
+    sourceMemoryMs: ms(24 * 3_600_000),
+    /** A source with a successful login for an account is known for this long (past the account limit). */
+    knownSourceMs: ms(30 * 86_400_000),
+    /** Per source: failed logins (any username) before a ban. */
+    ipFailLimit: z.number().int().min(1).max(1_000).default(5),
+    ipFailWindowMs: ms(15 * 60_000),
+    ipBanMs: ms(300_000),
+  })
+  .strict()
+  .refine((t) => t.sourceDelayMaxMs >= t.sourceDelayMs, { path: ['sourceDelayMaxMs'], message: 'must be at least sourceDelayMs' })
+  .transform(({ accountShortLimit, sourceFreeFailures, ...rest }) => ({ ...rest, sourceFreeFailures: sourceFreeFailures ?? accountShortLimit ?? 1 }))
+  .prefault({});
+
 export const authSettingsSchema = z
   .object({
     argon2: argon2Schema.prefault({}),
@@ -49,21 +83,8 @@ export const authSettingsSchema = z
       })
       .strict()
       .prefault({}),
-    throttle: z
-      .object({
-        /** Per account: password checks in one long window (the second tier). */
-        accountLongLimit: z.number().int().min(1).max(1_000).default(5),
-        accountLongWindowMs: ms(15 * 60_000),
-        /** Per account: password checks in one short window (the first tier: a typo costs a minute). */
-        accountShortLimit: z.number().int().min(1).max(1_000).default(3),
-        accountShortWindowMs: ms(60_000),
-        /** Per client IP: failed logins (any username) before a ban. */
-        ipFailLimit: z.number().int().min(1).max(1_000).default(5),
-        ipFailWindowMs: ms(15 * 60_000),
-        ipBanMs: ms(300_000),
-      })
-      .strict()
-      .prefault({}),
+    /** Brute-force limits (core/auth/throttle.ts; docs/decisions.md, "Brute force and lockout"). */
+    throttle: throttleSchema,
   })
   .strict();
 
