@@ -19,6 +19,7 @@ import type { Config } from '../core/config/schema.js';
 import { EdgeLink } from '../core/edge-link.js';
 import { startPluginHost, type PluginHost } from '../core/plugin/host.js';
 import { loadPlugins } from '../core/plugin/loader.js';
+import { pluginStorageProvider } from '../core/plugin/storage.js';
 import { SessionManager } from '../core/sessions/manager.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
 import { openDatabase, type Database } from '../core/store/database.js';
@@ -122,7 +123,8 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       return plugins;
     };
     control = createControlPlane({ dataSource: db.dataSource, kv, logger, plugins: getPlugins, ...(opts.auth ? { settings: opts.auth } : {}) });
-    plugins = await startPluginHost(loaded, { logger, services: control.services });
+    const storage = pluginStorageProvider({ dataSource: db.dataSource, kv, logger, ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}) });
+    plugins = await startPluginHost(loaded, { logger, services: control.services, storage });
     opened.push(plugins);
     const [first] = await Promise.all([ensureFirstAdmin(control, opts.bootstrap ?? {}), control.hasher.warmUp()]);
     if (first.created) {

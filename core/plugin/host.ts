@@ -8,6 +8,7 @@ import { loadPlugins, type LoadedPlugin, type LoadOptions } from './loader.js';
 import { createQuotaGate, type HostQuota } from './quota-gate.js';
 import { emptyRegistrations } from './registrations.js';
 import { createSessionEvents, type HostSessions } from './session-events.js';
+import type { StorageProvider } from './storage.js';
 
 export interface HostLimits {
   /** Per plugin init. */
@@ -32,6 +33,8 @@ export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({
 export interface PluginHostOptions {
   readonly logger: Logger;
   readonly services: PluginServices;
+  /** Plugin storage (SQL schema + KV); without it a plugin with migrations is refused and storage calls fail. */
+  readonly storage?: StorageProvider;
   readonly limits?: Partial<HostLimits>;
 }
 
@@ -57,7 +60,7 @@ export async function startPluginHost(loaded: readonly LoadedPlugin[], opts: Plu
   const limits = { ...DEFAULT_HOST_LIMITS, ...opts.limits };
   const logger = opts.logger;
   const reg = emptyRegistrations();
-  const started = await initPlugins(loaded, { logger, services: opts.services, registrations: reg, ...limits });
+  const started = await initPlugins(loaded, { logger, services: opts.services, registrations: reg, ...(opts.storage ? { storage: opts.storage } : {}), ...limits });
   const audit = createAuditFanout([...reg.auditSinks], logger, limits.audit);
   let closing: Promise<void> | undefined;
   const host: PluginHost = {

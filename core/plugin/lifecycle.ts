@@ -1,8 +1,9 @@
 import type { Logger } from '../../lib/log.js';
-import type { PluginContext, PluginHandle, PluginServices } from './contract.js';
+import type { Plugin, PluginContext, PluginHandle, PluginServices, PluginStorage } from './contract.js';
 import { describe, PluginError } from './errors.js';
 import type { LoadedPlugin } from './loader.js';
 import { openRegistrar, type Registrations } from './registrations.js';
+import { noStorage, type StorageProvider } from './storage.js';
 import { TimeoutError, withTimeout } from './timeout.js';
 
 /** A plugin whose init succeeded. */
@@ -16,6 +17,8 @@ export interface Started {
 export interface LifecycleDeps {
   readonly logger: Logger;
   readonly services: PluginServices;
+  /** Each plugin's storage (migrations applied); without one a plugin with migrations is refused. */
+  readonly storage?: StorageProvider;
   readonly registrations: Registrations;
   readonly initTimeoutMs: number;
   readonly closeTimeoutMs: number;
@@ -26,10 +29,14 @@ export interface LifecycleDeps {
  * plugins already initialised are closed in reverse and a PluginError naming it is thrown.
  */
 export async function initPlugins(loaded: readonly LoadedPlugin[], deps: LifecycleDeps): Promise<Started[]> {
+  // Every plugin's schema is brought up to date before any init: a failing migration stops
+  // start-up with nothing initialised.
+  const storage: PluginStorage[] = [];
+  for (const { plugin } of loaded) storage.push(await (deps.storage ?? noStorage)(plugin));
   const started: Started[] = [];
-  for (const entry of loaded) {
+  for (const [i, entry] of loaded.entries()) {
     try {
-      started.push(await initOne(entry, deps));
+      started.push(await initOne(entry, storage[i] as PluginStorage, deps));
     } catch (err) {
       await closePlugins(started, deps);
       throw err;
@@ -38,11 +45,12 @@ export async function initPlugins(loaded: readonly LoadedPlugin[], deps: Lifecyc
   return started;
 }
 
-async function initOne({ plugin, options }: LoadedPlugin, deps: LifecycleDeps): Promise<Started> {
+async function initOne({ plugin, options }: LoadedPlugin, storage: PluginStorage, deps: LifecycleDeps): Promise<Started> {
   const { name, version } = plugin;
   const logger = deps.logger.child({ plugin: name });
   const { registrar, seal } = openRegistrar(name, deps.registrations);
-  const ctx: PluginContext<unknown> = Object.freeze({ logger, config: options, register: registrar, services: deps.services });
+  const services = servicesFor(plugin, deps.services);
+  const ctx: PluginContext<unknown> = Object.freeze({ logger, config: options, register: registrar, services, storage });
   const pending = Promise.resolve().then(() => plugin.init(ctx));
   try {
     const handle = await withTimeout(deps.initTimeoutMs, () => pending);
@@ -57,6 +65,29 @@ async function initOne({ plugin, options }: LoadedPlugin, deps: LifecycleDeps): 
   } finally {
     seal();
   }
+}
+
+/** The audit action prefix of a plugin: its name with - as _, then a dot (`mfa-totp` → `mfa_totp.`). */
+export function auditPrefix(plugin: string): string {
+  return `${plugin.replace(/-/g, '_')}.`;
+}
+
+/** The core services as one plugin sees them: it may write only its own audit actions. */
+function servicesFor(plugin: Plugin, services: PluginServices): PluginServices {
+  const prefix = auditPrefix(plugin.name);
+  return Object.freeze({
+    accounts: services.accounts,
+    usage: services.usage,
+    audit: Object.freeze({
+      async record(entry: Parameters<PluginServices['audit']['record']>[0]) {
+        const action: unknown = entry?.action;
+        if (typeof action !== 'string' || !action.startsWith(prefix) || !/^[a-z0-9_][a-z0-9_.:]*$/.test(action.slice(prefix.length))) {
+          throw new PluginError(plugin.name, `plugin "${plugin.name}" may write only audit actions "${prefix}<event>" (event: a-z 0-9 _ . :), not ${JSON.stringify(action)}`);
+        }
+        await services.audit.record(entry);
+      },
+    }),
+  });
 }
 
 /** An init that timed out may still finish; whatever it acquired is released then. */

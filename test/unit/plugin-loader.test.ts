@@ -7,6 +7,7 @@ import { definePlugin, type PluginContext } from '../../core/plugin/contract.js'
 import { PluginError } from '../../core/plugin/errors.js';
 import { startPlugins, type HostLimits } from '../../core/plugin/host.js';
 import { loadPlugins } from '../../core/plugin/loader.js';
+import { KNOWN_PLUGINS } from '../../core/plugin/registry.js';
 import { kept } from '../fixtures/plugins/broken.js';
 import { capturingLogger, fakeServices, TEST_CATALOGUE } from '../fixtures/plugins/harness.js';
 import { journal } from '../fixtures/plugins/ordered.js';
@@ -74,7 +75,7 @@ describe('plugin loader: operator mistakes are ConfigErrors naming plugin and fi
     assert.ok(err instanceof ConfigError);
     assert.equal(err.problems.length, 1);
     const [problem = ''] = err.problems;
-    assert.match(problem, /^plugins\.auth-nope: unknown plugin; known plugins: auth-local, quota-default/);
+    assert.ok(problem.startsWith(`plugins.auth-nope: unknown plugin; known plugins: ${Object.keys(KNOWN_PLUGINS).join(', ')} (built-in). `), problem);
     assert.match(problem, /npm package name .*pluginsDir \/nonexistent\/hs-plugins.*path starting with \.\/, \.\.\/ or \//);
     assert.match(problem, /looked for the package in .*node_modules\/auth-nope, \/nonexistent\/hs-plugins\/node_modules\/auth-nope, \/nonexistent\/hs-plugins\/auth-nope$/);
   });
@@ -156,7 +157,7 @@ describe('plugin lifecycle', () => {
     const log = capturingLogger();
     const host = await startPlugins({ peek: {} }, { logger: log.logger, services: fakeServices(), catalogue: { peek: async () => peek } });
     assert.ok(seen);
-    assert.deepEqual(Object.keys(seen).sort(), ['config', 'logger', 'register', 'services']);
+    assert.deepEqual(Object.keys(seen).sort(), ['config', 'logger', 'register', 'services', 'storage']);
     assert.deepEqual(seen.config, { level: 3, nested: { a: 1 } });
     assert.ok(Object.isFrozen(seen) && Object.isFrozen(seen.config) && Object.isFrozen((seen.config as { nested: object }).nested));
     assert.equal(seen.logger.bindings().plugin, 'peek');
