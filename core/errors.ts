@@ -1,6 +1,7 @@
 /**
  * The error catalogue: every error HackStream reports to a client has a stable code and
- * an HTTP status. Handlers throw `AppError`; one middleware renders `{error: {code, message}}`.
+ * an HTTP status. Handlers throw `AppError`; one middleware renders `{error: {code, message}}`
+ * (and `details` when the error carries some).
  */
 export const ERRORS = {
   BAD_REQUEST: 400,
@@ -12,8 +13,26 @@ export const ERRORS = {
   AUTH_INVALID_CREDENTIALS: 401,
   /** A refresh token that is unknown, expired, revoked or already used. */
   AUTH_TOKEN_INVALID: 401,
+  /** The first factor passed; a second one is needed (`details`: challengeId, factors, expiresInS). */
+  AUTH_SECOND_FACTOR_REQUIRED: 401,
+  /** The second factor's response was refused (`details.attemptsLeft`). */
+  AUTH_SECOND_FACTOR_INVALID: 401,
+  /** A second-factor challenge that is unknown, expired, used or out of tries. */
+  AUTH_CHALLENGE_INVALID: 401,
+  /** The flow's provider (or core's provisioning) refused the login. */
+  AUTH_FLOW_DENIED: 401,
+  /** A callback's `state` that is missing, unknown, expired, used or of another flow. */
+  AUTH_FLOW_STATE_INVALID: 400,
+  /** Device flow (RFC 8628 names): not approved yet. */
+  AUTHORIZATION_PENDING: 400,
+  /** Device flow: polled sooner than the interval. */
+  SLOW_DOWN: 400,
+  /** Device flow: the device id is unknown, expired or already finished. */
+  EXPIRED_TOKEN: 400,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  /** No redirect or device flow with this id. */
+  AUTH_FLOW_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   NOT_ACCEPTABLE: 406,
   CONFLICT: 409,
@@ -42,18 +61,24 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/** A JSON value in an error's `details`. */
+export type ErrorDetail = string | number | boolean | null | readonly ErrorDetail[];
+
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   /** Extra response headers, e.g. Retry-After. */
   readonly headers: Record<string, string>;
+  /** Machine-readable extras shown to the client (never a secret of someone else). */
+  readonly details: Readonly<Record<string, ErrorDetail>> | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; headers?: Record<string, string> } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; headers?: Record<string, string>; details?: Record<string, ErrorDetail> } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'AppError';
     this.code = code;
     this.status = ERRORS[code];
     this.headers = opts.headers ?? {};
+    this.details = opts.details;
   }
 }
 

@@ -47,7 +47,7 @@ const MESSAGES: Partial<Record<ErrorCode, string>> = {
   NOT_IMPLEMENTED: 'unknown method',
 };
 
-/** Renders every error as `{error: {code, message}}` with its catalogue status; logs unexpected ones once. */
+/** Renders every error as `{error: {code, message, details?}}` with its catalogue status; logs unexpected ones once. */
 export function errorRenderer(): Koa.Middleware<ApiState> {
   return async (ctx, next) => {
     try {
@@ -63,7 +63,7 @@ export function errorRenderer(): Koa.Middleware<ApiState> {
       if (appErr.status >= 500) ctx.state.log.error({ error: describeError(err), code: appErr.code }, 'request failed');
       ctx.status = appErr.status;
       ctx.set(appErr.headers);
-      ctx.body = { error: { code: appErr.code, message: appErr.message } };
+      ctx.body = { error: { code: appErr.code, message: appErr.message, ...(appErr.details ? { details: appErr.details } : {}) } };
     }
   };
 }

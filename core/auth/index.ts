@@ -5,11 +5,13 @@ import type { PluginHost } from '../plugin/host.js';
 import type { KeyValueStore } from '../store/kv.js';
 import { createAccountsService } from './accounts.js';
 import { createAudit, pluginAuditService, type Audit } from './audit.js';
-import { login } from './login.js';
+import { AuthFlows } from './flows.js';
+import { login, type LoginDeps } from './login.js';
 import { PasswordHasher } from './passwords.js';
 import { PrincipalCache } from './principal-cache.js';
 import { createQuotas, usageService, type Quotas } from './quotas.js';
 import { Revocations } from './revocations.js';
+import { SecondFactorChallenges, verifySecondFactor, type SecondFactorAttempt } from './second-factor.js';
 import { Semaphore } from './semaphore.js';
 import { authSettings, type AuthSettings, type AuthSettingsInput } from './settings.js';
 import { LoginThrottle } from './throttle.js';
@@ -20,6 +22,7 @@ export type { Principal, TokenPair } from './token-service.js';
 export type { AuthSettings, AuthSettingsInput } from './settings.js';
 export { bootstrapNotice, BootstrapError, ensureFirstAdmin, type BootstrapInput, type BootstrapResult } from './bootstrap.js';
 export { userView, usernameSchema, type UserView } from './users.js';
+export type { DeviceGrant } from './flows.js';
 
 /** Accounts, tokens, brute-force limits, quotas and the audit, as the API uses them. */
 export interface ControlPlane {
@@ -35,6 +38,10 @@ export interface ControlPlane {
   /** For the plugin host: local accounts (auth-local) and usage (quota policies). */
   readonly services: PluginServices;
   login(attempt: { username: string; password: string; ip: string }, log: Logger): Promise<TokenPair>;
+  /** Answers a second-factor challenge a login (password or flow) was given. */
+  secondFactor(attempt: SecondFactorAttempt, log: Logger): Promise<TokenPair>;
+  /** Redirect and device flows. */
+  readonly flows: AuthFlows;
 }
 
 export interface ControlPlaneDeps {
@@ -61,7 +68,10 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
   const throttle = new LoginThrottle(deps.kv, settings.throttle);
   const usage = usageService(deps.dataSource);
   const slots = new Semaphore(settings.hashConcurrency, settings.hashQueueMax);
+  const challenges = new SecondFactorChallenges(deps.kv);
+  const loginDeps = (): LoginDeps => ({ plugins: deps.plugins(), users, tokens, throttle, audit, slots, challenges });
   let quotas: Quotas | undefined;
+  let flows: AuthFlows | undefined;
   return {
     settings,
     hasher,
@@ -75,6 +85,11 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
       return quotas;
     },
     services: { accounts: createAccountsService(users, hasher, logger), usage, audit: pluginAuditService(audit) },
-    login: (attempt, log) => login({ plugins: deps.plugins(), users, tokens, throttle, audit, slots }, attempt, log),
+    login: (attempt, log) => login(loginDeps(), attempt, log),
+    secondFactor: (attempt, log) => verifySecondFactor(loginDeps(), attempt, log),
+    get flows() {
+      flows ??= new AuthFlows(loginDeps(), deps.kv);
+      return flows;
+    },
   };
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ControlPlane } from '../../auth/index.js';
 import { clientIp, principal, route, type AnyRoute } from '../route.js';
+import { authFlowRoutes } from './auth-flows.js';
 
 const loginBody = z.strictObject({
   // Any text up to these lengths: an odd username is simply unknown (the same 401).
@@ -10,7 +11,7 @@ const loginBody = z.strictObject({
 
 const refreshBody = z.strictObject({ refreshToken: z.string().min(1).max(256) });
 
-/** POST /v1/login, /v1/token/refresh, /v1/logout. */
+/** POST /v1/login, /v1/token/refresh, /v1/logout, and the second-factor and flow routes. */
 export function authRoutes(control: ControlPlane): AnyRoute[] {
   return [
     route({
@@ -43,5 +44,6 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
         ctx.status = 204;
       },
     }),
+    ...authFlowRoutes(control),
   ];
 }
