@@ -12,6 +12,7 @@ export type PluginCatalogue = Readonly<Record<string, PluginModuleLoader>>;
 export const KNOWN_PLUGINS: PluginCatalogue = Object.freeze({
   'auth-ldap': async () => (await import('../../plugins/auth-ldap/index.js')).default,
   'auth-local': async () => (await import('../../plugins/auth-local/index.js')).default,
+  'auth-oidc': async () => (await import('../../plugins/auth-oidc/index.js')).default,
   'mfa-totp': async () => (await import('../../plugins/mfa-totp/index.js')).default,
   'quota-default': async () => (await import('../../plugins/quota-default/index.js')).default,
 });
