@@ -8,10 +8,9 @@ import { z } from 'zod';
  * its own (the embedded PostgreSQL server). The supervisor only sees this shape.
  */
 
-export interface Ids {
-  uid: number;
-  gid: number;
-}
+import type { Ids } from '../lib/system-user.js';
+
+export type { Ids };
 
 export interface Exit {
   code: number | null;

@@ -1,7 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../lib/log.js';
+import { chownTree, ensureSystemUser as createSystemUser } from '../lib/system-user.js';
 import type { Ids } from './supervisor-instances.js';
 
 /*
@@ -12,31 +12,10 @@ import type { Ids } from './supervisor-instances.js';
 export const CONTROL_USER = 'hackstream';
 export const EDGE_USER = 'hackstream-edge';
 
-export function lookupUser(name: string): Ids | undefined {
-  let line: string;
-  try {
-    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  } catch {
-    return undefined; // getent exits 2 for an unknown user
-  }
-  const [, , uid, gid] = line.trim().split(':');
-  const ids = { uid: Number(uid), gid: Number(gid) };
-  return Number.isInteger(ids.uid) && Number.isInteger(ids.gid) ? ids : undefined;
-}
-
 /** The user's uid/gid, creating it as a system user (no home, no login shell) when missing. */
 export function ensureSystemUser(name: string, logger: Logger): Ids {
-  const found = lookupUser(name);
-  if (found) return found;
-  try {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: ['ignore', 'ignore', 'pipe'] });
-    logger.info({ user: name }, 'system user created');
-  } catch (err) {
-    // Another process (the embedded store's start) may have created it at the same moment.
-    if (!lookupUser(name)) throw new Error(`cannot create the system user "${name}" (useradd): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
-  const ids = lookupUser(name);
-  if (!ids) throw new Error(`no system user "${name}" after useradd`);
+  const { created, ...ids } = createSystemUser(name);
+  if (created) logger.info({ user: name }, 'system user created');
   return ids;
 }
 
@@ -88,16 +67,3 @@ export function prepareDataDir(dataDir: string, ids: { control: Ids; edge: Ids }
   return { runDir };
 }
 
-/**
- * Gives `who` the directory and everything under it, without following symlinks (lchown
- * via lstat: a link planted inside cannot redirect root's chown outside the tree).
- */
-function chownTree(dir: string, who: Ids): void {
-  const walk = (p: string): void => {
-    const st = lstatSync(p);
-    if (st.isSymbolicLink()) return;
-    if (st.uid !== who.uid || st.gid !== who.gid) chownSync(p, who.uid, who.gid);
-    if (st.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name));
-  };
-  walk(dir);
-}

@@ -1,7 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { chownTree, ensureSystemUser } from '../../lib/system-user.js';
 import { EmbeddedStoreError } from './embedded-errors.js';
+
+export { chownTree };
 
 /*
  * Who the embedded PostgreSQL server runs as. PostgreSQL refuses to run as root, so a root
@@ -23,33 +25,15 @@ const known = new Map<string, RunAs>();
 export function ensureServiceUser(name: string = DEFAULT_SERVICE_USER): RunAs {
   const cached = known.get(name);
   if (cached) return cached;
-  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name)) throw new EmbeddedStoreError('EMBEDDED_USER', `"${name}" is not a valid system user name`);
-  let found = lookupUser(name);
-  if (!found) {
-    try {
-      execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch (err) {
-      // Another process may have created it at the same moment: look again before failing.
-      if (!lookupUser(name)) throw new EmbeddedStoreError('EMBEDDED_USER', `cannot create the system user "${name}" (useradd)`, { cause: err });
-    }
-    found = lookupUser(name);
+  let found: RunAs;
+  try {
+    const { uid, gid } = ensureSystemUser(name);
+    found = { uid, gid };
+  } catch (err) {
+    throw new EmbeddedStoreError('EMBEDDED_USER', err instanceof Error ? err.message : String(err), { cause: err });
   }
-  if (!found) throw new EmbeddedStoreError('EMBEDDED_USER', `no system user "${name}"`);
   known.set(name, found);
   return found;
-}
-
-function lookupUser(name: string): RunAs | null {
-  let line: string;
-  try {
-    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  } catch {
-    return null; // getent exits 2 for an unknown user
-  }
-  const [, , uid, gid] = line.trim().split(':');
-  const u = Number(uid);
-  const g = Number(gid);
-  return Number.isInteger(u) && Number.isInteger(g) ? { uid: u, gid: g } : null;
 }
 
 /**
@@ -85,15 +69,6 @@ export function ownedDir(dir: string, who: RunAs | null): void {
   else grantTraverse(dir, who);
 }
 
-/** Gives `who` the directory and everything under it (a cluster copied or made by root). */
-export function chownTree(dir: string, who: RunAs): void {
-  const walk = (p: string): void => {
-    const st = lstatSync(p);
-    if (st.uid !== who.uid || st.gid !== who.gid) chownSync(p, who.uid, who.gid);
-    if (st.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name));
-  };
-  walk(dir);
-}
 
 /**
  * Lets `who` pass through `dir` without reading it: mkdtemp makes root's temp dirs 0700, and

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Backoff } from '../../server/supervisor-backoff.js';
-import { lookupUser } from '../../server/supervisor-privileges.js';
+import { lookupUser } from '../../lib/system-user.js';
 import { waitForLine, type HackstreamProcess } from '../helpers/server-process.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
