@@ -8,7 +8,7 @@ import type { PluginHost } from '../plugin/host.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { bodyLimit } from './body.js';
 import { errorRenderer, requestContext, type ApiState } from './errors.js';
-import { accessGuard, type AnyRoute } from './route.js';
+import { accessGuard, pluginCaller, type AnyRoute } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { meRoutes } from './routes/me.js';
@@ -50,8 +50,8 @@ export function createApi(deps: ApiDeps): Koa<ApiState> {
   const router = new Router<ApiState>();
   const guard = accessGuard(deps.control);
   for (const r of apiRoutes(deps)) r.mount(router, guard);
-  // Plugin routes decide their own access (a login callback must be public); see plugins/README.md.
-  deps.plugins?.mountRoutes(router);
+  // Plugin routes decide their own access: they get the caller (or null) and the client address.
+  deps.plugins?.mountRoutes(router, pluginCaller(deps.control));
 
   app.use(requestContext(deps.logger));
   app.use(errorRenderer());

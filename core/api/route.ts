@@ -2,6 +2,7 @@ import type Router from '@koa/router';
 import type { RouterContext, RouterMiddleware } from '@koa/router';
 import { z } from 'zod';
 import type { ControlPlane, Principal } from '../auth/index.js';
+import type { CallerResolver } from '../plugin/host.js';
 import { AppError } from '../errors.js';
 import { readJson } from './body.js';
 import type { ApiState } from './errors.js';
@@ -85,6 +86,20 @@ export function clientIp(ctx: ApiContext): string {
   return mapped ?? ip;
 }
 
+/** The caller of a valid bearer access token; null when the header is absent, malformed, invalid or expired. */
+export async function bearerPrincipal(control: ControlPlane, ctx: ApiContext): Promise<Principal | null> {
+  const m = /^Bearer ([\x21-\x7e]{1,200})$/i.exec(ctx.get('authorization'));
+  return m?.[1] ? control.tokens.authenticate(m[1]) : null;
+}
+
+/** What a plugin route is told about its caller: the token's user (or null: the plugin decides) and the client address. */
+export function pluginCaller(control: ControlPlane): CallerResolver<ApiState> {
+  return async (ctx) => {
+    const p = await bearerPrincipal(control, ctx);
+    return { principal: p ? { userId: p.id, username: p.username, role: p.role } : null, ip: clientIp(ctx) };
+  };
+}
+
 /**
  * Enforces a route's access: a bearer access token for `user` and `admin` (401 without a
  * valid one), the admin role for `admin` (403, audited as authz_fail).
@@ -93,8 +108,7 @@ export function accessGuard(control: ControlPlane): (access: Access) => RouterMi
   return (access) => async (ctx, next) => {
     if (access === 'public') return next();
     const header = ctx.get('authorization');
-    const m = /^Bearer ([\x21-\x7e]{1,200})$/i.exec(header);
-    const p = m?.[1] ? await control.tokens.authenticate(m[1]) : null;
+    const p = await bearerPrincipal(control, ctx);
     if (!p) {
       ctx.set('WWW-Authenticate', 'Bearer realm="hackstream"');
       throw new AppError('AUTH_REQUIRED', header ? 'the access token is invalid or expired' : 'log in first (Authorization: Bearer <access token>)');

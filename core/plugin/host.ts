@@ -1,8 +1,9 @@
 import type Router from '@koa/router';
+import type { RouterContext, RouterMiddleware } from '@koa/router';
 import type { Logger } from '../../lib/log.js';
 import { createAuditFanout, type AuditLimits, type HostAudit } from './audit-fanout.js';
 import { createAuthChain, type HostAuth } from './auth-chain.js';
-import type { PluginRouteState, PluginServices } from './contract.js';
+import type { PluginPrincipal, PluginServices } from './contract.js';
 import { closePlugins, initPlugins } from './lifecycle.js';
 import { loadPlugins, type LoadedPlugin, type LoadOptions } from './loader.js';
 import { createQuotaGate, type HostQuota } from './quota-gate.js';
@@ -38,6 +39,9 @@ export interface PluginHostOptions {
   readonly limits?: Partial<HostLimits>;
 }
 
+/** Who calls a plugin route: core resolves it (bearer token, client address) for the host. */
+export type CallerResolver<S> = (ctx: RouterContext<S>) => Promise<{ readonly principal: PluginPrincipal | null; readonly ip: string }>;
+
 /** Core's only door to plugins: core calls these, never a plugin directly. */
 export interface PluginHost {
   /** Enabled plugins in init order. */
@@ -46,8 +50,11 @@ export interface PluginHost {
   readonly quota: HostQuota;
   readonly audit: HostAudit;
   readonly sessions: HostSessions;
-  /** Mounts each plugin's router under `/v1/plugins/<name>` on `router`. Call once. */
-  mountRoutes<S extends PluginRouteState>(router: Router<S>): void;
+  /**
+   * Mounts each plugin's router under `/v1/plugins/<name>` on `router`. Call once. `caller`
+   * tells who calls (principal or null, client address); it is put in `ctx.state` first.
+   */
+  mountRoutes<S>(router: Router<S>, caller: CallerResolver<S>): void;
   /** Drains audit sinks (bounded), then closes plugins in reverse init order. Idempotent. */
   close(): Promise<void>;
 }
@@ -69,8 +76,21 @@ export async function startPluginHost(loaded: readonly LoadedPlugin[], opts: Plu
     quota: createQuotaGate(reg.quotaPolicy, logger, limits.callTimeoutMs),
     audit: { emit: (event) => audit.emit(event) },
     sessions: createSessionEvents([...reg.sessionListeners], logger),
-    mountRoutes(router) {
-      for (const { plugin, value } of reg.routers) router.use(`/v1/plugins/${plugin}`, value.routes(), value.allowedMethods());
+    mountRoutes<S>(router: Router<S>, caller: CallerResolver<S>) {
+      const identify: RouterMiddleware<S> = async (ctx, next) => {
+        const { principal, ip } = await caller(ctx);
+        // A copy with only the contract's fields: core's principal carries the user's row.
+        const state = ctx.state as unknown as Record<string, unknown>;
+        state.principal = principal ? Object.freeze({ userId: principal.userId, username: principal.username, role: principal.role }) : null;
+        state.ip = ip;
+        return next();
+      };
+      for (const { plugin, value } of reg.routers) {
+        // The plugin's router sees the same context; its state type is the contract's view of it.
+        const routes = value.routes() as unknown as RouterMiddleware<S>;
+        const allowed = value.allowedMethods() as unknown as RouterMiddleware<S>;
+        router.use(`/v1/plugins/${plugin}`, identify, routes, allowed);
+      }
     },
     close() {
       closing ??= audit.drain(limits.auditDrainMs).then(() => closePlugins(started, limits));
