@@ -1,17 +1,23 @@
 import { clearTokens, loadTokens, saveTokens, type CliConfig, type StoredTokens } from './config.js';
 import { CliError, EXIT } from './errors.js';
 import { pinnedRequest, type Endpoint, type HttpResult } from './http.js';
+import { secondFactor, type CodePrompt } from './sso.js';
 
 /** Asks for credentials when no refresh token is alive (a TTY prompt, or stdin). */
 export type CredentialPrompt = () => Promise<{ username: string; password: string }>;
 
-interface TokenPair {
+export interface TokenPair {
   accessToken: string;
   refreshToken: string;
   expiresIn: number;
   refreshExpiresAt: string;
 }
 
+/** Where a second factor's code comes from; `canRetry`: a refused code may be asked again (a prompt, not --code). */
+export interface SecondFactorSource {
+  ask: CodePrompt;
+  canRetry: boolean;
+}
 
 export function endpointOf(c: CliConfig): Endpoint {
   return { url: new URL(c.api_url), ...(c.address ? { address: c.address } : {}) };
@@ -40,6 +46,12 @@ export function toCliError(r: HttpResult): CliError {
     case 'SERVICE_UNAVAILABLE':
     case 'QUOTA_UNAVAILABLE':
       return new CliError(EXIT.RUNTIME_UNAVAILABLE, `the server cannot run sessions right now (${code}): ${message}`);
+    case 'AUTH_SECOND_FACTOR_REQUIRED':
+      return new CliError(EXIT.AUTH, 'this login needs a second factor: run hackstream login (or pass --code)');
+    case 'AUTH_FLOW_DENIED':
+      return new CliError(EXIT.AUTH, 'the sign-in was refused');
+    case 'EXPIRED_TOKEN':
+      return new CliError(EXIT.AUTH, 'the sign-in code expired: start the login again');
     case 'RATE_LIMITED':
       return new CliError(EXIT.AUTH, `too many attempts: ${message}. Wait a minute and try again`);
     default:
@@ -54,6 +66,7 @@ export class ApiClient {
   constructor(
     private readonly config: CliConfig,
     private readonly prompt?: CredentialPrompt,
+    private readonly secondFactorSource?: SecondFactorSource,
   ) {
     this.endpoint = endpointOf(config);
   }
@@ -63,9 +76,27 @@ export class ApiClient {
   }
 
   async login(username: string, password: string): Promise<void> {
-    const r = await this.raw('POST', '/v1/login', { username, password });
-    if (r.status !== 200) throw toCliError(r);
-    this.store(r.json as TokenPair, username);
+    await this.finishLogin(await this.raw('POST', '/v1/login', { username, password }), username);
+  }
+
+  /**
+   * A login's answer (password or SSO): asks for the second factor when the server wants
+   * one, then stores the tokens. `username` unknown (SSO): read from /v1/me. Returns it.
+   */
+  async finishLogin(r: HttpResult, username: string | undefined): Promise<string> {
+    let pair: TokenPair;
+    if (r.status === 200) pair = r.json as TokenPair;
+    else if (r.status === 401 && errorOf(r).code === 'AUTH_SECOND_FACTOR_REQUIRED' && this.secondFactorSource) {
+      pair = await secondFactor(this, r, this.secondFactorSource.ask, this.secondFactorSource.canRetry);
+    } else throw toCliError(r);
+    let name = username;
+    if (name === undefined) {
+      const me = await this.raw('GET', '/v1/me', undefined, pair.accessToken);
+      if (me.status !== 200) throw toCliError(me);
+      name = String((me.json as { username?: unknown }).username ?? '');
+    }
+    this.store(pair, name);
+    return name;
   }
 
   async logout(): Promise<boolean> {

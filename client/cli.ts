@@ -8,8 +8,9 @@ import { clearTokens, loadConfig, requireConfig, saveConfig } from './config.js'
 import { configure } from './configure.js';
 import { CliError, EXIT } from './errors.js';
 import { gui } from './gui.js';
-import { askCredentials, askHidden } from './prompt.js';
+import { askCredentials, askHidden, askLine } from './prompt.js';
 import { isQuality, QUALITIES, type Quality } from './quality.js';
+import { ssoLogin } from './sso.js';
 
 const HELP: Record<string, string> = {
   '': `hackstream — run Firefox on a HackStream server and show it here with xpra
@@ -18,7 +19,8 @@ usage: hackstream <command> [options]
 
   configure --api-url URL [--ca-fingerprint SHA256] [--yes]   pin the server (first contact)
   config set api_url URL                                        same as configure
-  login [--username U]                                          log in (password hidden)
+  login [--username U] [--code C]                               log in (password hidden; second factor asked when needed)
+  login --sso [--provider ID] [--code C]                        log in through the server's SSO (device code)
   logout
   launch browser [--url U] [--profile ephemeral] [--quality low|auto|high] [--no-attach]
   attach <id> [--quality low|auto|high]
@@ -33,7 +35,14 @@ Exit codes: docs/clients.md.`,
 Reads the certificate the server presents, shows its SHA-256 and pins it once you agree
 (--yes, or a matching --ca-fingerprint, for scripts). --address dials that IP instead of resolving the host.`,
   config: 'usage: hackstream config set api_url URL [--yes|--ca-fingerprint SHA256]\n       hackstream config show',
-  login: 'usage: hackstream login [--username U]\nPrompts for the username and the password (hidden); with stdin not a terminal, reads them as two lines.',
+  login: `usage: hackstream login [--username U] [--code C]
+       hackstream login --sso [--provider ID] [--code C]
+Prompts for the username and the password (hidden); with stdin not a terminal, reads them as two lines.
+--sso signs in through the server's single sign-on (OpenID Connect): it shows a code and a URL to
+open in any browser, and finishes once you approved there. --provider picks the provider when the
+server offers several (they are listed otherwise).
+When the server asks for a second factor (a TOTP code), it is prompted for, or read from --code,
+or read as the next line of stdin.`,
   logout: 'usage: hackstream logout\nRevokes this login on the server and deletes the local tokens.',
   launch: `usage: hackstream launch browser [--url U] [--profile ephemeral] [--quality ${QUALITIES.join('|')}] [--no-attach]
 Starts a session and attaches with xpra (re-attaching by itself when the connection drops).
@@ -67,6 +76,9 @@ const OPTIONS = {
   json: { type: 'boolean' },
   all: { type: 'boolean' },
   role: { type: 'string' },
+  sso: { type: 'boolean' },
+  provider: { type: 'string' },
+  code: { type: 'string' },
   ...Object.fromEntries(Object.keys(QUOTA_FLAGS).map((f) => [f, { type: 'string' }])),
 } as const;
 
@@ -117,7 +129,12 @@ async function run(argv: string[]): Promise<number> {
   }
   const configureWith = async (apiUrl: string) =>
     configure({ apiUrl, yes: v.yes === true, log, ...(str('address') ? { address: str('address')! } : {}), ...(str('ca-fingerprint') ? { caFingerprint: str('ca-fingerprint')! } : {}) });
-  const api = () => new ApiClient(requireConfig(), () => askCredentials());
+  const code = str('code');
+  const secondFactor = {
+    ask: (factor: string, retry: boolean) => (code !== undefined ? Promise.resolve(code) : askLine(`${retry ? 'Wrong code, try again. ' : ''}${factor} code: `, `${factor} code`)),
+    canRetry: code === undefined && process.stdin.isTTY === true,
+  };
+  const api = () => new ApiClient(requireConfig(), () => askCredentials(), secondFactor);
   const dialHost = () => requireConfig().address;
 
   switch (command) {
@@ -138,6 +155,12 @@ async function run(argv: string[]): Promise<number> {
     case 'login': {
       const client = api();
       clearTokens();
+      if (v.sso) {
+        const who = await ssoLogin(client, { ...(str('provider') ? { provider: str('provider')! } : {}), log });
+        log(`Logged in as ${who}.`);
+        return EXIT.OK;
+      }
+      if (str('provider')) throw new CliError(EXIT.USAGE, '--provider goes with --sso');
       const { username, password } = await askCredentials(str('username'));
       await client.login(username, password);
       log(`Logged in as ${username}.`);
