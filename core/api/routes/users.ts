@@ -33,12 +33,17 @@ const patchBody = z
   })
   .refine((b) => Object.keys(b).length > 0, 'name at least one of disabled, role, quota, password');
 
+const unlockBody = z.strictObject({
+  /** Why (e.g. the ticket): kept in the audit row. */
+  reason: z.string().trim().min(1).max(500).optional(),
+});
+
 const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().min(1).max(200).optional(),
 });
 
-/** Admin only: POST /v1/users, GET /v1/users, PATCH /v1/users/:id. */
+/** Admin only: POST /v1/users, GET /v1/users, PATCH /v1/users/:id, POST /v1/users/:id/unlock. */
 export function userRoutes(control: ControlPlane): AnyRoute[] {
   return [
     route({
@@ -74,6 +79,28 @@ export function userRoutes(control: ControlPlane): AnyRoute[] {
         const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
         const user = await control.users.update(id, body, actor);
         ctx.body = userView(user);
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/users/:id/unlock',
+      access: 'admin',
+      body: unlockBody,
+      async handle(ctx, { body }) {
+        const user = await control.users.findById(ctx.params.id ?? '');
+        if (!user) throw new AppError('NOT_FOUND', 'no such user');
+        // Audited first: an unlock that happened is never missing from the audit (a failed
+        // one may leave a row; the admin's retry adds another).
+        await control.audit.record({
+          actor: principal(ctx).id,
+          action: 'user_updated',
+          target: user.id,
+          sourceIp: clientIp(ctx),
+          result: 'success',
+          details: { username: user.username, loginUnlocked: true, ...(body.reason ? { reason: body.reason } : {}) },
+        });
+        await control.throttle.unlock(user.username);
+        ctx.status = 204;
       },
     }),
   ];
