@@ -46,8 +46,12 @@ export interface DirectoryConnection {
   close(): void;
 }
 
-/** A connection; with StartTLS, connected and upgraded (rejects when that fails or takes too long). */
-export async function connect(settings: DirectorySettings): Promise<DirectoryConnection> {
+/**
+ * A connection; with StartTLS, connected and upgraded (rejects when that fails or takes too
+ * long). `signal` drops every socket at once, even mid-handshake (ldapts has no timeout on
+ * the StartTLS handshake itself).
+ */
+export async function connect(settings: DirectorySettings, signal: AbortSignal): Promise<DirectoryConnection> {
   const url = new URL(settings.url);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const tlsOptions: tls.ConnectionOptions = {
@@ -84,15 +88,19 @@ export async function connect(settings: DirectorySettings): Promise<DirectoryCon
   });
   const close = () => {
     closed = true;
+    signal.removeEventListener('abort', close);
     for (const s of sockets) {
       s.on('error', () => {});
       s.destroy();
     }
   };
+  signal.addEventListener('abort', close);
+  if (signal.aborted) close();
   // LDAPS and (allowed) plain LDAP connect with the first operation; StartTLS upgrades here.
   if (settings.startTls) {
     try {
-      await client.startTLS({});
+      // ldapts's upgrade waits for 'secureConnect' or 'error', not 'close': a destroyed socket alone would leave it pending.
+      await Promise.race([client.startTLS({}), aborted(signal)]);
     } catch (err) {
       close();
       throw err;
@@ -131,3 +139,12 @@ export async function connect(settings: DirectorySettings): Promise<DirectoryCon
   };
 }
 
+
+/** Rejects once `signal` aborts (never resolves). */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () => reject(new Error('attempt abandoned'));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+}

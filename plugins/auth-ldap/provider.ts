@@ -70,12 +70,8 @@ export function createLdapProvider(deps: ProviderDeps): LdapProvider {
 
 /** Runs `work` on a fresh connection within connectTimeoutMs + timeoutMs; the connection is always closed. */
 async function attempt<T>(settings: DirectorySettings, live: Set<() => void>, work: (conn: DirectoryConnection) => Promise<T>): Promise<T> {
-  let conn: DirectoryConnection | undefined;
-  let abandoned = false;
-  const abandon = () => {
-    abandoned = true;
-    conn?.close();
-  };
+  const abort = new AbortController();
+  const abandon = () => abort.abort();
   live.add(abandon);
   let timer: NodeJS.Timeout | undefined;
   const budget = settings.connectTimeoutMs + settings.timeoutMs;
@@ -86,8 +82,8 @@ async function attempt<T>(settings: DirectorySettings, live: Set<() => void>, wo
     }, budget);
   });
   const run = async () => {
-    conn = await connect(settings);
-    if (abandoned) throw new Error('attempt abandoned');
+    const conn = await connect(settings, abort.signal);
+    if (abort.signal.aborted) throw new Error('attempt abandoned');
     return work(conn);
   };
   try {
