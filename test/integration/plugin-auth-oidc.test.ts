@@ -5,18 +5,22 @@ import type { FlowData, PluginAuditEntry } from '../../core/plugin/contract.js';
 import { startPluginHost, type PluginHost } from '../../core/plugin/host.js';
 import { loadPlugins } from '../../core/plugin/loader.js';
 import { capturingLogger, fakeServices } from '../fixtures/plugins/harness.js';
+import { errorCode, startApi, type TestApi } from '../helpers/api.js';
+import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { startOp, TestBrowser, type TestOp } from '../helpers/oidc-op.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 // The plugin through the real loader and plugin host, against a real OpenID provider over HTTPS.
 const scratch = scratchDirs('hs-oidc-');
-const REDIRECT = 'https://hackstream.test/v1/auth/flows/op/callback';
+const REDIRECT = `https://${PUBLIC_HOST}/v1/auth/flows/op/callback`;
 const ACCOUNTS = {
   alice: { claims: { preferred_username: 'Alice', groups: ['staff', 'hs-admins'] } },
   bob: { claims: { preferred_username: 'bob', groups: ['staff'] } },
   shorty: { claims: { preferred_username: 'x' } },
   nameless: { claims: {} },
+  carol: { claims: { preferred_username: 'carol', groups: ['hs-admins'] } },
+  dave: { claims: { preferred_username: 'dave' } },
 };
 const IP = '192.0.2.7';
 
@@ -159,5 +163,81 @@ describe('auth-oidc with a real OpenID provider', () => {
     const text = JSON.stringify(lines) + JSON.stringify(audited);
     const kept = flow.data as { verifier: string; nonce: string };
     for (const secret of [op.client.clientSecret, flow.params.code!, kept.verifier, kept.nonce]) assert.ok(!text.includes(secret), 'a secret leaked');
+  });
+});
+
+describe('auth-oidc through the real server (browser redirects: begin → OP → callback)', () => {
+  let server: TestApi;
+  let browser: TestBrowser;
+  const begin = () => new URL(`https://${PUBLIC_HOST}/v1/auth/flows/op/begin`);
+  const audit = async (action: string) =>
+    ((await server.request('GET', `/v1/audit?action=${action}&limit=100`, { token: await server.adminToken() })).json as { items: { details: Record<string, unknown> }[] }).items;
+
+  before(async () => {
+    const oidcOptions = { issuers: { op: { issuer: op.issuer, clientId: op.client.clientId, clientSecret: op.client.clientSecret, caFile: op.caFile, scopes: ['openid', 'profile', 'groups'], roleClaim: 'groups', roleMap: { 'hs-admins': 'admin' } } } };
+    server = await startApi({ captureLogs: true, config: { plugins: { 'auth-oidc': oidcOptions, 'auth-local': {}, 'quota-default': {} } } });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  /**
+   * Through the OP's pages as `account`; the callback URL the OP sent the browser to (not yet
+   * followed). The browser reaches HackStream by its public name, so the callback URL is the registered one.
+   */
+  async function toCallback(account: string): Promise<URL> {
+    // A fresh browser each time: no OP session left signed in as someone else.
+    browser = new TestBrowser([op.ca, server.gw.ca], { [PUBLIC_HOST]: { address: '127.0.0.1', port: server.port } });
+    const page = await op.interact(browser, await browser.go(begin(), { stopAt: atCallback }), account, { stopAt: atCallback });
+    assert.equal(page.url.pathname, '/v1/auth/flows/op/callback', page.url.href);
+    return page.url;
+  }
+
+  it('lists the flow; a sign-in provisions the account with the mapped role; the state is single use', async () => {
+    const flows = await server.request('GET', '/v1/auth/flows');
+    assert.deepEqual(flows.json, { flows: [{ id: 'op', label: 'op', redirect: true, device: true }] });
+    const callback = await toCallback('carol');
+    const done = await browser.go(callback);
+    assert.equal(done.status, 200, done.text);
+    const pair = JSON.parse(done.text) as { accessToken: string; tokenType: string };
+    const me = await server.request('GET', '/v1/me', { token: pair.accessToken });
+    assert.deepEqual([(me.json as { username: string }).username, (me.json as { role: string }).role], ['carol', 'admin']);
+    const again = await browser.go(callback);
+    assert.equal(again.status, 400);
+    assert.match(again.text, /AUTH_FLOW_STATE_INVALID/);
+    assert.ok((await audit('authn_login_fail')).some((r) => r.details.reason === 'state-invalid' && r.details.flow === 'op'));
+  });
+
+  it('a forged state is refused before the plugin is asked', async () => {
+    const callback = await toCallback('carol');
+    callback.searchParams.set('state', 'A'.repeat(43));
+    const r = await browser.go(callback);
+    assert.equal(r.status, 400);
+    assert.match(r.text, /AUTH_FLOW_STATE_INVALID/);
+  });
+
+  it('an OIDC login never takes over a local account of the same name (401, audited)', async () => {
+    await server.createUser('dave', 'Local-Dave-Password-1');
+    const r = await browser.go(await toCallback('dave'));
+    assert.equal(r.status, 401, r.text);
+    assert.match(r.text, /AUTH_FLOW_DENIED/);
+    assert.ok((await audit('authn_login_fail')).some((row) => row.details.flow === 'op' && row.details.provider === 'auth-oidc'));
+    const local = await server.request('POST', '/v1/login', { body: { username: 'dave', password: 'Local-Dave-Password-1' } });
+    assert.equal(local.status, 200, 'the local account still logs in with its password');
+  });
+
+  it('a refusal by the plugin (invalid username claim) is 401 with its reason in the audit', async () => {
+    const r = await browser.go(await toCallback('shorty'));
+    assert.equal(r.status, 401);
+    assert.ok((await audit('auth_oidc.refused')).some((row) => String(row.details.reason).includes('not a valid username')));
+    assert.ok(!server.logs.join('\n').includes(op.client.clientSecret));
+  });
+
+  it('a device poll too soon is SLOW_DOWN; an unknown device id is EXPIRED_TOKEN', async () => {
+    const start = await server.request('POST', '/v1/auth/flows/op/device');
+    const { deviceId } = start.json as { deviceId: string };
+    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } })), 'AUTHORIZATION_PENDING');
+    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } })), 'SLOW_DOWN');
+    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId: 'B'.repeat(43) } })), 'EXPIRED_TOKEN');
   });
 });
