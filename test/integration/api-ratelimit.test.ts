@@ -12,8 +12,9 @@ import { errorCode, request, startApi, type ApiResponse, type TestApi } from '..
 import { seedEmbedded } from '../helpers/store.js';
 
 /*
- * Brute-force limits end to end (reliability A3–A6, A12): through the gateway, with client
- * addresses spread over 127/8 (all loopback), counting Argon2id evaluations in the server.
+ * Brute-force limits end to end (reliability A3–A5, A12; A6 with the default limits is in
+ * api-lockout.test.ts): through the gateway, with client addresses spread over 127/8 (all
+ * loopback), counting Argon2id evaluations in the server.
  */
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,7 +61,7 @@ for (const combo of [
       await api?.close();
     });
 
-    it('A4/A6: 1000 wrong passwords for one account from 50 addresses cost at most 10 hashes; the rest 429 with Retry-After ≤ 60 s', async () => {
+    it('A4: 1000 wrong passwords for one account from 50 addresses cost at most 10 hashes; the rest 429 with Retry-After', async () => {
       const agents = Array.from({ length: 50 }, (_, i) => new https.Agent({ keepAlive: true, maxSockets: 2 }));
       const before = evaluations();
       const started = Date.now();
@@ -77,14 +78,18 @@ for (const combo of [
       assert.ok(hashed <= 10, `${hashed} evaluations`);
       assert.equal(by(401).length, hashed, 'every 401 was a real check');
       assert.equal(by(429).length, 1000 - hashed);
+      // Changed with issue 11: a source's own delays are at most 60 s; the account's limit (10 per
+      // rolling 15 min) answers until its first slot frees, at most 900 s. The user's usual
+      // address is not held by it (api-lockout.test.ts).
       for (const r of by(429)) {
         assert.equal(errorCode(r), 'RATE_LIMITED');
-        assert.ok(retryAfter(r) >= 1 && retryAfter(r) <= 60, `Retry-After ${String(r.headers['retry-after'])}`);
+        assert.ok(retryAfter(r) >= 1 && retryAfter(r) <= 900, `Retry-After ${String(r.headers['retry-after'])}`);
       }
-      // A6: the real user, from a new address, is held by the same short backoff, not locked out for good.
+      assert.ok(by(429).some((r) => retryAfter(r) > 60), 'the account limit answered');
+      // A new address (no earlier login) is held by the account's limit, which lifts by itself.
       const real = await api.request('POST', '/v1/login', { body: { username: 'victim', password: 'the victim password' }, localAddress: '127.0.9.9' });
       assert.equal(real.status, 429);
-      assert.ok(retryAfter(real) <= 60);
+      assert.ok(retryAfter(real) > 60 && retryAfter(real) <= 900, `Retry-After ${String(real.headers['retry-after'])}`);
       assert.equal(evaluations() - before, hashed, 'nothing hashed for refused attempts');
       assert.equal(await auditCount(api, 'authn_login_lock'), 1, 'the lock is audited once, not per attempt');
       assert.equal((await api.request('POST', '/v1/login', { body: { username: 'bystander', password: 'bystander password' }, localAddress: '127.0.9.9' })).status, 200, 'other accounts unaffected');
@@ -112,21 +117,31 @@ for (const combo of [
   });
 }
 
-describe('A6 with short windows: after the backoff the real user logs in from a new address', () => {
+describe('A6 with a short account window: after a burst that stops, the real user logs in from a new address', () => {
   it('floods, waits Retry-After, logs in', async () => {
-    const api = await startApi({ auth: { throttle: { accountShortWindowMs: 1_500, accountLongWindowMs: 60_000 } } });
+    const api = await startApi({ auth: { throttle: { accountLongWindowMs: 5_000 } } });
     try {
       await api.createUser('victim', 'the victim password');
+      const started = Date.now();
       const results = await pool(
-        Array.from({ length: 100 }, (_, i) => () => api.request('POST', '/v1/login', { body: { username: 'victim', password: `guess ${i}` }, localAddress: ip(i % 20) })),
+        Array.from({ length: 40 }, (_, i) => () => api.request('POST', '/v1/login', { body: { username: 'victim', password: `guess ${i}` }, localAddress: ip(i % 20) })),
         10,
       );
+      const windows = Math.ceil((Date.now() - started) / 5_000) + 1;
+      const checked = results.filter((r) => r.status === 401).length;
+      assert.ok(checked <= 10 * windows, `${checked} checks in ${windows} windows`);
       const limited = results.filter((r) => r.status === 429);
-      assert.ok(limited.length >= 90);
-      const wait = Math.max(...limited.map(retryAfter));
-      assert.ok(wait <= 2, `Retry-After ${wait}`);
-      await sleep(wait * 1000 + 100);
-      const real = await api.request('POST', '/v1/login', { body: { username: 'victim', password: 'the victim password' }, localAddress: '127.0.9.10' });
+      assert.ok(limited.length >= 40 - 10 * windows);
+      assert.ok(limited.every((r) => retryAfter(r) <= 5), `Retry-After ${limited.map(retryAfter).join(',')}`);
+      // Not a fixed sleep: the window is configured short; poll until it lets the user in.
+      const first = await api.request('POST', '/v1/login', { body: { username: 'victim', password: 'the victim password' }, localAddress: '127.0.9.10' });
+      if (first.status === 429) assert.ok(retryAfter(first) <= 5);
+      let real = first;
+      const deadline = Date.now() + 6_000;
+      while (real.status === 429 && Date.now() < deadline) {
+        await sleep(100);
+        real = await api.request('POST', '/v1/login', { body: { username: 'victim', password: 'the victim password' }, localAddress: '127.0.9.10' });
+      }
       assert.equal(real.status, 200, real.text);
     } finally {
       await api.close();
@@ -136,7 +151,7 @@ describe('A6 with short windows: after the backoff the real user logs in from a 
 
 describe('A12: every failed login is audited', () => {
   it('100 failed logins → 100 authn_login_fail rows with UTC time and source address', async () => {
-    const api = await startApi({ auth: { throttle: { accountShortLimit: 1_000, accountLongLimit: 1_000 } } });
+    const api = await startApi({ auth: { throttle: { sourceFreeFailures: 1_000, accountLongLimit: 1_000 } } });
     try {
       await pool(
         Array.from({ length: 100 }, (_, i) => () => api.request('POST', '/v1/login', { body: { username: `user-${i % 7}`, password: 'wrong password' }, localAddress: ip(100 + i) })),
