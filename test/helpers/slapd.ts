@@ -45,6 +45,8 @@ export interface TestSlapd {
   /** Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections are accepted, nothing answers. */
   freeze(): void;
   thaw(): void;
+  /** Applies an LDIF change (ldapmodify as the root DN, over StartTLS). */
+  modify(ldif: string): Promise<void>;
   /** Starts it again on the same ports and database; resolves when a search answers. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -106,6 +108,9 @@ function handle(dir: string, conf: string, ports: Ports, tls: Tls, first: ChildP
     kill: () => end('SIGKILL'),
     freeze: () => void child?.kill('SIGSTOP'),
     thaw: () => void child?.kill('SIGCONT'),
+    async modify(ldif) {
+      await ldapTool('ldapmodify', ports.ldap, tls.caFile, [], ldif);
+    },
     async restart() {
       await end('SIGTERM');
       child = await launch(conf, ports, tls.caFile);
@@ -192,7 +197,14 @@ async function answers(port: number, caFile: string): Promise<boolean> {
 }
 
 async function seed(port: number, caFile: string): Promise<void> {
-  await run('ldapadd', ['-x', '-ZZ', '-H', `ldap://127.0.0.1:${port}`, '-D', LDAP_ROOT.dn, '-w', LDAP_ROOT.password, '-f', SEED.pathname], {
+  await ldapTool('ldapadd', port, caFile, ['-f', SEED.pathname]);
+}
+
+/** Runs ldapadd/ldapmodify as the root DN over StartTLS, with `input` on stdin when given. */
+async function ldapTool(tool: 'ldapadd' | 'ldapmodify', port: number, caFile: string, args: string[], input?: string): Promise<void> {
+  const child = run(tool, ['-x', '-ZZ', '-H', `ldap://127.0.0.1:${port}`, '-D', LDAP_ROOT.dn, '-w', LDAP_ROOT.password, ...args], {
     env: { ...process.env, LDAPTLS_CACERT: caFile, LDAPTLS_REQCERT: 'demand' },
   });
+  child.child.stdin?.end(input ?? '');
+  await child;
 }

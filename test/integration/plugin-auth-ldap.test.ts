@@ -220,6 +220,26 @@ describe('auth-ldap through the server', () => {
     assert.equal((await login(ADMIN.username, ADMIN.password)).status, 200, 'unknown to the directory: auth-local answers');
   });
 
+  it('the account is audited as provisioned from ldap; the role follows the directory groups on every login', async () => {
+    const r = await api.request('GET', '/v1/audit?action=user_created', { token: await api.adminToken() });
+    assert.equal(r.status, 200, r.text);
+    const rows = (r.json as { items: { details: Record<string, unknown> }[] }).items.filter((i) => i.details.username === 'alice');
+    assert.equal(rows.length, 1, 'created once');
+    assert.equal(rows[0]?.details.source, 'ldap');
+    assert.match(String(rows[0]?.details.subject), UUID, 'with the entryUUID');
+
+    // groupOfNames needs a member: the group is handed to Bob and back.
+    const members = (uid: string) => `dn: ${ADMINS_GROUP}\nchangetype: modify\nreplace: member\nmember: uid=${uid},${PEOPLE}\n`;
+    await slapd.modify(members('Bob'));
+    const after1 = await login('alice', LDAP_PASSWORDS.alice);
+    assert.equal(after1.status, 200, after1.text);
+    assert.equal(((await api.request('GET', '/v1/me', { token: (after1.json as TokenPair).accessToken })).json as { role: string }).role, 'user');
+    await slapd.modify(members('alice'));
+    const after2 = await login('alice', LDAP_PASSWORDS.alice);
+    assert.equal(((await api.request('GET', '/v1/me', { token: (after2.json as TokenPair).accessToken })).json as { role: string }).role, 'admin');
+    tokens.push(...[after1, after2].map((x) => (x.json as TokenPair).accessToken));
+  });
+
   it('wrong password, unknown user, filter injection: 401; an empty password never reaches a provider', async () => {
     const refusals = await Promise.all([login('alice', LDAP_PASSWORDS.Bob), login('nobody', 'whatever-1'), login('*)(uid=*', LDAP_PASSWORDS.alice), login('*', LDAP_PASSWORDS.alice)]);
     for (const r of refusals) {
