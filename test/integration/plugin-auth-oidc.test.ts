@@ -218,7 +218,8 @@ describe('auth-oidc through the real server (browser redirects: begin → OP →
 
   it('an OIDC login never takes over a local account of the same name (401, audited)', async () => {
     await server.createUser('dave', 'Local-Dave-Password-1');
-    const r = await browser.go(await toCallback('dave'));
+    const callback = await toCallback('dave');
+    const r = await browser.go(callback);
     assert.equal(r.status, 401, r.text);
     assert.match(r.text, /AUTH_FLOW_DENIED/);
     assert.ok((await audit('authn_login_fail')).some((row) => row.details.flow === 'op' && row.details.provider === 'auth-oidc'));
@@ -227,7 +228,8 @@ describe('auth-oidc through the real server (browser redirects: begin → OP →
   });
 
   it('a refusal by the plugin (invalid username claim) is 401 with its reason in the audit', async () => {
-    const r = await browser.go(await toCallback('shorty'));
+    const callback = await toCallback('shorty');
+    const r = await browser.go(callback);
     assert.equal(r.status, 401);
     assert.ok((await audit('auth_oidc.refused')).some((row) => String(row.details.reason).includes('not a valid username')));
     assert.ok(!server.logs.join('\n').includes(op.client.clientSecret));
