@@ -55,13 +55,17 @@ async function confirm(u: User, code: string): Promise<ApiResponse> {
   return r;
 }
 
-/** An enrolled user: confirmed with the code of the step before `stepStart`. */
-async function enrolled(stepStart: number): Promise<User & { secret: string; recoveryCodes: string[] }> {
+/**
+ * An enrolled user, confirmed with the code of the step before `step` (returned): at least
+ * `marginMs` of that step are left when the confirmation is sent.
+ */
+async function enrolled(marginMs: number): Promise<User & { secret: string; recoveryCodes: string[]; step: number }> {
   const u = await newUser();
   const secret = await enrol(u);
-  const r = await confirm(u, await oathtoolCode(secret, stepStart - STEP_MS / 2));
+  const step = await midStep(marginMs);
+  const r = await confirm(u, await oathtoolCode(secret, step - STEP_MS / 2));
   assert.equal(r.status, 200, r.text);
-  return { ...u, secret, recoveryCodes: (r.json as { recoveryCodes: string[] }).recoveryCodes };
+  return { ...u, secret, recoveryCodes: (r.json as { recoveryCodes: string[] }).recoveryCodes, step };
 }
 
 /** POST /v1/login, which must ask for the totp factor: its challenge id. */
@@ -129,9 +133,9 @@ describe('mfa-totp through the server', () => {
   }
 
   it('login: code of now and +30 s give tokens, each once; -90 s and +90 s are refused', async () => {
-    const step = await midStep(8000);
-    const u = await enrolled(step);
-    const at = (s: number) => oathtoolCode(u.secret, step + STEP_MS / 2 + s * 1000);
+    // The whole sequence runs in one step (10 s or more of it are left at the start).
+    const u = await enrolled(10_000);
+    const at = (s: number) => oathtoolCode(u.secret, u.step + STEP_MS / 2 + s * 1000);
     const cases = [
       { what: '+90 s', code: await at(90), ok: false, reason: 'wrong-code' },
       { what: '-90 s', code: await at(-90), ok: false, reason: 'wrong-code' },
@@ -156,7 +160,7 @@ describe('mfa-totp through the server', () => {
   });
 
   it('a recovery code logs in once', async () => {
-    const u = await enrolled(await midStep(2000));
+    const u = await enrolled(3000);
     const [code = ''] = u.recoveryCodes;
     assert.equal((await secondFactor(await firstFactor(u), code)).status, 200);
     const again = await secondFactor(await firstFactor(u), code);
@@ -166,7 +170,7 @@ describe('mfa-totp through the server', () => {
   });
 
   it('admin reset: a non-admin is refused (403), an admin removes the factor (audited) and the login needs no code', async () => {
-    const u = await enrolled(await midStep(2000));
+    const u = await enrolled(3000);
     const other = await newUser();
     const refused = await api.request('DELETE', `${BASE}/users/${u.id}`, { token: other.token });
     assert.equal(refused.status, 403);
