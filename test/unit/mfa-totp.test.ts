@@ -2,9 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Writable } from 'node:stream';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
-import type { AccountView, PluginAuditEntry, PluginStorage, SecondFactor } from '../../core/plugin/contract.js';
+import type { AccountView, PluginAuditEntry, PluginRegistrar, PluginStorage, SecondFactor } from '../../core/plugin/contract.js';
+import mfaTotp from '../../plugins/mfa-totp/index.js';
 import { migrations } from '../../plugins/mfa-totp/migrations.js';
 import { totpOptions, type TotpOptionsInput } from '../../plugins/mfa-totp/options.js';
 import { secretBox } from '../../plugins/mfa-totp/secret-box.js';
@@ -12,6 +15,7 @@ import { factorStore } from '../../plugins/mfa-totp/store.js';
 import { TotpService, type Actor } from '../../plugins/mfa-totp/totp.js';
 import { oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
 import { dropSchema, TEST_DATABASE_URL } from '../helpers/store.js';
+import { scratchDirs } from '../helpers/tmp.js';
 
 /**
  * A test stand-in for the host's PluginStorage (not a mock): real PostgreSQL, a temporary
@@ -264,5 +268,46 @@ describe('mfa-totp audit and logs', () => {
     assert.ok(audit.some((a) => a.action === 'mfa_totp.confirm' && a.target === actor.userId));
     assert.ok(audit.some((a) => a.action === 'mfa_totp.recovery_code_used' && a.target === actor.userId));
     for (const s of [secret, code, ...recoveryCodes, ...recoveryCodes.map((c) => c.replaceAll('-', ''))]) assert.ok(!text.includes(s), 'a secret or code leaked');
+  });
+});
+
+describe('mfa-totp init', () => {
+  const scratch = scratchDirs('mfa-totp-init-');
+
+  /** Runs the plugin's init on the storage stand-in; returns what it registered. */
+  async function init(keyFile: string): Promise<string[]> {
+    const registered: string[] = [];
+    const refuse = () => {
+      throw new Error('not registered by mfa-totp');
+    };
+    const register: PluginRegistrar = {
+      authProvider: refuse,
+      quotaPolicy: refuse,
+      auditSink: refuse,
+      sessionEvents: refuse,
+      redirectFlow: refuse,
+      deviceFlow: refuse,
+      httpRoutes: () => void registered.push('routes'),
+      secondFactor: (f) => void registered.push(`factor:${f.id}`),
+    };
+    const unused = () => Promise.reject(new Error('not used'));
+    await mfaTotp.init({
+      logger: pino({ level: 'silent' }),
+      config: totpOptions.parse({ keyFile }),
+      register,
+      services: { accounts: { findById: unused, verifyPassword: unused }, usage: { current: unused }, audit: { record: unused } },
+      storage,
+    });
+    return registered;
+  }
+
+  it('registers the totp factor and its routes, and refuses to start with a key file that is not the secrets\' key', async () => {
+    const svc = service();
+    assert.ok((await svc.enrol(newUser())).ok, 'a secret sealed with the test key exists');
+    const keyFile = join(scratch(), 'totp.key');
+    await writeFile(keyFile, `${Buffer.alloc(32, 3).toString('hex')}\n`, { mode: 0o600 });
+    assert.deepEqual(await init(keyFile), ['factor:totp', 'routes']);
+    await writeFile(keyFile, `${Buffer.alloc(32, 4).toString('hex')}\n`, { mode: 0o600 });
+    await assert.rejects(init(keyFile), /is not the key the stored TOTP secrets were encrypted with/);
   });
 });
