@@ -4,7 +4,13 @@ import type { PluginPrincipal, PluginRouter, PluginRouteState } from '../../core
 import { readJsonBody, RouteError } from './body.js';
 import { CODE_PATTERN, type Actor, type Refusal, type TotpService } from './totp.js';
 
-const confirmBody = z.object({ code: z.string().regex(CODE_PATTERN, 'a 6-digit code') }).strict();
+/** As apps show it: spaces (`123 456`) are dropped. */
+const code = z
+  .string()
+  .max(16, 'a 6-digit code')
+  .transform((s) => s.replace(/\s/g, ''))
+  .pipe(z.string().regex(CODE_PATTERN, 'a 6-digit code'));
+const confirmBody = z.object({ code }).strict();
 const emptyBody = z.union([z.undefined(), z.object({}).strict()]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
