@@ -1,61 +1,57 @@
 import assert from 'node:assert/strict';
-import { setImmediate as tick } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { silentLogger } from '../../lib/log.js';
-import type { Plugin } from '../../core/plugin/contract.js';
-import { startPluginHost } from '../../core/plugin/host.js';
-import { loadPlugins, type LoadedPlugin } from '../../core/plugin/loader.js';
+import { checkPlugin, type CheckLine } from '../../core/plugin/check.js';
 import { KNOWN_PLUGINS } from '../../core/plugin/registry.js';
-import { fakeServices } from '../fixtures/plugins/harness.js';
+import { leaked } from '../fixtures/plugins/broken.js';
+import { TEST_CATALOGUE } from '../fixtures/plugins/harness.js';
+import { TEST_DATABASE_URL } from '../helpers/store.js';
 
-/** Open handles by type, e.g. {Timeout: 1, TCPSocketWrap: 2}. */
-async function openHandles(): Promise<Record<string, number>> {
-  await tick();
-  const counts: Record<string, number> = {};
-  for (const type of process.getActiveResourcesInfo()) counts[type] = (counts[type] ?? 0) + 1;
-  return counts;
-}
+const THIRD_PARTY = fileURLToPath(new URL('../fixtures/plugins/third-party/', import.meta.url));
 
-/** The plugin with its example config and its dependencies (with empty options), through the real loader. */
-async function loadWithExample(name: string): Promise<{ self: LoadedPlugin; all: LoadedPlugin[] }> {
-  const declared = (await KNOWN_PLUGINS[name]?.()) as Partial<Plugin> | undefined;
-  const deps = Object.fromEntries((declared?.dependsOn ?? []).map((d) => [d, {}]));
-  const all = await loadPlugins({ ...deps, [name]: declared?.exampleConfig });
-  const self = all.find((p) => p.plugin.name === name);
-  assert.ok(self, `${name} was loaded`);
-  return { self, all };
-}
+const failures = (lines: readonly CheckLine[]) => lines.filter((l) => !l.ok).map((l) => `${l.check}: ${l.detail ?? ''}`);
 
-/** Every plugin in the static registry passes this suite. */
+/**
+ * Every built-in and the third-party fixture pass the contract suite (core/plugin/check.ts,
+ * also `npm run plugin:check`): real loader, real host, real PostgreSQL for their storage.
+ */
 describe('plugin contract', () => {
-  for (const name of Object.keys(KNOWN_PLUGINS)) {
-    describe(name, () => {
-      it('loads through the real loader with its example config, after its dependencies', async () => {
-        const { self, all } = await loadWithExample(name);
-        assert.equal(self.plugin.name, name);
-        assert.match(self.plugin.version, /^\d+\.\d+\.\d+/);
-        for (const dep of self.plugin.dependsOn ?? []) {
-          assert.ok(all.findIndex((p) => p.plugin.name === dep) < all.indexOf(self), `${dep} comes first`);
-        }
-      });
-
-      it('its example config validates, its defaults suffice, unknown options are refused', async () => {
-        const { self } = await loadWithExample(name);
-        const schema = self.plugin.configSchema;
-        assert.equal(schema.safeParse(self.plugin.exampleConfig).success, true);
-        assert.equal(schema.safeParse({}).success, true, 'an empty options object is enough');
-        assert.equal(schema.safeParse({ noSuchOption: 1 }).success, false);
-        assert.ok(Object.isFrozen(self.options), 'options reach the plugin frozen');
-      });
-
-      it('init then close leaves no open handles', async () => {
-        const { all } = await loadWithExample(name);
-        const before = await openHandles();
-        const host = await startPluginHost(all, { logger: silentLogger(), services: fakeServices() });
-        assert.ok(host.plugins.some((p) => p.name === name));
-        await host.close();
-        assert.deepEqual(await openHandles(), before);
-      });
+  const keys = [...Object.keys(KNOWN_PLUGINS), `${THIRD_PARTY}hs-hello`];
+  for (const key of keys) {
+    it(`${key} passes every check`, async () => {
+      const lines = await checkPlugin(key, { databaseUrl: TEST_DATABASE_URL });
+      assert.deepEqual(failures(lines), []);
+      assert.ok(lines.length >= 6, `every check ran: ${lines.map((l) => l.check).join(' | ')}`);
     });
   }
+});
+
+describe('plugin contract: broken plugins fail the check that concerns them', () => {
+  it('a plugin for another contract version fails at loading, and nothing else runs', async () => {
+    const lines = await checkPlugin(`${THIRD_PARTY}hs-old`, { databaseUrl: TEST_DATABASE_URL });
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]?.ok, false);
+    assert.match(lines[0]?.detail ?? '', /plugin acme-old \(.*hs-old\) was written for plugin contract 1; this HackStream implements contract 2/);
+  });
+
+  it('a plugin whose init throws fails the lifecycle check', async () => {
+    const lines = await checkPlugin('broken-init-throws', { databaseUrl: TEST_DATABASE_URL, load: { catalogue: TEST_CATALOGUE } });
+    assert.deepEqual(failures(lines), ['its migrations apply, then init and close succeed: plugin "broken-init-throws" failed to initialise: database on fire']);
+  });
+
+  it('a plugin that leaves a timer running fails the open-handles check', async () => {
+    try {
+      const lines = await checkPlugin('broken-leaks-timer', { databaseUrl: TEST_DATABASE_URL, load: { catalogue: TEST_CATALOGUE } });
+      // Two timers: the suite starts the plugin twice (a restart must not re-apply migrations).
+      assert.deepEqual(failures(lines), ['init then close leaves no open handles: still open: Timeout ×2']);
+    } finally {
+      for (const t of leaked.timers) clearInterval(t);
+    }
+  });
+
+  it('a key that resolves nowhere fails at loading', async () => {
+    const lines = await checkPlugin('./no/such/plugin', { databaseUrl: TEST_DATABASE_URL });
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]?.detail ?? '', /no file or folder at \.\/no\/such\/plugin/);
+  });
 });
