@@ -124,7 +124,9 @@ export async function connect(settings: DirectorySettings, signal: AbortSignal):
           filter: r.filter,
           attributes: [...r.attributes],
           explicitBufferAttributes: [...(r.binary ?? [])],
-          sizeLimit: r.sizeLimit,
+          // One more than allowed: ldapts hands back the partial result of a size-limited search
+          // as a success, so "more than allowed" is only visible as an extra entry.
+          sizeLimit: r.sizeLimit > 0 ? r.sizeLimit + 1 : 0,
           timeLimit: Math.ceil(settings.timeoutMs / 1000),
           derefAliases: 'never',
         });

@@ -196,7 +196,7 @@ function subjectOf(entry: Entry, attribute: string): string {
 }
 
 /** AD's objectGUID bytes as the usual GUID string (the first three groups little-endian). */
-function formatGuid(b: Buffer): string {
+export function formatGuid(b: Buffer): string {
   const hex = (from: number, to: number, reverse: boolean) => {
     const part = b.subarray(from, to);
     return Buffer.from(reverse ? [...part].reverse() : part).toString('hex');

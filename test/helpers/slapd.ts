@@ -25,6 +25,7 @@ export const LDAP_PASSWORDS = {
   alice: 'alice-ldap-pass-1',
   Bob: 'bob-ldap-pass-2',
   carol: 'carol-ldap-pass-3',
+  dave: 'dave-ldap-pass-5',
   'x y': 'xy-ldap-pass-4',
 } as const;
 export const ADMINS_GROUP = 'cn=hs-admins,ou=groups,dc=example,dc=org';

@@ -82,6 +82,13 @@ describe('auth-ldap provider against slapd', () => {
     { what: 'filter injection alice)(|(uid=*', options: () => searchOptions(), username: 'alice)(|(uid=*', password: LDAP_PASSWORDS.alice, expect: { result: 'skip' } },
     { what: 'a uid that is no HackStream username', options: () => searchOptions(), username: 'x y', password: LDAP_PASSWORDS['x y'], expect: { result: 'deny', reason: 'invalid-username' } },
     {
+      what: 'a filter matching several entries',
+      options: () => searchOptions({ search: { base: PEOPLE, bindDn: LDAP_READER.dn, bindPassword: LDAP_READER.password, filter: '(|(uid={username})(objectClass=inetOrgPerson))' } }),
+      username: 'alice',
+      password: LDAP_PASSWORDS.alice,
+      expect: { result: 'deny', reason: 'ambiguous-user' },
+    },
+    {
       what: 'StartTLS with a group search',
       options: () => searchOptions({ url: slapd.ldapUrl, startTls: true, groupSearch: { base: `ou=groups,${LDAP_BASE}` } }),
       username: 'alice',
@@ -259,6 +266,20 @@ describe('auth-ldap through the server', () => {
     const again = await login('carol', LDAP_PASSWORDS.carol);
     assert.equal(again.status, 401, again.text);
     assert.equal(errorCode(again), 'AUTH_INVALID_CREDENTIALS');
+  });
+
+  it('a name both local and in the directory: no takeover, and the directory (listed first) refuses the local password too', async () => {
+    const local = 'dave-local-pass-6';
+    tokens.push(local);
+    await api.createUser('dave', local);
+    for (const password of [LDAP_PASSWORDS.dave, local]) {
+      const r = await login('dave', password);
+      assert.equal(r.status, 401, r.text);
+      assert.equal(errorCode(r), 'AUTH_INVALID_CREDENTIALS');
+    }
+    const r = await api.request('GET', '/v1/audit?action=authn_login_fail', { token: await api.adminToken() });
+    const reasons = (r.json as { items: { target: string | null; details: Record<string, unknown> }[] }).items.filter((i) => i.target === 'dave').map((i) => i.details.reason);
+    assert.deepEqual(reasons.sort(), ['account-owned-elsewhere', 'wrong-password']);
   });
 
   it('the directory slow or down: logins fail closed quickly with 401, /health stays 200', async () => {

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import plugin from '../../plugins/auth-ldap/index.js';
 import { escapeDnValue, escapeFilterValue, fillTemplate, normalizeDn } from '../../plugins/auth-ldap/escape.js';
 import { DEFAULT_USER_DN, optionsSchema } from '../../plugins/auth-ldap/options.js';
+import { formatGuid } from '../../plugins/auth-ldap/provider.js';
 import type { AuthProvider, PluginContext, PluginRegistrar, PluginStorage } from '../../core/plugin/contract.js';
 import { unavailableServices } from '../../core/plugin/services.js';
 import { silentLogger } from '../../lib/log.js';
@@ -36,6 +37,10 @@ describe('auth-ldap escaping', () => {
   it('fills only the named placeholders, each escaped', () => {
     assert.equal(fillTemplate('(&(member={dn})(x={other}))', { dn: 'cn=a*' }, escapeFilterValue), '(&(member=cn=a\\2a)(x={other}))');
     assert.equal(fillTemplate('{username}{username}', { username: '(' }, escapeFilterValue), '\\28\\28');
+  });
+
+  it('formats an AD objectGUID with its first three groups little-endian', () => {
+    assert.equal(formatGuid(Buffer.from('a52bede05f3d4c4f9dd4f1d6a6b5ac5b', 'hex')), 'e0ed2ba5-3d5f-4f4c-9dd4-f1d6a6b5ac5b');
   });
 
   it('normalises DNs for group comparison', () => {
