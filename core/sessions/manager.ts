@@ -591,6 +591,8 @@ export class SessionManager {
       await this.ensurePrepared();
       while (!this.closed && this.pool.size + this.poolFilling < cfg.pool.size) {
         const u = await this.usage();
+        // Looked at again after the await: another fill (a claim's, a timer's) may have started one meanwhile.
+        if (this.closed || this.pool.size + this.poolFilling >= cfg.pool.size) return;
         if (u.containers + 1 > cfg.capacity.maxContainers || u.memoryMb + cfg.pool.memoryMb > cfg.capacity.memoryMb) return;
         this.poolFilling++;
         const started = this.startPoolContainer().finally(() => {
