@@ -23,7 +23,7 @@ export interface ProviderDeps {
 type Lookup = { readonly kind: 'unknown' } | { readonly kind: 'denied'; readonly reason: string } | { readonly kind: 'found'; readonly entry: Entry; readonly groups: readonly string[] };
 
 export interface LdapProvider extends AuthProvider {
-  /** Drops every connection still open (shutdown). */
+  /** Drops every connection still open and refuses further attempts (shutdown). */
   closeAll(): void;
 }
 
@@ -37,12 +37,14 @@ export function createLdapProvider(deps: ProviderDeps): LdapProvider {
     timeoutMs: options.timeoutMs,
   };
   const live = new Set<() => void>();
+  let closed = false;
   const deny = (reason: string): AuthAnswer => ({ result: 'deny', reason });
   const unknown = (): AuthAnswer => (options.unknownUser === 'skip' ? { result: 'skip' } : deny('unknown-user'));
 
   return {
     async authenticate({ username, password }) {
       if (password === '') return deny('empty-password');
+      if (closed) return deny('shutting-down');
       if (username.trim() === '' || username.length > 256) return unknown();
       let lookup: Lookup;
       try {
@@ -62,6 +64,7 @@ export function createLdapProvider(deps: ProviderDeps): LdapProvider {
       return toIdentity(lookup.entry, lookup.groups, options, logger);
     },
     closeAll() {
+      closed = true;
       for (const close of live) close();
       live.clear();
     },

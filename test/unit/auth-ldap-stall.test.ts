@@ -58,5 +58,7 @@ describe('auth-ldap against a server that stalls', () => {
     assert.deepEqual(await pending, { result: 'deny', reason: 'directory-unavailable' });
     assert.ok(Date.now() - t0 < 1_000, 'not at the 10 s deadline');
     assert.ok(await waitFor(() => peers.size === 0, 2_000), 'the server saw the connection closed');
+    assert.deepEqual(await provider.authenticate({ username: 'alice', password: 'pw-1', ip: '127.0.0.1' }), { result: 'deny', reason: 'shutting-down' });
+    assert.equal(peers.size, 0, 'no connection after close');
   });
 });
