@@ -167,8 +167,9 @@ interface Keys {
   known: string;
 }
 
+/** Retry-After in whole seconds, at least 1 (also when the key vanished between two reads). */
 function seconds(ms: number): number {
-  return Math.max(1, Math.ceil(ms / 1000));
+  return Number.isFinite(ms) ? Math.max(1, Math.ceil(ms / 1000)) : 1;
 }
 
 /** Usernames are case-insensitive; hashed so any input makes a short, safe key. */
