@@ -56,9 +56,7 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
     while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
     assert.equal(manager.poolSize(), 1, 'the pool filled');
     const pooledIds = (await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.pool] === '1').map((c) => c.Labels[LABELS.session]);
-    const t0 = Date.now();
     const s = await launch(api, user, { app: 'firefox', url: 'http://example.org/' });
-    const ms = Date.now() - t0;
     assert.equal(s.pooled, true);
     assert.ok(pooledIds.includes(s.session_id), 'the session is the pool container');
     assert.equal((await xpraClient('info', target(api, s.connect))).code, 0, 'the claimed session lets the token in');
@@ -67,7 +65,6 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
     assert.equal(info.HostConfig.Memory, 1024 * 1024 * 1024);
     while (manager.poolSize() < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
     assert.equal(manager.poolSize(), 1, 'the pool refilled');
-    assert.ok(ms < 10_000, `claim took ${ms} ms`);
     await api.request('POST', `/v1/sessions/${s.session_id}/stop`, { token: user });
     // Gone before the next test looks for the pool container: a claimed one keeps its pool label.
     await waitForSession(api, user, s.session_id, (v) => v.state === 'stopped', 30_000);
