@@ -36,6 +36,8 @@ export interface TestSlapd {
   readonly ldapUrl: string;
   /** `ldaps://127.0.0.1:<port>`. */
   readonly ldapsUrl: string;
+  /** The same LDAPS listener as `ldaps://127.0.0.2:<port>`: an address the certificate does not name. */
+  readonly mismatchUrl: string;
   /** The CA that signed the server certificate (PEM file). */
   readonly caFile: string;
   /** Another CA, which did not sign it (PEM file): verification must fail with it. */
@@ -103,6 +105,7 @@ function handle(dir: string, conf: string, ports: Ports, tls: Tls, first: ChildP
   return {
     ldapUrl: `ldap://127.0.0.1:${ports.ldap}`,
     ldapsUrl: `ldaps://127.0.0.1:${ports.ldaps}`,
+    mismatchUrl: `ldaps://127.0.0.2:${ports.ldaps}`,
     caFile: tls.caFile,
     otherCaFile: tls.otherCaFile,
     dir,
@@ -168,7 +171,7 @@ function writeConfig(dir: string, tls: Tls): string {
 
 /** Starts slapd in the foreground and resolves once a search over LDAPS answers. */
 async function launch(conf: string, ports: Ports, caFile: string): Promise<ChildProcess> {
-  const urls = `ldap://127.0.0.1:${ports.ldap}/ ldaps://127.0.0.1:${ports.ldaps}/`;
+  const urls = `ldap://127.0.0.1:${ports.ldap}/ ldaps://127.0.0.1:${ports.ldaps}/ ldaps://127.0.0.2:${ports.ldaps}/`;
   const child = spawn('/usr/sbin/slapd', ['-d', '0', '-f', conf, '-h', urls], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => void (stderr = (stderr + c.toString('utf8')).slice(-4_000)));

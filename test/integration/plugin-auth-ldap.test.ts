@@ -70,7 +70,7 @@ function strip(a: AuthAnswer): unknown {
 }
 
 describe('auth-ldap provider against slapd', () => {
-  const cases: { what: string; options: () => Record<string, unknown>; username: string; password: string; expect: unknown }[] = [
+  const cases: { what: string; options: () => Record<string, unknown>; username: string; password: string; expect: unknown; logged?: RegExp }[] = [
     { what: 'LDAPS search: an admin-group member is admin', options: () => searchOptions(), username: 'alice', password: LDAP_PASSWORDS.alice, expect: ok('alice', 'admin') },
     { what: 'the username comes from uid, lower-cased', options: () => searchOptions(), username: 'BOB', password: LDAP_PASSWORDS.Bob, expect: ok('bob', 'user') },
     { what: 'wrong password', options: () => searchOptions(), username: 'alice', password: LDAP_PASSWORDS.Bob, expect: { result: 'deny', reason: 'wrong-password' } },
@@ -131,6 +131,15 @@ describe('auth-ldap provider against slapd', () => {
       username: 'alice',
       password: LDAP_PASSWORDS.alice,
       expect: { result: 'deny', reason: 'directory-unavailable' },
+      logged: /certificate/,
+    },
+    {
+      what: 'the right CA, but an address the certificate does not name',
+      options: () => searchOptions({ url: slapd.mismatchUrl }),
+      username: 'alice',
+      password: LDAP_PASSWORDS.alice,
+      expect: { result: 'deny', reason: 'directory-unavailable' },
+      logged: /does not match certificate's altnames/,
     },
     {
       what: 'no CA file: Node’s bundled CAs do not know the test CA',
@@ -154,6 +163,7 @@ describe('auth-ldap provider against slapd', () => {
       assert.deepEqual(strip(answer), c.expect);
       if (answer.result === 'ok' && 'identity' in answer) assert.match(answer.identity.subject, UUID, 'the subject is the entryUUID');
       const logged = JSON.stringify(lines);
+      if (c.logged) assert.match(logged, c.logged);
       for (const s of [...SECRETS, 'not-the-reader-password']) assert.ok(!logged.includes(s), `no password in the logs: ${logged}`);
     });
   }
