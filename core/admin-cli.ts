@@ -1,21 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { createInterface } from 'node:readline';
-import { createAudit } from './auth/audit.js';
-import { PasswordHasher } from './auth/passwords.js';
-import { authSettings } from './auth/settings.js';
+import { createControlPlane } from './auth/index.js';
 import { Users, usernameSchema } from './auth/users.js';
-import { ConfigError, loadConfig } from './config/load.js';
+import { ConfigError, configDir, loadConfig, pluginsDirOf } from './config/load.js';
 import { isAppError } from './errors.js';
 import { createLogger } from '../lib/log.js';
+import { startPluginHost, type PluginHost } from './plugin/host.js';
+import { loadPlugins } from './plugin/loader.js';
+import { pluginStorageProvider } from './plugin/storage.js';
 import { openDatabase } from './store/database.js';
+import { openKv, type KeyValueStore } from './store/kv.js';
 import { ROLES, type Role } from './store/entities.js';
 
 const HELP = `Usage: npm run admin -- <command> [options]
 
 Manages local accounts from the server's shell, with the server's configuration
 (HACKSTREAM_CONFIG, HACKSTREAM_DATA_DIR, HACKSTREAM_DATABASE_URL…). Every change is audited
-(actor "cli:<os user>"); a new password, disable and a role change end the user's tokens.
+(actor "cli:<os user>") and reaches the enabled plugins' audit sinks (the plugins are started
+for the command); a new password, disable and a role change end the user's tokens.
 
 Commands:
   create <username> [--role user|admin] [--password-stdin]
@@ -84,6 +87,18 @@ export async function runAdminCli(argv: string[], io: CliIo, env: NodeJS.Process
     throw err;
   }
   const logger = createLogger({ level: env.HACKSTREAM_LOG_LEVEL === 'debug' ? 'debug' : 'warn', destination: process.stderr });
+  let loaded;
+  try {
+    // The server's plugins, validated as the server would: their audit sinks see this command's changes.
+    loaded = await loadPlugins(config.plugins, { baseDir: configDir(config), pluginsDir: pluginsDirOf(config) });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(`${err.message}\n`);
+      return 78;
+    }
+    io.err(`admin: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
   let db;
   try {
     db = await openDatabase({ dataDir: config.dataDir, logger, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
@@ -92,16 +107,26 @@ export async function runAdminCli(argv: string[], io: CliIo, env: NodeJS.Process
     io.err(`admin: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
+  let kv: KeyValueStore | undefined;
+  let plugins: PluginHost | undefined;
   try {
-    const settings = authSettings();
-    const hasher = new PasswordHasher(settings.argon2, { concurrency: 1, queueMax: 1 });
-    const users = new Users(db.dataSource, hasher, createAudit(db.dataSource));
+    kv = await openKv({ redisPrefix: config.redisPrefix, logger, ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}) });
+    const host = () => {
+      if (!plugins) throw new Error('the plugin host is not started yet');
+      return plugins;
+    };
+    const control = createControlPlane({ dataSource: db.dataSource, kv, logger, plugins: host, settings: { hashConcurrency: 1, hashQueueMax: 1 } });
+    const storage = pluginStorageProvider({ dataSource: db.dataSource, kv, logger });
+    plugins = await startPluginHost(loaded, { logger, services: control.services, storage });
     const actor = { id: `cli:${safeOsUser()}`, ip: null };
-    return await run(args, users, actor, io);
+    return await run(args, control.users, actor, io);
   } catch (err) {
     io.err(`admin: ${isAppError(err) ? err.message : err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   } finally {
+    // Closing the host first drains the audit sinks (bounded), so they get this command's rows.
+    await plugins?.close();
+    await kv?.close();
     await db.close();
   }
 }

@@ -38,12 +38,12 @@ const quote = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 export function pluginStorageProvider(deps: StorageDeps): StorageProvider {
   let appSchema: Promise<string> | undefined;
   return async (plugin) => {
-    // Read before any plugin runs: the app's schema is where plugin_migrations lives.
-    appSchema ??= deps.dataSource.query('SELECT current_schema() AS s').then((rows: { s: string }[]) => rows[0]?.s ?? 'public');
     const schema = pluginSchemaName(plugin.name, deps.databaseSchema);
     // A plugin without migrations gets its schema at its first query: no empty schemas.
     let created: Promise<void> | undefined;
     if ((plugin.migrations ?? []).length > 0) {
+      // Asked only when needed (an unawaited query would outlive a short-lived host): plugin_migrations lives in the app's schema.
+      appSchema ??= deps.dataSource.query('SELECT current_schema() AS s').then((rows: { s: string }[]) => rows[0]?.s ?? 'public');
       created = applyMigrations(deps.dataSource, plugin, schema, await appSchema, deps.logger.child({ plugin: plugin.name }));
       await created;
     }
