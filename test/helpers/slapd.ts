@@ -177,6 +177,10 @@ async function launch(conf: string, ports: Ports, caFile: string): Promise<Child
   child.stderr?.on('data', (c: Buffer) => void (stderr = (stderr + c.toString('utf8')).slice(-4_000)));
   let exited = false;
   child.once('exit', () => void (exited = true));
+  // A test process that dies without its after() hooks must not leave a slapd behind.
+  const killOnExit = () => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('close', () => void process.off('exit', killOnExit));
   const deadline = Date.now() + 15_000;
   while (!(await answers(ports.ldaps, caFile))) {
     if (exited || Date.now() > deadline) {
