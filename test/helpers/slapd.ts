@@ -153,6 +153,8 @@ function writeConfig(dir: string, tls: Tls): string {
     `TLSCACertificateFile ${tls.caFile}`,
     `TLSCertificateFile ${tls.certFile}`,
     `TLSCertificateKeyFile ${tls.keyFile}`,
+    // Simple binds only over TLS: a bind that reaches the server unencrypted fails (confidentialityRequired).
+    'security simple_bind=128',
     'database mdb',
     `suffix "${LDAP_BASE}"`,
     `rootdn "${LDAP_ROOT.dn}"`,

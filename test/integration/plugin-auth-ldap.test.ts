@@ -95,7 +95,15 @@ describe('auth-ldap provider against slapd', () => {
       password: LDAP_PASSWORDS.alice,
       expect: ok('alice', 'admin'),
     },
-    { what: 'plain LDAP when allowed', options: () => searchOptions({ url: slapd.ldapUrl, allowInsecure: true }), username: 'alice', password: LDAP_PASSWORDS.alice, expect: ok('alice', 'admin') },
+    {
+      // The test slapd refuses simple binds without TLS: this shows StartTLS above really bound over TLS.
+      what: 'plain LDAP when allowed: the bind goes out unencrypted (this slapd refuses that)',
+      options: () => searchOptions({ url: slapd.ldapUrl, allowInsecure: true }),
+      username: 'alice',
+      password: LDAP_PASSWORDS.alice,
+      expect: { result: 'deny', reason: 'directory-unavailable' },
+      logged: /confidentiality required/i,
+    },
     {
       what: 'DN template',
       options: () => ({ url: slapd.ldapsUrl, caFile: slapd.caFile, userDn: `uid={username},${PEOPLE}`, groups: { admin: [ADMINS_GROUP] } }),
