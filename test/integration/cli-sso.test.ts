@@ -8,10 +8,11 @@ import { errorCode, startApi, type TestApi } from '../helpers/api.js';
 import { runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
+import { midStep, oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
 import { startOp, TestBrowser, type TestOp } from '../helpers/oidc-op.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
-// `hackstream login --sso` against the real server (auth-oidc enabled) and a real OpenID provider.
+// `hackstream login --sso` against the real server (auth-oidc and mfa-totp enabled) and a real OpenID provider.
 const scratch = scratchDirs('hs-cli-sso-');
 const DEVICE_TTL_S = 8;
 let op: TestOp;
@@ -31,10 +32,13 @@ before(async () => {
   const op2 = { issuer: `https://localhost:${await freePort()}`, clientId: 'x', clientSecret: 'y', caFile: op.caFile, label: 'Other SSO', discoveryTimeoutMs: 300 };
   api = await startApi({
     captureLogs: true,
+    // A wrong second-factor code is a counted failure; the retry right after it is not what this file tests.
+    auth: { throttle: { sourceFreeFailures: 5 } },
     config: {
       plugins: {
         'auth-oidc': { issuers: { op: { issuer: op.issuer, label: 'Test SSO', clientId: op.client.clientId, clientSecret: op.client.clientSecret, caFile: op.caFile, scopes: ['openid', 'profile', 'groups'], roleClaim: 'groups', roleMap: { 'hs-admins': 'admin' } }, other: op2 } },
         'auth-local': {},
+        'mfa-totp': { keyFile: join(scratch(), 'mfa-totp.key') },
         'quota-default': {},
       },
     },
@@ -46,6 +50,19 @@ after(async () => {
   await api?.close();
   await op?.close();
 });
+
+/** Enrols the token's user in TOTP (confirmed with the current step's code); returns the secret. */
+async function enrolTotp(token: string): Promise<string> {
+  const e = await api.request('POST', '/v1/plugins/mfa-totp/enrolment', { token, body: {} });
+  assert.equal(e.status, 201, e.text);
+  const { secret } = e.json as { secret: string };
+  const c = await api.request('POST', '/v1/plugins/mfa-totp/enrolment/confirm', { token, body: { code: await oathtoolCode(secret, await midStep()) } });
+  assert.equal(c.status, 200, c.text);
+  return secret;
+}
+
+/** A code of the next step: the current one was spent confirming, and one step ahead is accepted. */
+const nextCode = async (secret: string) => oathtoolCode(secret, (await midStep()) + STEP_MS);
 
 async function home(): Promise<string> {
   const h = scratch();
@@ -116,5 +133,39 @@ describe('hackstream login --sso', () => {
     assert.equal(errorCode(first), 'AUTHORIZATION_PENDING');
     const second = await api.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } });
     assert.equal(errorCode(second), 'SLOW_DOWN');
+  });
+});
+
+describe('second factor on every login path', () => {
+  const ERIN = { username: 'erin', password: 'Erin-Local-Password-1' };
+  let secret: string;
+
+  before(async () => {
+    await api.createUser(ERIN.username, ERIN.password);
+    secret = await enrolTotp((await api.login(ERIN.username, ERIN.password)).accessToken);
+  });
+
+  it('password login: a wrong --code is exit 5; the right one (--code, or stdin\'s next line) logs in', async () => {
+    const h = await home();
+    const wrong = await runCli(['login', '--code', '000000'], { home: h, stdin: `${ERIN.username}\n${ERIN.password}\n` });
+    assert.equal(wrong.code, EXIT.AUTH, explain(wrong));
+    assert.match(wrong.stderr, /wrong totp code/);
+    const ok = await runCli(['login'], { home: h, stdin: `${ERIN.username}\n${ERIN.password}\n${await nextCode(secret)}\n` });
+    assert.equal(ok.code, 0, explain(ok));
+    assert.match(ok.stderr, /Logged in as erin\./);
+    assert.equal((await runCli(['list'], { home: h })).code, 0);
+  });
+
+  it('SSO login of an enrolled user asks for the code too (--code)', async () => {
+    const h = await home();
+    const first = spawnCli(['login', '--sso', '--provider', 'op'], { home: h });
+    await op.approveDevice(new TestBrowser([op.ca]), await first.waitFor(/Or open: (\S+)/, 15_000), 'bob');
+    assert.equal(await first.exited(20_000), 0, first.stderr());
+    const tokens = JSON.parse(readFileSync(join(h, '.config', 'hackstream', 'tokens.json'), 'utf8')) as { accessToken: string };
+    const bobSecret = await enrolTotp(tokens.accessToken);
+    const cli = spawnCli(['login', '--sso', '--provider', 'op', '--code', await nextCode(bobSecret)], { home: h });
+    await op.approveDevice(new TestBrowser([op.ca]), await cli.waitFor(/Or open: (\S+)/, 15_000), 'bob');
+    assert.equal(await cli.exited(20_000), 0, cli.stderr());
+    assert.match(cli.stderr(), /Logged in as bob\./);
   });
 });
