@@ -67,7 +67,9 @@ function describeIssue(issue: z.core.$ZodIssue, envFor: Map<string, string>, fil
   const source = env ? ` (from ${env})` : file ? ` (in ${file})` : '';
   let fix = '';
   if (issue.code === 'unrecognized_keys') fix = `; remove it or check its spelling`;
-  return `${path}${source}: ${issue.message}${fix}`;
+  // A record key's own refinement says what is wrong; zod only reports "Invalid key in record".
+  const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+  return `${path}${source}: ${message}${fix}`;
 }
 
 /**
