@@ -1,6 +1,7 @@
 /**
- * The static registry: every plugin HackStream knows, by config key. Folders are never
- * scanned; a new plugin is added here. Modules are imported only when the plugin is enabled.
+ * The static registry: the built-in plugins, by name (= config key). Folders are never
+ * scanned; a new built-in is added here. Other plugins are named in the config by npm
+ * package or path (resolve.ts). Modules are imported only when the plugin is enabled.
  */
 
 /** Loads a plugin module and returns its default export (checked by the loader). */
