@@ -45,7 +45,7 @@ export async function initPlugins(loaded: readonly LoadedPlugin[], deps: Lifecyc
   return started;
 }
 
-async function initOne({ plugin, options }: LoadedPlugin, storage: PluginStorage, deps: LifecycleDeps): Promise<Started> {
+async function initOne({ plugin, options, source }: LoadedPlugin, storage: PluginStorage, deps: LifecycleDeps): Promise<Started> {
   const { name, version } = plugin;
   const logger = deps.logger.child({ plugin: name });
   const { registrar, seal } = openRegistrar(name, deps.registrations);
@@ -57,7 +57,7 @@ async function initOne({ plugin, options }: LoadedPlugin, storage: PluginStorage
     if (handle !== undefined && typeof (handle as Partial<PluginHandle> | null)?.close !== 'function') {
       throw new Error('init must resolve to nothing or to an object with a close() method');
     }
-    logger.info({ version }, 'plugin initialised');
+    logger.info({ version, ...(source ? { source } : {}) }, 'plugin initialised');
     return { name, version, logger, handle: handle ?? undefined };
   } catch (err) {
     if (err instanceof TimeoutError) closeWhenSettled(pending, logger);
