@@ -72,6 +72,16 @@ describe('a third-party plugin loaded by package name from pluginsDir (shared Po
   });
   notesBehaviour(() => api);
 
+  it('another caller is another principal: role user, only its own rows', async () => {
+    await api.createUser('note-bob', 'Bob-Notes-Password-7');
+    const bob = (await api.login('note-bob', 'Bob-Notes-Password-7')).accessToken;
+    const posted = await api.request('POST', '/v1/plugins/acme-hello/notes', { token: bob, body: { text: 'bob was here' } });
+    assert.deepEqual(posted.json, { id: 3, owner: 'note-bob', first: true });
+    const list = await api.request('GET', '/v1/plugins/acme-hello/notes', { token: bob });
+    assert.deepEqual((list.json as { caller: unknown; notes: unknown }).caller, { username: 'note-bob', role: 'user' });
+    assert.deepEqual((list.json as { notes: unknown }).notes, [{ id: 3, text: 'bob was here' }]);
+  });
+
   it('keeps its table in its own schema and records its migration in the app schema; a restart applies nothing again', async () => {
     await api.restart();
     const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
@@ -80,7 +90,7 @@ describe('a third-party plugin loaded by package name from pluginsDir (shared Po
       const rows = await admin.query(`SELECT plugin, id FROM "${api.schema}".plugin_migrations`);
       assert.deepEqual(rows.rows, [{ plugin: 'acme-hello', id: '001-notes' }]);
       const notes = await admin.query(`SELECT count(*)::int AS n FROM "${api.schema}_p_acme_hello".notes`);
-      assert.deepEqual(notes.rows, [{ n: 2 }]);
+      assert.deepEqual(notes.rows, [{ n: 3 }]);
     } finally {
       await admin.end();
     }
