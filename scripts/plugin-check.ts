@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkPlugin } from '../core/plugin/check.js';
+import { PLUGIN_CONTRACT_VERSION } from '../core/plugin/contract.js';
 
 const HELP = `Usage: npm run plugin:check -- <plugin> [options]
 
@@ -56,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const baseDir = process.cwd();
   const pluginsDir = resolve(baseDir, parsed.values['plugins-dir'] ?? 'plugins');
-  process.stdout.write(`Checking ${key} against plugin contract 2\n`);
+  process.stdout.write(`Checking ${key} against plugin contract ${PLUGIN_CONTRACT_VERSION}\n`);
   const lines = await checkPlugin(key, { load: { baseDir, pluginsDir }, ...(databaseUrl ? { databaseUrl } : {}) });
   for (const line of lines) process.stdout.write(`${line.ok ? 'ok  ' : 'FAIL'}  ${line.check}${line.detail ? ` — ${line.detail}` : ''}\n`);
   const failed = lines.filter((l) => !l.ok).length;
