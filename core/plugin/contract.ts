@@ -102,7 +102,10 @@ export interface PluginHandle {
  * @typeParam Input - the options as written in the config file (`z.input`)
  */
 export interface Plugin<Options = unknown, Input = unknown> {
-  /** The config key and the folder name under `plugins/`: lowercase, digits, hyphens. */
+  /**
+   * Its identity, unique among the enabled plugins (routes `/v1/plugins/<name>`, logs, storage,
+   * audit prefix): lowercase, digits, hyphens. For a built-in also its config key and folder.
+   */
   readonly name: string;
   /** The plugin's own version (semver), logged at start-up. */
   readonly version: string;

@@ -105,6 +105,9 @@ export async function dropSchema(schema: string): Promise<void> {
   await client.connect();
   try {
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    // The plugins' own schemas of that app (core/plugin/storage: <schema>_p_<plugin>).
+    const plugins = await client.query<{ nspname: string }>(`SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, [`${schema}_p_`]);
+    for (const { nspname } of plugins.rows) await client.query(`DROP SCHEMA IF EXISTS "${nspname}" CASCADE`);
   } finally {
     await client.end();
   }

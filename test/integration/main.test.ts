@@ -45,7 +45,7 @@ describe('hackstream process (server/main.ts)', () => {
     const p = run({ HACKSTREAM_CONFIG: file, HACKSTREAM_LISTEN: '127.0.0.1:0', HACKSTREAM_DATA_DIR: dataDir });
     assert.equal(await p.exit, 78);
     assert.match(p.stderr(), /plugins\.quota-default\.user\.maxSessions: .*expected number/);
-    assert.match(p.stderr(), /plugins\.auth-nope: unknown plugin; known plugins: auth-local, quota-default/);
+    assert.match(p.stderr(), /plugins\.auth-nope: unknown plugin; known plugins: [a-z, -]*auth-local[a-z, -]*quota-default \(built-in\)/);
   });
 
   it('explains a port that is already taken', async () => {
