@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { errorCode, startApi, type ApiResponse, type TestApi, type TokenPair } from '../helpers/api.js';
-import { auditRows, browserLogin, FIXTURE_PLUGIN } from '../fixtures/auth-flows/client.js';
+import { auditRows, browserLogin, FIXTURE_PLUGIN, until } from '../fixtures/auth-flows/client.js';
 import { TestIdp } from '../fixtures/auth-flows/idp.js';
 
 /*
@@ -182,5 +182,38 @@ describe('a failing second factor', () => {
     assert.equal(errorCode(r), 'AUTH_SECOND_FACTOR_REQUIRED');
     const line = api.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.plugin === 'auth-flows-test' && l.call === 'test-code.required');
     assert.ok(line, 'the failure is logged with the plugin');
+  });
+});
+
+describe('second factors under the default login throttle', () => {
+  let api: TestApi;
+  const idp = new TestIdp();
+  before(async () => {
+    await idp.start();
+    api = await startApi({ config: { plugins: { 'auth-local': {}, 'quota-default': {}, [FIXTURE_PLUGIN]: { idp: idp.url, code: CODE, mfaUsers: ['mfa-slow'] } } } });
+    await api.createUser('mfa-slow', 'mfa slow password');
+  });
+  after(async () => {
+    await api?.close();
+    await idp.close();
+  });
+
+  it('delays wrong codes like wrong passwords (429 with Retry-After); the challenge still works after the delay', async () => {
+    const first = await api.request('POST', '/v1/login', { body: { username: 'mfa-slow', password: 'mfa slow password' } });
+    assert.equal(errorCode(first), 'AUTH_SECOND_FACTOR_REQUIRED');
+    const { challengeId } = (first.json as { error: { details: Challenge } }).error.details;
+    const wrong = () => api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor: 'test-code', response: '000000' } });
+    assert.deepEqual((await wrong()).json, { error: { code: 'AUTH_SECOND_FACTOR_INVALID', message: 'the second factor was not accepted', details: { attemptsLeft: 4 } } });
+    assert.equal(errorCode(await wrong()), 'AUTH_SECOND_FACTOR_INVALID', 'one free failure, then delays start');
+    const limited = await wrong();
+    assert.equal(limited.status, 429, limited.text);
+    assert.equal(errorCode(limited), 'RATE_LIMITED');
+    assert.match(String(limited.headers['retry-after']), /^[1-9]\d*$/);
+    let last = limited;
+    await until(async () => {
+      last = await api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor: 'test-code', response: CODE } });
+      return last.status !== 429;
+    }, 10_000);
+    assert.equal(last.status, 200, last.text);
   });
 });
