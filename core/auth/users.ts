@@ -24,6 +24,8 @@ export interface UserView {
   username: string;
   role: Role;
   disabled: boolean;
+  /** The identity source that owns the account (`ldap`, `oidc:<issuer>`); null: a local account. */
+  source: string | null;
   /** Per-user overrides of the role's quota, in API units; {} when none. */
   quota: Partial<Quota>;
   createdAt: string;
@@ -36,6 +38,7 @@ export function userView(u: User): UserView {
     username: u.username,
     role: u.role,
     disabled: u.disabled,
+    source: u.source,
     quota: quotaOverride(u),
     createdAt: u.createdAt.toISOString(),
     updatedAt: u.updatedAt.toISOString(),
