@@ -116,7 +116,7 @@ export async function runAdminCli(argv: string[], io: CliIo, env: NodeJS.Process
       return plugins;
     };
     const control = createControlPlane({ dataSource: db.dataSource, kv, logger, plugins: host, settings: { hashConcurrency: 1, hashQueueMax: 1 } });
-    const storage = pluginStorageProvider({ dataSource: db.dataSource, kv, logger });
+    const storage = pluginStorageProvider({ dataSource: db.dataSource, kv, logger, dataDir: config.dataDir });
     plugins = await startPluginHost(loaded, { logger, services: control.services, storage });
     const actor = { id: `cli:${safeOsUser()}`, ip: null };
     return await run(args, control.users, actor, io);

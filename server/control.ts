@@ -123,7 +123,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       return plugins;
     };
     control = createControlPlane({ dataSource: db.dataSource, kv, logger, plugins: getPlugins, ...(opts.auth ? { settings: opts.auth } : {}) });
-    const storage = pluginStorageProvider({ dataSource: db.dataSource, kv, logger, ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}) });
+    const storage = pluginStorageProvider({ dataSource: db.dataSource, kv, logger, dataDir, ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}) });
     plugins = await startPluginHost(loaded, { logger, services: control.services, storage });
     opened.push(plugins);
     const [first] = await Promise.all([ensureFirstAdmin(control, opts.bootstrap ?? {}), control.hasher.warmUp()]);

@@ -104,7 +104,7 @@ function optionChecks({ plugin, options }: LoadedPlugin): CheckLine[] {
 
 async function lifecycleChecks(all: LoadedPlugin[], plugin: Plugin, store: CheckStore, logger: Logger): Promise<CheckLine[]> {
   const lines: CheckLine[] = [];
-  const storage = pluginStorageProvider({ dataSource: store.db.dataSource, kv: store.kv, logger, ...(store.schema ? { databaseSchema: store.schema } : {}) });
+  const storage = pluginStorageProvider({ dataSource: store.db.dataSource, kv: store.kv, logger, dataDir: store.dataDir, ...(store.schema ? { databaseSchema: store.schema } : {}) });
   const migrations = plugin.migrations ?? [];
   for (const round of ['first', 'second'] as const) {
     const check = round === 'first' ? 'its migrations apply, then init and close succeed' : 'a restart applies no migration again, then init and close succeed';
@@ -130,6 +130,8 @@ interface CheckStore {
   readonly kv: KeyValueStore;
   /** Postgres: the throwaway schema the app's tables live in. */
   readonly schema?: string;
+  /** A throwaway data dir: the plugins' private folders go there. */
+  readonly dataDir: string;
   close(): Promise<void>;
 }
 
@@ -148,6 +150,7 @@ async function openCheckStore(databaseUrl: string | undefined, logger: Logger): 
       db: opened,
       kv,
       ...(schema ? { schema } : {}),
+      dataDir,
       async close() {
         await kv.close();
         if (schema) await opened.dataSource.query(dropSchemasSql(schema)).catch(() => undefined);

@@ -74,6 +74,11 @@ export interface PluginStorage {
     query<Row extends Record<string, unknown> = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
     transaction<T>(work: (q: { query: PluginStorage['sql']['query'] }) => Promise<T>): Promise<T>;
   };
+  /**
+   * A private folder for the plugin's files (keys, caches): `<dataDir>/plugin-data/<name>`,
+   * mode 0700, owned by the control process's user. Null where the host has no data dir.
+   */
+  readonly dir: string | null;
   readonly kv: {
     get(key: string): Promise<string | null>;
     set(key: string, value: string, opts?: { readonly ttlMs?: number }): Promise<void>;

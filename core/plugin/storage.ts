@@ -5,6 +5,8 @@
  * are trusted code running in the server.
  */
 import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { Logger } from '../../lib/log.js';
 import type { KeyValueStore } from '../store/kv.js';
@@ -23,6 +25,8 @@ export interface StorageDeps {
    * database): plugin schemas are then `<databaseSchema>_p_<name>`, so runs never share one.
    */
   readonly databaseSchema?: string;
+  /** Where plugins' private folders go (`<dataDir>/plugin-data/<name>`); none without it. */
+  readonly dataDir?: string;
 }
 
 /** `plugin_<name with - as _>`, or `<databaseSchema>_p_<name…>`; at most 63 bytes (a hash keeps long ones apart). */
@@ -51,8 +55,16 @@ export function pluginStorageProvider(deps: StorageDeps): StorageProvider {
       created = undefined;
       throw err;
     }));
-    return Object.freeze({ sql: pluginSql(deps.dataSource, schema, ensure), kv: pluginKv(deps.kv, plugin.name) });
+    return Object.freeze({ sql: pluginSql(deps.dataSource, schema, ensure), kv: pluginKv(deps.kv, plugin.name), dir: deps.dataDir ? pluginDir(deps.dataDir, plugin.name) : null });
   };
+}
+
+/** `<dataDir>/plugin-data/<name>`, created 0700 (and made 0700 again if it was widened). */
+function pluginDir(dataDir: string, name: string): string {
+  const dir = join(resolve(dataDir), 'plugin-data', name);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return dir;
 }
 
 /** Runs `work` in a transaction with the plugin's schema first on the search path. */
@@ -161,5 +173,6 @@ export const noStorage: StorageProvider = async (plugin) => {
   return Object.freeze({
     sql: Object.freeze({ query: fail, transaction: fail }),
     kv: Object.freeze({ get: fail, set: fail, setIfAbsent: fail, delete: fail }),
+    dir: null,
   });
 };

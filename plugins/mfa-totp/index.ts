@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { definePlugin } from '../../core/plugin/contract.js';
 import { migrations } from './migrations.js';
 import { totpOptions } from './options.js';
@@ -19,9 +19,10 @@ export default definePlugin({
   contract: 2,
   migrations,
   configSchema: totpOptions,
-  exampleConfig: { issuer: 'HackStream', keyFile: '/var/lib/hackstream/mfa-totp.key', providers: ['auth-local', 'auth-ldap'] },
+  exampleConfig: { issuer: 'HackStream', providers: ['auth-local', 'auth-ldap'] },
   async init({ config, logger, register, services, storage }) {
-    const keyFile = resolve(config.keyFile);
+    if (!isAbsolute(config.keyFile) && storage.dir === null) throw new Error('keyFile must be an absolute path where the host gives plugins no folder');
+    const keyFile = resolve(storage.dir ?? '/', config.keyFile);
     const box = secretBox(await loadOrCreateKey(keyFile));
     const store = factorStore(storage.sql);
     if (await store.hasOtherKey(box.keyId)) {

@@ -12,9 +12,10 @@ export const totpOptions = z
       .default('HackStream'),
     /**
      * The AES-256-GCM key that encrypts the TOTP secrets in the database, created (0600) at
-     * first start. A relative path is resolved against the server's working directory.
+     * first start. A relative path is resolved against the plugin's private folder
+     * (`<dataDir>/plugin-data/mfa-totp/`), where the default lives.
      */
-    keyFile: z.string().min(1).default('mfa-totp.key'),
+    keyFile: z.string().min(1).default('totp.key'),
     /** The first-factor providers (plugin names) after which TOTP is asked for; `all` by default. */
     providers: z.union([z.literal('all'), z.array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/)).min(1)]).default('all'),
   })

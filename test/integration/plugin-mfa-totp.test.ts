@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { errorCode, startApi, type ApiResponse, type TestApi, type TokenPair } from '../helpers/api.js';
 import { midStep, oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
-import { scratchDirs } from '../helpers/tmp.js';
 
 // mfa-totp in the real server (Postgres, the real plugin host and login), codes from oathtool.
-const scratch = scratchDirs('hs-totp-');
 const PASSWORD = 'Totp-Test-Password-42';
 const BASE = '/v1/plugins/mfa-totp';
 let api: TestApi;
@@ -16,14 +14,15 @@ let keyFile: string;
 const secrets = new Set<string>();
 
 before(async () => {
-  keyFile = join(scratch(), 'keys', 'mfa-totp.key');
   api = await startApi({
     db: 'postgres',
     captureLogs: true,
     // Refused codes count like wrong passwords; this file is not about that budget.
     auth: { throttle: { ipFailLimit: 1000, sourceFreeFailures: 1000, accountLongLimit: 1000 } },
-    config: { plugins: { 'auth-local': {}, 'quota-default': {}, 'mfa-totp': { issuer: 'HS Test', keyFile } } },
+    // The default keyFile: in the plugin's private folder under the data dir.
+    config: { plugins: { 'auth-local': {}, 'quota-default': {}, 'mfa-totp': { issuer: 'HS Test' } } },
   });
+  keyFile = join(api.dataDir, 'plugin-data', 'mfa-totp', 'totp.key');
 });
 after(() => api?.close());
 
@@ -93,8 +92,9 @@ async function lastRefusalReason(u: User): Promise<unknown> {
 }
 
 describe('mfa-totp through the server', () => {
-  it('creates its key file 0600', () => {
+  it('creates its key file 0600 in its private folder (0700) by default', () => {
     assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+    assert.equal(statSync(dirname(keyFile)).mode & 0o777, 0o700);
   });
 
   it('enrolment: an otpauth URI (issuer, username), QR codes; unconfirmed it does not count', async () => {

@@ -105,6 +105,6 @@ describe('mfa-totp options', () => {
   }
 
   it('defaults to issuer HackStream, every provider and ./mfa-totp.key', () => {
-    assert.deepEqual(totpOptions.parse({}), { issuer: 'HackStream', keyFile: 'mfa-totp.key', providers: 'all' });
+    assert.deepEqual(totpOptions.parse({}), { issuer: 'HackStream', keyFile: 'totp.key', providers: 'all' });
   });
 });

@@ -34,6 +34,7 @@ async function testPluginStorage(schema: string): Promise<{ storage: PluginStora
     (await q.query<Row>(text, params ? [...params] : undefined)).rows;
   const unused = () => Promise.reject(new Error('kv is not used by mfa-totp'));
   const storage: PluginStorage = {
+    dir: null,
     sql: {
       query: (text, params) => query(pool, text, params),
       async transaction(work) {

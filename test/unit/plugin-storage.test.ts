@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
@@ -47,7 +48,7 @@ describe('plugin storage (real PostgreSQL, real KV)', () => {
   before(async () => {
     db = await openDatabase({ databaseUrl: TEST_DATABASE_URL, schema, dataDir, logger: silentLogger() });
     kv = await openTestKv('memory');
-    provider = pluginStorageProvider({ dataSource: db.dataSource, kv: kv.kv, logger: silentLogger(), databaseSchema: schema });
+    provider = pluginStorageProvider({ dataSource: db.dataSource, kv: kv.kv, logger: silentLogger(), databaseSchema: schema, dataDir });
     await admin.connect();
   });
   after(async () => {
@@ -154,5 +155,15 @@ describe('plugin storage (real PostgreSQL, real KV)', () => {
     assert.equal(await b.delete('once'), true);
     assert.equal(await b.setIfAbsent('once', 'again', { ttlMs: 60_000 }), true);
     await host.close();
+  });
+
+  it('gives each plugin a private folder <dataDir>/plugin-data/<name>, 0700 even if it was widened', async () => {
+    mkdirSync(join(dataDir, 'plugin-data', 'dir-b'), { recursive: true, mode: 0o755 });
+    const { host, got } = await start([storing('dir-a', [], {}), storing('dir-b', [], {})]);
+    assert.equal(got['dir-a']?.dir, join(dataDir, 'plugin-data', 'dir-a'));
+    for (const name of ['dir-a', 'dir-b']) assert.equal(statSync(join(dataDir, 'plugin-data', name)).mode & 0o777, 0o700, name);
+    await host.close();
+    const none = pluginStorageProvider({ dataSource: db.dataSource, kv: kv.kv, logger: silentLogger(), databaseSchema: schema });
+    assert.equal((await none(storing('dir-c', [], {}))).dir, null, 'no data dir, no folder');
   });
 });
