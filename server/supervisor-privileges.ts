@@ -28,7 +28,7 @@ export interface RunDirs {
  * As root: `<dataDir>` traversable by the service users, `run/` 0755 root, `run/control/`
  * hackstream:hackstream-edge 2750 (control's sockets, the edge may connect), `run/agent/`
  * root:hackstream 2750 (the agent's socket, control may connect), and what control writes
- * (certs/, state/) owned by hackstream. Ownership and modes are set again at every start, so
+ * (certs/, state/, plugin-data/) owned by hackstream. Ownership and modes are set again at every start, so
  * a data dir an older all-in-one root process wrote is taken over.
  */
 export function prepareDataDir(dataDir: string, ids: { control: Ids; edge: Ids } | undefined, logger: Logger): RunDirs {
@@ -59,7 +59,7 @@ export function prepareDataDir(dataDir: string, ids: { control: Ids; edge: Ids }
     }
     if (p === dirname(p)) break;
   }
-  for (const name of ['certs', 'state']) {
+  for (const name of ['certs', 'state', 'plugin-data']) {
     const dir = join(dataDir, name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chownTree(dir, ids.control);

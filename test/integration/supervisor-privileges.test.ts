@@ -68,6 +68,7 @@ describe('supervisor privileges (as root)', { skip: process.getuid?.() !== 0 && 
     assert.equal(statSync(join(runDir, 'control')).mode & 0o7777, 0o2750, 'setgid: what control makes there is the edge group\'s');
     expect(join(dataDir, 'certs/ca.key'), 0o600, control.uid, control.gid);
     expect(join(dataDir, 'state'), 0o700, control.uid, control.gid);
+    expect(join(dataDir, 'plugin-data'), 0o700, control.uid, control.gid);
     expect(outside, 0o600, 0, 0);
     assert.equal(lstatSync(join(dataDir, 'state/link')).uid, 0, 'the link is left alone, not followed');
 
@@ -79,6 +80,8 @@ describe('supervisor privileges (as root)', { skip: process.getuid?.() !== 0 && 
     assert.ok(!canWrite(CONTROL_USER, join(runDir, 'agent')), 'control cannot replace the agent socket');
     assert.ok(!canWrite(EDGE_USER, join(runDir, 'control')), 'the edge cannot replace control sockets');
     assert.ok(canWrite(CONTROL_USER, join(dataDir, 'state')));
+    assert.ok(canWrite(CONTROL_USER, join(dataDir, 'plugin-data')), 'control makes the plugins\' private folders');
+    assert.ok(!canEnter(EDGE_USER, join(dataDir, 'plugin-data')), 'the edge cannot read plugin keys');
   });
 
   it("lets the edge connect to a 0660 socket control makes in run/control/, and nobody else", async () => {
