@@ -6,6 +6,7 @@ import { FlowUnavailableError, type AuthDecision, type FlowInfo } from '../plugi
 import type { FlowData } from '../plugin/contract.js';
 import type { KeyValueStore } from '../store/kv.js';
 import { finishLogin, loginFailed, refuseIf, resolveAccount, type LoginDeps } from './login.js';
+import { sourceKey } from './throttle.js';
 import type { TokenPair } from './token-service.js';
 import { sha256Hex } from './tokens.js';
 
@@ -26,9 +27,14 @@ export interface FlowLimits {
   readonly stateTtlMs: number;
   /** RFC 8628 §3.5: each slow_down adds this to the interval. */
   readonly slowDownMs: number;
+  /**
+   * Flows a source (IPv4 address, IPv6 /64) may start per minute (begin + device start): each
+   * keeps up to 16 KB in the KV for its life and may call the provider.
+   */
+  readonly startsPerMinute: number;
 }
 
-export const DEFAULT_FLOW_LIMITS: FlowLimits = Object.freeze({ stateTtlMs: 10 * 60_000, slowDownMs: 5_000 });
+export const DEFAULT_FLOW_LIMITS: FlowLimits = Object.freeze({ stateTtlMs: 10 * 60_000, slowDownMs: 5_000, startsPerMinute: 60 });
 
 /** A random state or device id: 32 bytes, base64url. */
 const RANDOM_ID = /^[A-Za-z0-9_-]{43}$/;
@@ -67,6 +73,7 @@ export class AuthFlows {
   async begin(id: string, host: string, caller: Caller): Promise<{ url: string }> {
     const flow = this.deps.plugins.auth.redirectFlow(id) ?? (await this.notFound(id, 'begin', caller));
     if (!HOST.test(host)) throw new AppError('BAD_REQUEST', 'the Host header is not a hostname');
+    await this.countStart(caller);
     const state = randomBytes(32).toString('base64url');
     const redirectUri = `https://${host}/v1/auth/flows/${id}/callback`;
     const { url, data } = await flow.begin({ state, redirectUri, ip: caller.ip }).catch(unavailable);
@@ -92,6 +99,7 @@ export class AuthFlows {
 
   async deviceStart(id: string, caller: Caller): Promise<DeviceGrant> {
     const flow = this.deps.plugins.auth.deviceFlow(id) ?? (await this.notFound(id, 'device', caller));
+    await this.countStart(caller);
     const start = await flow.start({ ip: caller.ip }).catch(unavailable);
     const deviceId = randomBytes(32).toString('base64url');
     const ttlMs = start.expiresInS * 1000;
@@ -105,6 +113,14 @@ export class AuthFlows {
       expiresIn: start.expiresInS,
       interval: start.intervalS,
     };
+  }
+
+  /** One more flow started by the caller's source this minute; past the limit 429 (not audited: nothing was tried). */
+  private async countStart(caller: Caller): Promise<void> {
+    const c = await this.kv.incr(`login:flow:start:${sha256Hex(sourceKey(caller.ip)).slice(0, 32)}`, 60_000);
+    if (c.count > this.limits.startsPerMinute) {
+      throw new AppError('RATE_LIMITED', 'too many sign-ins started from this address; try again later', { headers: { 'Retry-After': String(Math.max(1, Math.ceil(c.ttlMs / 1000))) } });
+    }
   }
 
   async devicePoll(id: string, deviceId: string, caller: Caller): Promise<TokenPair> {

@@ -50,7 +50,7 @@ describe('redirect flow state', () => {
       throttle: new LoginThrottle(t.kv, authSettings().throttle),
       audit: fakeAudit,
     } as Pick<LoginDeps, 'plugins' | 'throttle' | 'audit'> as LoginDeps;
-    flows = new AuthFlows(deps, t.kv, { stateTtlMs: 200, slowDownMs: 5_000 });
+    flows = new AuthFlows(deps, t.kv, { stateTtlMs: 200, slowDownMs: 5_000, startsPerMinute: 5 });
   });
   after(async () => {
     await t?.cleanup();
@@ -93,5 +93,18 @@ describe('redirect flow state', () => {
 
   it('refuses a Host header that is not a hostname', async () => {
     assert.equal(await code(flows.begin('sso', 'evil.example/x?', { ip: '192.0.2.7', log })), 'BAD_REQUEST');
+  });
+
+  it('limits the flows one source starts per minute (429 with Retry-After), other sources unaffected', async () => {
+    const ip = '2001:db8:1:2::7';
+    for (let i = 0; i < 5; i++) assert.equal(await code(flows.begin('sso', 'hs.example', { ip: `2001:db8:1:2::${i + 10}`, log })), 'resolved');
+    // The same /64: the sixth start in the minute is refused.
+    const refused = await flows.begin('sso', 'hs.example', { ip, log }).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    assert.ok(isAppError(refused) && refused.code === 'RATE_LIMITED', String(refused));
+    assert.ok(Number(refused.headers['Retry-After']) >= 1);
+    assert.equal(await code(flows.begin('sso', 'hs.example', { ip: '198.51.100.9', log })), 'resolved');
   });
 });
