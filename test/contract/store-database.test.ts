@@ -62,12 +62,12 @@ for (const kind of DATABASE_KINDS) {
       );
       assert.deepEqual(
         tables.map((r) => r.table_name),
-        ['audit_log', 'quota_defaults', 'refresh_tokens', 'sessions', 'typeorm_migrations', 'users'],
+        ['audit_log', 'plugin_migrations', 'quota_defaults', 'refresh_tokens', 'sessions', 'typeorm_migrations', 'users'],
       );
       const applied: { name: string }[] = await ds().query('SELECT name FROM typeorm_migrations');
       assert.deepEqual(
         applied.map((r) => r.name),
-        ['Initial1764000000000', 'SessionRuntime1764100000000'],
+        ['Initial1764000000000', 'SessionRuntime1764100000000', 'PluginsV21765000000000'],
       );
     });
 
