@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Logger } from '../../lib/log.js';
-import type { AuthAttempt, AuthProvider, DeviceFlow, ExternalIdentity, FlowData, RedirectFlow, SecondFactor, SecondFactorSubject } from './contract.js';
+import type { AuthAttempt, AuthProvider, DeviceFlow, DeviceStart, ExternalIdentity, FlowData, RedirectFlow, SecondFactor, SecondFactorSubject } from './contract.js';
 import { usernameSchema } from '../auth/users.js';
 import type { Owned, Registrations } from './registrations.js';
 import { withTimeout } from './timeout.js';
@@ -32,15 +32,6 @@ export interface FlowInfo {
   readonly device: boolean;
 }
 
-export interface DeviceStartAnswer {
-  readonly userCode: string;
-  readonly verificationUri: string;
-  readonly verificationUriComplete?: string;
-  readonly expiresInS: number;
-  readonly intervalS: number;
-  readonly data: FlowData;
-}
-
 /** A registered redirect flow, called fail-closed. */
 export interface HostRedirectFlow {
   readonly id: string;
@@ -56,7 +47,7 @@ export interface HostDeviceFlow {
   readonly id: string;
   readonly plugin: string;
   /** Throws FlowUnavailableError when the plugin fails. */
-  start(ctx: { ip: string }): Promise<DeviceStartAnswer>;
+  start(ctx: { ip: string }): Promise<DeviceStart>;
   /** A throw, hang or malformed answer is a deny (final). */
   poll(ctx: { data: FlowData; ip: string }): Promise<DeviceDecision>;
 }
