@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from '../core/config/load.js';
 import type { Config } from '../core/config/schema.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { runSupervisor, Supervisor, type ChildSpec } from './supervisor.js';
+import { writeEdgeConfig } from './edge-config.js';
 import type { Ids, ServiceHandle } from './supervisor-instances.js';
 import { CONTROL_USER, EDGE_USER, ensureSystemUser, prepareDataDir } from './supervisor-privileges.js';
 
@@ -72,6 +73,8 @@ export interface ChildTableContext {
   workers: number;
   /** Set when running as root: who control and the edge run as. */
   ids?: { control: Ids; edge: Ids };
+  /** The edge's own HACKSTREAM_CONFIG (server/edge-config.ts), when there is a config file. */
+  edgeEnv?: Record<string, string>;
 }
 
 /** The production child table, in start order. */
@@ -91,7 +94,7 @@ export function childTable(o: ChildTableContext): ChildSpec[] {
       entry: sibling('edge-main'),
       workers: o.workers,
       runAs: o.ids?.edge,
-      env: { HACKSTREAM_ADMIN_PASSWORD: '', HACKSTREAM_DATABASE_URL: '' },
+      env: { HACKSTREAM_ADMIN_PASSWORD: '', HACKSTREAM_DATABASE_URL: '', ...o.edgeEnv },
       readyTimeoutMs: 30_000,
       // Open tunnels get the configured drain, then a margin for the worker to close.
       stopTimeoutMs: o.config.gateway.shutdownDrainMs + 5_000,
@@ -143,7 +146,8 @@ export async function main(argv: string[] = process.argv.slice(2), opts: { child
   };
   // cluster.fork() adds to the supervisor's own environment: keep only what children may see.
   for (const key of Object.keys(process.env)) if (!(key in env)) delete process.env[key];
-  const children = (opts.children ?? childTable)({ config, dataDir, logger, workers, ...(ids ? { ids } : {}) });
+  const edgeEnv = writeEdgeConfig(process.env.HACKSTREAM_CONFIG ? resolve(process.env.HACKSTREAM_CONFIG) : undefined, runDir, ids?.edge);
+  const children = (opts.children ?? childTable)({ config, dataDir, logger, workers, edgeEnv, ...(ids ? { ids } : {}) });
   logger.info({ dataDir, runDir, edgeWorkers: workers, children: children.map((c) => c.name), separated: ids !== undefined }, 'starting');
   return runSupervisor(new Supervisor({ children, env, execArgv: process.execArgv, logger }), logger);
 }

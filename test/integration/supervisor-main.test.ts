@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -31,6 +31,7 @@ interface Report {
   controlUid: string;
   edgeUid: string;
   pgSocketDir?: string;
+  config?: string;
 }
 
 function start(env: Record<string, string>, as?: { uid: number; gid: number }): HackstreamProcess {
@@ -75,7 +76,11 @@ describe('supervisor main()', { skip: process.getuid?.() !== 0 && 'needs root (c
     // Like a mkdtemp data dir: 0700, root's; its parent already passable.
     chmodSync(dataDir, 0o700);
     chmodSync(dirname(dataDir), 0o711);
+    // The operator's file, with a secret only control needs.
+    const configFile = join(scratch(), 'hackstream.json');
+    writeFileSync(configFile, JSON.stringify({ log: { level: 'debug' }, gateway: { tunnelIdleTimeoutMs: 120_000 }, plugins: { '@acme/hs-sso': { clientSecret: 'only-for-control-7f3a' } } }));
     const p = start({
+      HACKSTREAM_CONFIG: configFile,
       HACKSTREAM_DATA_DIR: dataDir,
       HACKSTREAM_EDGE_WORKERS: '2',
       HACKSTREAM_LOG_LEVEL: 'debug',
@@ -107,6 +112,12 @@ describe('supervisor main()', { skip: process.getuid?.() !== 0 && 'needs root (c
       assert.equal(statSync(dataDir).mode & 0o777, 0o711, 'the data dir is made passable');
       assert.equal(logs(p, 'the service users cannot pass through a parent of the data dir: chmod o+x it or choose another data dir').length, 0);
       assert.equal(statSync(join(dataDir, 'run/control')).uid, control.uid);
+      // The edge reads only its part of the configuration, never the operator's file.
+      const edgeFile = join(dataDir, 'run', 'edge-config.json');
+      assert.deepEqual([...new Set(got.map((r) => `${r.child} ${r.config}`))].sort(), [`agent ${configFile}`, `control ${configFile}`, `edge ${edgeFile}`]);
+      assert.deepEqual(JSON.parse(readFileSync(edgeFile, 'utf8')), { log: { level: 'debug' }, gateway: { tunnelIdleTimeoutMs: 120_000 } });
+      const st = statSync(edgeFile);
+      assert.deepEqual([st.mode & 0o777, st.uid, st.gid], [0o640, 0, edge.gid]);
       p.child.kill('SIGTERM');
       assert.equal(await p.exit, 0, p.stderr());
     } finally {
