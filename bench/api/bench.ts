@@ -186,7 +186,7 @@ async function main(): Promise<void> {
     const row = (name: string, { r, cpuUs }: Run) =>
       `| \`GET ${name}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.non2xx} | ${r.errors + r.timeouts} | ${Math.round(cpuUs)} |`;
     const out = [
-      `### API (${db === 'postgres' ? 'Postgres + Redis' : 'embedded PGlite + in-process KV'}), ${new Date().toISOString().slice(0, 10)}`,
+      `### API (${db === 'postgres' ? 'Postgres + Redis' : 'embedded PostgreSQL + in-process KV'}), ${new Date().toISOString().slice(0, 10)}`,
       '',
       `node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; server and autocannon on the same machine (loopback);`,
       `${connections} connections, ${duration} s, keep-alive, TLS 1.3 through the gateway; server logs one JSON line per request (info).`,
