@@ -17,6 +17,8 @@ import {
   statusCode,
   type EngineAddress,
 } from './docker-engine.js';
+import { checkLimits, MB, sessionContainerConfig } from './container-config.js';
+import { ContainerStartError, NotOwnedError } from './errors.js';
 import { ExitWatcher } from './docker-events.js';
 import { ensureImage, imageTag } from './image.js';
 import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, firewallApplied, NetworkIsolationError, type NetworkOptions } from './network.js';
@@ -55,31 +57,6 @@ export interface DockerRuntimeOptions {
   readyTimeoutMs?: number;
 }
 
-/** The session container did not become ready; carries its last log lines. */
-export class ContainerStartError extends Error {
-  constructor(
-    message: string,
-    readonly reason: 'failed' | 'exited' | 'timeout',
-    readonly logTail: string[],
-    readonly exitCode: number | null = null,
-    readonly oomKilled = false,
-  ) {
-    super(logTail.length ? `${message}; last log lines:\n${logTail.join('\n')}` : message);
-    this.name = 'ContainerStartError';
-  }
-}
-
-/** The container is not one of this instance's session containers (or does not exist). */
-export class NotOwnedError extends Error {
-  constructor(
-    readonly containerId: string,
-    instanceId: string,
-  ) {
-    super(`container ${containerId} is not a HackStream container of instance ${instanceId}`);
-    this.name = 'NotOwnedError';
-  }
-}
-
 /** A live container's share of the host (the agent checks its limits against these). */
 export interface ContainerUsage {
   containerId: string;
@@ -91,7 +68,6 @@ const DEFAULT_READY_TIMEOUT_MS = 60_000;
 /** Engine calls other than create's wait and exec get this long before we call the engine hung. */
 const CALL_TIMEOUT_MS = 30_000;
 const LOG_TAIL = 20;
-const MB = 1024 * 1024;
 
 export class DockerRuntime implements SessionRuntime {
   readonly docker: Docker;
@@ -279,50 +255,7 @@ export class DockerRuntime implements SessionRuntime {
 
   /** The container's create options (exported through the runtime for tests and audits). */
   containerConfig(spec: SessionSpec): Docker.ContainerCreateOptions {
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,120}$/.test(spec.sessionId)) throw new TypeError('sessionId is not a valid container name part');
-    checkLimits(spec.limits);
-    const memory = spec.limits.memoryMb * MB;
-    const labels: Record<string, string> = {
-      [LABELS.managed]: '1',
-      [LABELS.instance]: this.opts.instanceId,
-      [LABELS.session]: spec.sessionId,
-    };
-    if (spec.userId) labels[LABELS.user] = spec.userId;
-    if (spec.pooled) labels[LABELS.pool] = '1';
-    return {
-      name: `hs-${spec.sessionId}`,
-      Image: (this.image ??= imageTag()),
-      User: '1000:1000',
-      Env: sessionEnv(spec, this.xpraPort),
-      Labels: labels,
-      HostConfig: {
-        NetworkMode: this.networkName,
-        ReadonlyRootfs: true,
-        // tmpfs pages count against the memory limit; half of it leaves room for Firefox itself.
-        Tmpfs: { '/tmp': `rw,nosuid,nodev,mode=1777,size=${Math.max(16, Math.floor(spec.limits.memoryMb / 2))}m` },
-        ShmSize: Math.min(512, Math.max(64, Math.floor(spec.limits.memoryMb / 4))) * MB,
-        CapDrop: ['ALL'],
-        CapAdd: [],
-        SecurityOpt: ['no-new-privileges:true'],
-        Privileged: false,
-        Memory: memory,
-        MemorySwap: memory,
-        OomKillDisable: false,
-        NanoCpus: Math.round(spec.limits.cpus * 1e9),
-        PidsLimit: spec.limits.pids,
-        IpcMode: 'private',
-        PortBindings: {},
-        PublishAllPorts: false,
-        Binds: [],
-        Devices: [],
-        RestartPolicy: { Name: 'no' },
-        AutoRemove: false,
-        Init: true,
-        // Bounded logs: a chatty session cannot fill the host's disk.
-        LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
-      },
-      NetworkingConfig: { EndpointsConfig: { [this.networkName]: {} } },
-    };
+    return sessionContainerConfig(spec, { image: (this.image ??= imageTag()), networkName: this.networkName, xpraPort: this.xpraPort, instanceId: this.opts.instanceId });
   }
 
   /** Follows the container's output until HACKSTREAM-READY, a failure, its exit, the timeout or an abort. */
@@ -460,29 +393,4 @@ export class DockerRuntime implements SessionRuntime {
       clearTimeout(timer);
     }
   }
-}
-
-function checkLimits(l: SessionLimits): void {
-  const ok = Number.isInteger(l.memoryMb) && l.memoryMb >= 16 && l.cpus > 0 && Number.isFinite(l.cpus) && Number.isInteger(l.pids) && l.pids > 0;
-  if (!ok) throw new TypeError(`invalid session limits ${JSON.stringify(l)}`);
-}
-
-function sessionEnv(spec: SessionSpec, port: number): string[] {
-  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
-  const flag = (on: boolean) => (on ? '1' : '0');
-  const p = spec.policy;
-  const env = [
-    `HS_XPRA_PORT=${port}`,
-    `HS_TLS_CERT=${b64(spec.tls.certPem)}`,
-    `HS_TLS_KEY=${b64(spec.tls.keyPem)}`,
-    `HS_CLIPBOARD=${flag(p.clipboard)}`,
-    `HS_FILE_TRANSFER=${flag(p.fileTransfer)}`,
-    `HS_PRINTING=${flag(p.printing)}`,
-    `HS_AUDIO=${flag(p.audio)}`,
-    `HS_WEBCAM=${flag(p.webcam)}`,
-    `HS_DOWNLOADS=${flag(p.downloads)}`,
-    `HS_FILE_URLS=${flag(p.fileUrls)}`,
-  ];
-  if (spec.url) env.push(`HS_URL=${spec.url}`);
-  return env;
 }

@@ -5,9 +5,33 @@
  */
 import type { AgentErrorCode } from '../lib/agent-protocol.js';
 import { RuntimeUnavailableError } from '../core/sessions/runtime.js';
-import { ContainerStartError, NotOwnedError } from './docker-runtime.js';
 import { ImageError } from './image.js';
 import { NetworkIsolationError } from './network.js';
+
+/** The session container did not become ready; carries its last log lines. */
+export class ContainerStartError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'failed' | 'exited' | 'timeout',
+    readonly logTail: string[],
+    readonly exitCode: number | null = null,
+    readonly oomKilled = false,
+  ) {
+    super(logTail.length ? `${message}; last log lines:\n${logTail.join('\n')}` : message);
+    this.name = 'ContainerStartError';
+  }
+}
+
+/** The container is not one of this instance's session containers (or does not exist). */
+export class NotOwnedError extends Error {
+  constructor(
+    readonly containerId: string,
+    instanceId: string,
+  ) {
+    super(`container ${containerId} is not a HackStream container of instance ${instanceId}`);
+    this.name = 'NotOwnedError';
+  }
+}
 
 export class AgentError extends Error {
   constructor(

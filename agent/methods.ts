@@ -7,8 +7,8 @@
 import type { Logger } from '../lib/log.js';
 import { AGENT_PROTOCOL_VERSIONS, type AgentLimits, type AgentMethod, type AgentParams, type AgentResults } from '../lib/agent-protocol.js';
 import { RuntimeUnavailableError, type SessionRuntime } from '../core/sessions/runtime.js';
-import { ContainerStartError, type ContainerUsage, type RuntimeStatus } from './docker-runtime.js';
-import { AgentError } from './errors.js';
+import type { ContainerUsage, RuntimeStatus } from './docker-runtime.js';
+import { AgentError, ContainerStartError } from './errors.js';
 import { checkContainerLimits, Ledger } from './limits.js';
 import { NetworkIsolationError } from './network.js';
 
