@@ -12,6 +12,7 @@ import { Listeners } from '../lib/listeners.js';
 import type { RouteTable } from '../lib/route-table.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
 import { Tunnel, type TunnelOwner } from './tunnel.js';
+import { TunnelSet } from './tunnel-set.js';
 
 export interface GatewayOptions {
   /** The API hostname: its TLS is terminated here and served by `app`. */
@@ -67,7 +68,7 @@ export class Gateway {
   private readonly log: Logger;
   private readonly perIp = new Map<string, number>();
   private readonly pendingPerIp = new Map<string, number>();
-  private readonly tunnels = new Map<string, Set<Tunnel>>();
+  private readonly tunnels = new TunnelSet();
   private readonly terminated = new Set<net.Socket>();
   /**
    * Connections still sending their ClientHello → their deadline (performance.now() ms). Every entry has
@@ -80,7 +81,7 @@ export class Gateway {
   private closing = false;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly tunnelListeners: Listeners<[hostname: string, open: number]>;
-  private readonly counters = { accepted: 0, routed: 0, terminated: 0, rejected: emptyRejects(), bytesUp: 0, bytesDown: 0 };
+  private readonly counters = { accepted: 0, routed: 0, terminated: 0, rejected: emptyRejects() };
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly idleSweepMs: number;
   private nextIdleSweep = 0;
@@ -158,7 +159,7 @@ export class Gateway {
 
   /** Open tunnels to a session hostname on this gateway. */
   tunnelCount(hostname: string): number {
-    return this.tunnels.get(hostname)?.size ?? 0;
+    return this.tunnels.count(hostname);
   }
 
   /**
@@ -170,16 +171,7 @@ export class Gateway {
   }
 
   metrics(): GatewayMetricsSnapshot {
-    let up = this.counters.bytesUp;
-    let down = this.counters.bytesDown;
-    let active = 0;
-    for (const set of this.tunnels.values()) {
-      for (const t of set) {
-        up += t.bytesFromClient;
-        down += t.bytesToClient;
-        active++;
-      }
-    }
+    const { up, down, active } = this.tunnels.totals();
     const c = this.counters;
     return {
       accepted: c.accepted,
@@ -214,7 +206,7 @@ export class Gateway {
       await new Promise((r) => setTimeout(r, 50));
     }
     if (this.open > 0) this.log.info({ open: this.open }, 'drain timeout; closing remaining connections');
-    for (const set of this.tunnels.values()) for (const t of [...set]) t.destroy();
+    this.tunnels.closeAll();
     this.terminator.closeAll();
     for (const s of this.terminated) s.destroy();
     clearInterval(this.sweepTimer);
@@ -322,9 +314,7 @@ export class Gateway {
     if (now < this.nextIdleSweep) return;
     this.nextIdleSweep = now + this.idleSweepMs;
     const idleMs = this.opts.limits.tunnelIdleTimeoutMs;
-    for (const set of this.tunnels.values()) {
-      for (const t of set) if (now - t.touch(now) >= idleMs) t.destroy();
-    }
+    for (const t of [...this.tunnels.all()]) if (now - t.touch(now) >= idleMs) t.destroy();
   }
 
   private dispatch(socket: net.Socket, hello: Buffer, serverName: string | null, alpn: string[]): void {
@@ -354,23 +344,15 @@ export class Gateway {
   }
 
   private tunnel(socket: net.Socket, hello: Buffer, hostname: string, upstream: { host: string; port: number }): void {
-    let set = this.tunnels.get(hostname);
-    if (!set) this.tunnels.set(hostname, (set = new Set()));
     const now = performance.now();
     const tunnel = new Tunnel(socket, upstream, hello, hostname, this.tunnelOwner, now);
-    set.add(tunnel);
+    this.tunnels.add(tunnel);
     this.connecting.set(tunnel, now + this.opts.limits.upstreamConnectTimeoutMs);
   }
 
   private tunnelClosed(t: Tunnel): void {
     this.connecting.delete(t);
-    this.counters.bytesUp += t.bytesFromClient;
-    this.counters.bytesDown += t.bytesToClient;
-    const set = this.tunnels.get(t.hostname);
-    if (set) {
-      set.delete(t);
-      if (set.size === 0) this.tunnels.delete(t.hostname);
-    }
+    this.tunnels.remove(t);
     this.notifyTunnels(t.hostname);
   }
 
@@ -389,11 +371,7 @@ export class Gateway {
    * is gone); an operator can call it to drop a session's clients. Returns how many it ended.
    */
   closeTunnels(hostname: string): number {
-    const set = this.tunnels.get(hostname);
-    if (!set) return 0;
-    const all = [...set];
-    for (const t of all) t.destroy();
-    return all.length;
+    return this.tunnels.closeHost(hostname);
   }
 }
 
