@@ -9,7 +9,7 @@ import { newHelloScan, parseClientHello, type HelloScan } from './client-hello.j
 import { HelloBuffer } from './hello-buffer.js';
 import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from '../lib/edge-metrics.js';
 import { Listeners } from '../lib/listeners.js';
-import type { RouteTable } from '../lib/route-table.js';
+import { isAdmitted, type RouteTable, type Upstream } from '../lib/route-table.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
 import { Tunnel, type TunnelOwner } from './tunnel.js';
 import { TunnelSet } from './tunnel-set.js';
@@ -28,6 +28,8 @@ export interface GatewayOptions {
 
 /** TLS alert, fatal, unrecognized_name (RFC 6066 §3): the answer to an unknown SNI. */
 const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
+/** TLS alert, fatal, access_denied (RFC 8446 §6.2): a client not admitted to the route, or one too many. */
+const ALERT_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]);
 const PLAIN_HTTP_BODY = 'This port speaks TLS only. Use https:// (or xpra ssl://) to reach HackStream.\n';
 const PLAIN_HTTP_RESPONSE =
   'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n' +
@@ -327,13 +329,25 @@ export class Gateway {
       return this.handOver(socket, hello, (s) => this.terminator.terminate(s));
     }
     const upstream = this.opts.routes.lookup(serverName);
-    if (!upstream) {
-      this.counters.rejected.unknown_sni++;
-      socket.end(ALERT_UNRECOGNIZED_NAME);
-      socket.setTimeout(1000, () => socket.destroy());
-      return;
+    if (!upstream) return this.alert(socket, 'unknown_sni', ALERT_UNRECOGNIZED_NAME);
+    // Only the address that asked for a connect token reaches the session's xpra, and only a few at once.
+    const ip = (socket as EdgeSocket)[CONN]?.ip ?? 'unknown';
+    if (!isAdmitted(upstream, ip, Date.now())) {
+      this.log.info({ hostname: serverName, ip }, 'tunnel refused: address not admitted');
+      return this.alert(socket, 'not_admitted', ALERT_ACCESS_DENIED);
+    }
+    if (this.tunnels.count(serverName) >= this.opts.limits.maxTunnelsPerRoute) {
+      this.log.warn({ hostname: serverName, ip }, 'tunnel refused: too many tunnels to this route');
+      return this.alert(socket, 'route_tunnel_limit', ALERT_ACCESS_DENIED);
     }
     this.tunnel(socket, hello, serverName, upstream);
+  }
+
+  /** Answers with a fatal TLS alert, then closes. */
+  private alert(socket: net.Socket, reason: RejectReason, alert: Buffer): void {
+    this.counters.rejected[reason]++;
+    socket.end(alert);
+    socket.setTimeout(1000, () => socket.destroy());
   }
 
   /** Puts the peeked bytes back so the TLS server reads the ClientHello itself. */
@@ -343,7 +357,7 @@ export class Gateway {
     to(socket);
   }
 
-  private tunnel(socket: net.Socket, hello: Buffer, hostname: string, upstream: { host: string; port: number }): void {
+  private tunnel(socket: net.Socket, hello: Buffer, hostname: string, upstream: Upstream): void {
     const now = performance.now();
     const tunnel = new Tunnel(socket, upstream, hello, hostname, this.tunnelOwner, now);
     this.tunnels.add(tunnel);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { upstreamSchema as upstream } from './route-table.js';
 
 /*
  * The private link between an edge process and the control plane of its host: newline-delimited
@@ -13,7 +14,6 @@ export const EDGE_LINK_VERSION = 1;
 const pem = z.string().min(1).max(64 * 1024);
 const keyPair = z.object({ certPem: pem, keyPem: pem }).strict();
 const hostname = z.string().min(1).max(253);
-const upstream = z.object({ host: z.string().min(1).max(253), port: z.number().int().min(1).max(65535) }).strict();
 const route = z.object({ hostname, upstream }).strict();
 
 /** control → edge */

@@ -11,6 +11,8 @@ export const REJECT_REASONS = [
   'unknown_sni',
   'closed_early',
   'upstream_unreachable',
+  'not_admitted',
+  'route_tunnel_limit',
   'shutting_down',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];

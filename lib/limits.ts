@@ -20,6 +20,11 @@ export const gatewaySchema = z
     maxConnectionsPerIp: count(512),
     /** Connections from one client IP still sending their ClientHello. */
     maxPendingPerIp: count(128),
+    /**
+     * Open tunnels to one route (one session's xpra) at a time. A client uses one, a re-attach briefly
+     * two; more is someone else knocking, refused with a TLS access_denied alert.
+     */
+    maxTunnelsPerRoute: count(4),
     upstreamConnectTimeoutMs: ms(5_000),
     /** A tunnel with no bytes either way for this long is closed (xpra pings keep live ones busy). */
     tunnelIdleTimeoutMs: ms(600_000),

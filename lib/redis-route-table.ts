@@ -2,9 +2,8 @@ import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { redactUrl, type Logger } from './log.js';
 import { normalizeHostname } from './hostname.js';
-import { checkRoute, MemoryRouteTable, type RouteChange, type Upstream } from './route-table.js';
+import { checkRoute, MemoryRouteTable, upstreamSchema, type RouteChange, type Upstream } from './route-table.js';
 
-const upstreamSchema = z.object({ host: z.string().min(1).max(253), port: z.number().int().min(1).max(65535) }).strict();
 const changeSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('add'), hostname: z.string(), upstream: upstreamSchema }),
   z.object({ op: z.literal('remove'), hostname: z.string() }),

@@ -1,10 +1,52 @@
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { z } from 'zod';
 import { normalizeHostname } from './hostname.js';
+
+/** One client address let in to a route's upstream until `until` (ms since the epoch). */
+export interface Admission {
+  address: string;
+  until: number;
+}
 
 /** Where a route sends its raw TCP bytes. */
 export interface Upstream {
   host: string;
   port: number;
+  /**
+   * When set, only these client addresses may open a tunnel (the session's xpra is not
+   * reachable from anywhere else); an expired entry lets nobody new in. Absent: anyone may.
+   */
+  admit?: Admission[];
+}
+
+/** At most this many admissions per route (each `/connect` adds one; expired ones are dropped). */
+export const MAX_ADMISSIONS = 32;
+
+const admissionSchema = z.object({ address: z.string().min(2).max(64), until: z.number().int().positive() }).strict();
+/** An upstream as it travels between processes (Redis, the edge link). */
+export const upstreamSchema = z
+  .object({ host: z.string().min(1).max(253), port: z.number().int().min(1).max(65535), admit: z.array(admissionSchema).max(MAX_ADMISSIONS).optional() })
+  .strict();
+
+/** `::ffff:1.2.3.4` → `1.2.3.4`, so an IPv4 client matches however the socket reports it. */
+export function normalizeAddress(addr: string): string {
+  return addr.startsWith('::ffff:') && isIP(addr.slice(7)) === 4 ? addr.slice(7) : addr;
+}
+
+/** Whether a client at `address` may open a tunnel to `upstream` at `nowMs`. */
+export function isAdmitted(upstream: Upstream, address: string, nowMs: number): boolean {
+  if (!upstream.admit) return true;
+  const a = normalizeAddress(address);
+  return upstream.admit.some((e) => e.address === a && e.until > nowMs);
+}
+
+/** `upstream` with `address` admitted until `until`: expired entries dropped, the newest kept when full. */
+export function withAdmission(upstream: Upstream, address: string, until: number, nowMs: number): Upstream {
+  const a = normalizeAddress(address);
+  const kept = (upstream.admit ?? []).filter((e) => e.until > nowMs && e.address !== a);
+  const admit = [...kept, { address: a, until }].sort((x, y) => x.until - y.until).slice(-MAX_ADMISSIONS);
+  return { host: upstream.host, port: upstream.port, admit };
 }
 
 export interface Route {
@@ -43,7 +85,17 @@ export function checkRoute(hostname: string, upstream: Upstream): Route {
   if (!Number.isInteger(upstream.port) || upstream.port < 1 || upstream.port > 65535) {
     throw new InvalidRouteError(`route ${h}: upstream port must be 1-65535`);
   }
-  return { hostname: h, upstream: { host: upstream.host, port: upstream.port } };
+  if (upstream.admit === undefined) return { hostname: h, upstream: { host: upstream.host, port: upstream.port } };
+  if (!Array.isArray(upstream.admit) || upstream.admit.length > MAX_ADMISSIONS) {
+    throw new InvalidRouteError(`route ${h}: at most ${MAX_ADMISSIONS} admitted addresses`);
+  }
+  const admit = upstream.admit.map((e) => {
+    const address = normalizeAddress(String(e.address));
+    if (isIP(address) === 0) throw new InvalidRouteError(`route ${h}: admitted address "${e.address}" is not an IP address`);
+    if (!Number.isInteger(e.until) || e.until <= 0) throw new InvalidRouteError(`route ${h}: an admission's "until" must be a time in ms`);
+    return { address, until: e.until };
+  });
+  return { hostname: h, upstream: { host: upstream.host, port: upstream.port, admit } };
 }
 
 /** The local cache every implementation keeps; also the whole single-process table. */
@@ -64,7 +116,7 @@ export class MemoryRouteTable implements RouteTable {
   }
 
   list(): Route[] {
-    return [...this.routes].map(([hostname, upstream]) => ({ hostname, upstream: { ...upstream } }));
+    return [...this.routes].map(([hostname, upstream]) => ({ hostname, upstream: copyUpstream(upstream) }));
   }
 
   lookup(hostname: string): Upstream | undefined {
@@ -118,3 +170,7 @@ export class MemoryRouteTable implements RouteTable {
 }
 
 export type RouteChange = ({ op: 'add' } & Route) | { op: 'remove'; hostname: string };
+
+function copyUpstream(u: Upstream): Upstream {
+  return u.admit ? { host: u.host, port: u.port, admit: u.admit.map((e) => ({ ...e })) } : { host: u.host, port: u.port };
+}

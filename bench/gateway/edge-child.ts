@@ -20,6 +20,7 @@ import { MemoryRouteTable } from '../../lib/route-table.js';
 const LIMITS = gatewaySchema.parse({
   maxConnections: 100_000,
   maxConnectionsPerIp: 100_000,
+  maxTunnelsPerRoute: 100_000,
   maxPendingPerIp: 100_000,
   clientHelloTimeoutMs: 10_000,
   shutdownDrainMs: 500,

@@ -15,6 +15,7 @@ import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
 const LIMITS = {
   maxConnections: 100_000,
   maxConnectionsPerIp: 100_000,
+  maxTunnelsPerRoute: 100_000,
   maxPendingPerIp: 100_000,
   clientHelloTimeoutMs: 10_000,
   shutdownDrainMs: 500,

@@ -566,8 +566,11 @@ describe('gateway floods (gateway in its own process)', { timeout: 240_000 }, ()
       t.diagnostic(`200 real TLS connects: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms, max ${fmt(Math.max(...times))} ms; pending afterwards ${during.pendingConnections}`);
       t.diagnostic(`stallers closed after ${fmt(Math.min(...closeMs))}–${fmt(Math.max(...closeMs))} ms; rejected ${JSON.stringify(m.rejected)}`);
 
+      // What matters: all 200 real handshakes completed while every staller was still pending (had the
+      // pending sockets blocked the edge, the real ones would have waited for the stallers' deadline). Their
+      // latency is reported above, not asserted: the suite holds no timed assertions (bench/ measures speed).
       assert.ok(during.pendingConnections >= STALLED, 'the stallers were still pending when the last real connection finished');
-      assert.ok(p99 < 50, `p99 ${fmt(p99)} ms`);
+      assert.ok(Math.max(...times) < DEADLINE, `a real connection waited ${fmt(Math.max(...times))} ms: as long as the stallers' deadline`);
       assert.equal(m.routed, 200);
       assert.equal(s.backendAccepted(), 200);
       assert.equal(results.filter((r) => r.capped || r.error).length, 0, 'every staller was closed by the gateway');

@@ -20,7 +20,7 @@ function healthFrom(port: number, ca: string, localAddress: string): Promise<num
 
 describe('connection caps', () => {
   it('a flood from one IP hits its per-IP caps while another IP is still served', async () => {
-    const gw = await startGateway({ gateway: { maxPendingPerIp: 20, maxConnectionsPerIp: 40, clientHelloTimeoutMs: 5000 } });
+    const gw = await startGateway({ gateway: { maxPendingPerIp: 20, maxConnectionsPerIp: 40, maxTunnelsPerRoute: 1000, clientHelloTimeoutMs: 5000 } });
     const name = `cap.${SESSION_DOMAIN}`;
     const backend = await startTlsBackend(await gw.app.certs.issueSessionCert(name));
     const sockets: net.Socket[] = [];

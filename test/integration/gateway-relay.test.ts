@@ -122,7 +122,7 @@ describe('gateway relay: bytes, half-close, backpressure', () => {
   let hello: Buffer;
   const seed = randomBytes(4 * MiB);
   before(async () => {
-    edge = await startEdge();
+    edge = await startEdge({ maxTunnelsPerRoute: 1000 });
     hello = await captureClientHello({ servername: `bulk.${DOMAIN}` });
   });
   after(async () => edge.close());

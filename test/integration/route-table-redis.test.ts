@@ -45,6 +45,22 @@ describe('RedisRouteTable (real Redis)', () => {
     off();
   });
 
+  it("carries a route's admissions to the other instance and to a new one (issue 12)", async () => {
+    const admit = [{ address: '192.0.2.9', until: Date.now() + 60_000 }];
+    await a.add('adm.sessions.test', { host: '10.1.0.9', port: 14500, admit: [] });
+    assert.ok(await waitFor(() => b.lookup('adm.sessions.test') !== undefined, 1000));
+    assert.deepEqual(b.lookup('adm.sessions.test')?.admit, [], 'an empty list (nobody admitted) is not lost as "anyone"');
+    await a.add('adm.sessions.test', { host: '10.1.0.9', port: 14500, admit });
+    assert.ok(await waitFor(() => b.lookup('adm.sessions.test')?.admit?.length === 1, 1000), 'b sees the admission within 1 s');
+    assert.deepEqual(b.lookup('adm.sessions.test')?.admit, admit);
+    const c = await RedisRouteTable.create({ url: REDIS_URL, prefix, logger: silentLogger() });
+    try {
+      assert.deepEqual(c.lookup('adm.sessions.test')?.admit, admit, 'a new instance reads it from the hash');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('a new instance starts with the routes already in Redis', async () => {
     await a.add('three.sessions.test', { host: '10.1.0.3', port: 1 });
     const c = await RedisRouteTable.create({ url: REDIS_URL, prefix, logger: silentLogger() });
