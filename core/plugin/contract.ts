@@ -36,6 +36,17 @@ export interface PluginRouteState {
   readonly ip: string;
 }
 
+declare module 'koa' {
+  interface Request {
+    /**
+     * On plugin routes: the request's JSON body as core parsed it (`undefined` when there is
+     * none). Core refuses a body over its limit (413), not JSON (415) or malformed (400)
+     * before the route runs; the route validates the shape (zod).
+     */
+    body?: unknown;
+  }
+}
+
 /** A router a plugin registers; the host mounts it under `/v1/plugins/<plugin name>`. */
 export type PluginRouter = Router<PluginRouteState>;
 
