@@ -1,7 +1,6 @@
 import type Router from '@koa/router';
 import type { RouterContext, RouterMiddleware } from '@koa/router';
 import type { Logger } from '../../lib/log.js';
-import { parseJsonBody } from '../api/body.js';
 import { createAuditFanout, type AuditLimits, type HostAudit } from './audit-fanout.js';
 import { createAuthChain, type HostAuth } from './auth-chain.js';
 import type { PluginPrincipal, PluginServices } from './contract.js';
@@ -92,8 +91,7 @@ export async function startPluginHost(loaded: readonly LoadedPlugin[], opts: Plu
         // The plugin's router sees the same context; its state type is the contract's view of it.
         const routes = value.routes() as unknown as RouterMiddleware<S>;
         const allowed = value.allowedMethods() as unknown as RouterMiddleware<S>;
-        // Core's parser (size limit, JSON only, 400/413/415 as for core's routes) fills ctx.request.body.
-        router.use(`/v1/plugins/${plugin}`, identify, parseJsonBody, routes, allowed);
+        router.use(`/v1/plugins/${plugin}`, identify, routes, allowed);
       }
     },
     close() {

@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import type { PluginPrincipal, PluginRouter, PluginRouteState } from '../../core/plugin/contract.js';
+import { jsonBody, type PluginPrincipal, type PluginRouter, type PluginRouteState } from '../../core/plugin/contract.js';
 import { RouteError } from './route-error.js';
 import { CODE_PATTERN, type Actor, type Refusal, type TotpService } from './totp.js';
 
@@ -39,6 +39,8 @@ export function totpRoutes(service: TotpService): PluginRouter {
       ctx.body = { error: { code: err.code, message: err.message } };
     }
   });
+  // Core's reader: its size limit and its 400/413/415 answers, as on core's routes.
+  router.use(jsonBody);
 
   router.post('/enrolment', async (ctx) => {
     const actor = actorOf(ctx.state);

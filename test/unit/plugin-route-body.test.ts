@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Router from '@koa/router';
 import { BODY_LIMIT_BYTES } from '../../core/api/body.js';
-import type { PluginRouteState } from '../../core/plugin/contract.js';
+import { jsonBody, type PluginRouteState } from '../../core/plugin/contract.js';
 import { startPluginHost, type PluginHost } from '../../core/plugin/host.js';
 import { capturingLogger, fakeServices, inline, serveApi } from '../fixtures/plugins/harness.js';
 
 /*
- * Plugin routes get core's body parser: `ctx.request.body` holds the parsed JSON, and a body
- * core would refuse on its own routes is refused the same way before the plugin runs.
+ * Plugin routes are offered core's body parser (the contract's `jsonBody`): `ctx.request.body`
+ * holds the parsed JSON, and a body core would refuse on its own routes is refused the same
+ * way before the plugin runs. A route without it still reads the raw request itself.
  */
 
 describe('plugin routes: the request body through core’s parser', () => {
@@ -19,9 +20,15 @@ describe('plugin routes: the request body through core’s parser', () => {
   before(async () => {
     const echo = inline('echo', (r) => {
       const router = new Router<PluginRouteState>();
-      router.post('/echo', (ctx) => {
+      router.post('/echo', jsonBody, (ctx) => {
         reached++;
         ctx.body = { got: ctx.request.body ?? null };
+      });
+      // Without the parser the route reads the raw request itself (plugins of contract 2 do).
+      router.post('/raw', async (ctx) => {
+        let text = '';
+        for await (const chunk of ctx.req) text += String(chunk);
+        ctx.body = { raw: text, parsed: ctx.request.body ?? null };
       });
       r.httpRoutes(router);
     });
@@ -43,6 +50,12 @@ describe('plugin routes: the request body through core’s parser', () => {
     assert.deepEqual(await post('{"code":"123456","n":[1,2]}'), { status: 200, json: { got: { code: '123456', n: [1, 2] } } });
     assert.deepEqual(await post('{"a":1}', 'application/merge-patch+json'), { status: 200, json: { got: { a: 1 } } });
     assert.deepEqual(await post(undefined), { status: 200, json: { got: null } });
+  });
+
+  it('leaves the request unread on a route without it', async () => {
+    const res = await fetch(`${api.url}/v1/plugins/echo/raw`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { raw: '{"a":1}', parsed: null });
   });
 
   const refusals = [
