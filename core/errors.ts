@@ -1,3 +1,5 @@
+import { SHARED_ERRORS } from '../lib/error-codes.js';
+
 /**
  * The error catalogue: every error HackStream reports to a client has a stable code and
  * an HTTP status. Handlers throw `AppError`; one middleware renders `{error: {code, message}}`
@@ -53,7 +55,8 @@ export const ERRORS = {
   RUNTIME_UNAVAILABLE: 503,
   /** This host runs as many sessions as its capacity settings allow. */
   CAPACITY_REACHED: 503,
-  SERVICE_UNAVAILABLE: 503,
+  /** Also answered by the edge itself (lib/error-codes.ts). */
+  ...SHARED_ERRORS,
   QUOTA_UNAVAILABLE: 503,
   /** /ready: the database or the key-value store does not answer. */
   NOT_READY: 503,

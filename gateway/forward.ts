@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { SHARED_ERRORS, type SharedErrorCode } from '../lib/error-codes.js';
 import type { Logger } from '../lib/log.js';
 import type { UpgradeHandler } from './terminate.js';
 
@@ -31,7 +32,8 @@ const DROP = new Set([
   'forwarded',
 ]);
 const REQUEST_ID = /^[A-Za-z0-9-]{8,64}$/;
-const UNAVAILABLE = JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: 'the control plane is not answering; try again in a moment' } });
+const UNAVAILABLE_CODE: SharedErrorCode = 'SERVICE_UNAVAILABLE';
+const UNAVAILABLE = JSON.stringify({ error: { code: UNAVAILABLE_CODE, message: 'the control plane is not answering; try again in a moment' } });
 const idPrefix = randomBytes(4).toString('hex');
 let idCounter = 0;
 
@@ -62,7 +64,7 @@ export function createForwarder(opts: ForwarderOptions): { handle: http.RequestL
         if (retry && up.reusedSocket && (req.method === 'GET' || req.method === 'HEAD') && err.code === 'ECONNRESET') return send(false);
         if (!res.headersSent) {
           log.warn({ err: err.message, code: err.code }, 'control did not answer');
-          res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(UNAVAILABLE), 'retry-after': '2' });
+          res.writeHead(SHARED_ERRORS[UNAVAILABLE_CODE], { 'content-type': 'application/json', 'content-length': Buffer.byteLength(UNAVAILABLE), 'retry-after': '2' });
           res.end(UNAVAILABLE);
         } else {
           res.destroy();

@@ -22,7 +22,7 @@ export function bodyLimit(limit = BODY_LIMIT_BYTES): Koa.Middleware {
  * parses it as JSON. No body at all gives `undefined`. Refuses: over the limit (413), a
  * media type other than JSON (415), invalid UTF-8 or malformed JSON (400).
  */
-export async function readJson(ctx: Koa.Context, limit = BODY_LIMIT_BYTES): Promise<unknown> {
+export async function readJson(ctx: BodyContext, limit = BODY_LIMIT_BYTES): Promise<unknown> {
   const raw = await readRaw(ctx, limit);
   if (raw.length === 0) return undefined;
   const type = ctx.request.type;
@@ -42,7 +42,19 @@ export async function readJson(ctx: Koa.Context, limit = BODY_LIMIT_BYTES): Prom
   }
 }
 
-function readRaw(ctx: Koa.Context, limit: number): Promise<Buffer> {
+/** What reading a body needs of a context: core's routes and plugin routes both have it. */
+type BodyContext = Pick<Koa.ParameterizedContext, 'req' | 'request' | 'get'>;
+
+/**
+ * Core's body parser for routes that do not declare a schema (plugin routes): the JSON body,
+ * read and refused exactly as for core's routes, in `ctx.request.body` (`undefined` when none).
+ */
+export async function parseJsonBody(ctx: BodyContext, next: Koa.Next): Promise<void> {
+  ctx.request.body = await readJson(ctx);
+  await next();
+}
+
+function readRaw(ctx: BodyContext, limit: number): Promise<Buffer> {
   const req = ctx.req;
   if (req.readableEnded || (ctx.get('content-length') === '' && ctx.get('transfer-encoding') === '')) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {

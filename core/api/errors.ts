@@ -10,6 +10,12 @@ export interface ApiState {
   log: Logger;
   /** The authenticated caller, set by the auth middleware of routes that need one. */
   principal?: Principal;
+  /**
+   * The caller's user id for the request's log line, set wherever a caller is identified:
+   * core's access guard and the plugin routes' caller lookup (whose `principal` is the
+   * contract's view, `userId` rather than `id`).
+   */
+  userId?: string;
 }
 
 /** Gives each request an id and a child logger, and logs one line when it ends. */
@@ -24,7 +30,7 @@ export function requestContext(logger: Logger): Koa.Middleware<ApiState> {
       await next();
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const userId = ctx.state.principal?.id;
+      const userId = ctx.state.userId;
       ctx.state.log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms, ...(userId ? { userId } : {}) }, 'request');
     }
   };

@@ -114,6 +114,7 @@ export function accessGuard(control: ControlPlane): (access: Access) => RouterMi
       throw new AppError('AUTH_REQUIRED', header ? 'the access token is invalid or expired' : 'log in first (Authorization: Bearer <access token>)');
     }
     ctx.state.principal = p;
+    ctx.state.userId = p.id;
     if (access === 'admin' && p.role !== 'admin') {
       await control.audit.record({
         actor: p.id,

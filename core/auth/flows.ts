@@ -6,7 +6,7 @@ import { FlowUnavailableError, type AuthDecision, type FlowInfo } from '../plugi
 import type { FlowData } from '../plugin/contract.js';
 import type { KeyValueStore } from '../store/kv.js';
 import { finishLogin, loginFailed, refuseIf, resolveAccount, type LoginDeps } from './login.js';
-import { sourceKey } from './throttle.js';
+import { sourceId } from './throttle.js';
 import type { TokenPair } from './token-service.js';
 import { sha256Hex } from './tokens.js';
 
@@ -117,7 +117,7 @@ export class AuthFlows {
 
   /** One more flow started by the caller's source this minute; past the limit 429 (not audited: nothing was tried). */
   private async countStart(caller: Caller): Promise<void> {
-    const c = await this.kv.incr(`login:flow:start:${sha256Hex(sourceKey(caller.ip)).slice(0, 32)}`, 60_000);
+    const c = await this.kv.incr(`login:flow:start:${sourceId(caller.ip)}`, 60_000);
     if (c.count > this.limits.startsPerMinute) {
       throw new AppError('RATE_LIMITED', 'too many sign-ins started from this address; try again later', { headers: { 'Retry-After': String(Math.max(1, Math.ceil(c.ttlMs / 1000))) } });
     }

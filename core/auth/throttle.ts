@@ -214,8 +214,8 @@ function ipv6Hextets(ip: string): number[] {
   return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
 }
 
-/** Keys name a hash of the source: the KV holds no client address. */
-function sourceId(ip: string): string {
+/** A source's name in KV keys (a hash of its sourceKey: the KV holds no client address). */
+export function sourceId(ip: string): string {
   return sha256Hex(`src\u0000${sourceKey(ip)}`).slice(0, 32);
 }
 

@@ -134,7 +134,11 @@ export class TokenService {
       const next = newToken(REFRESH_PREFIX);
       await repo.insert({ userId: row.userId, familyId: row.familyId, tokenHash: sha256Hex(next), parentId: row.id, expiresAt: row.expiresAt, lastUsedAt: new Date(now) });
       await tx.audit({ actor: user.id, action: 'authn_token_refreshed', target: user.id, sourceIp: ip, result: 'success', details: { family: row.familyId } });
-      return { ok: true as const, user, family: row.familyId, next, expiresAt: row.expiresAt };
+      // Before the commit: when the key-value store is down this throws, the transaction rolls
+      // back and the presented token stays unspent (else the client would lose its login, and
+      // its retry would look like reuse and revoke the family).
+      const accessToken = await this.storeAccess(user, row.familyId);
+      return { ok: true as const, user, family: row.familyId, next, accessToken, expiresAt: row.expiresAt };
     });
     if (!outcome.ok) {
       // The family's access tokens died with it: no process may keep serving them.
@@ -142,7 +146,7 @@ export class TokenService {
       log.info({ reason: outcome.reason }, 'refresh refused');
       throw new AppError('AUTH_TOKEN_INVALID', TOKEN_INVALID);
     }
-    return this.pair(outcome.user, outcome.family, outcome.next, now, outcome.expiresAt);
+    return this.pairOf(outcome.accessToken, outcome.next, now, outcome.expiresAt);
   }
 
   /**
@@ -205,9 +209,18 @@ export class TokenService {
   }
 
   private async pair(user: User, family: string, refreshToken: string, now: number, familyEnd: Date): Promise<TokenPair> {
+    return this.pairOf(await this.storeAccess(user, family), refreshToken, now, familyEnd);
+  }
+
+  /** A new access token of the family, recorded in the key-value store (throws when it is down). */
+  private async storeAccess(user: User, family: string): Promise<string> {
     const accessToken = newToken(ACCESS_PREFIX);
     const record: AccessRecord = { u: user.id, e: user.tokenEpoch, f: family, x: Date.now() + this.settings.accessTtlMs };
     await this.kv.set(accessKey(accessToken), JSON.stringify(record), { ttlMs: this.settings.accessTtlMs });
+    return accessToken;
+  }
+
+  private pairOf(accessToken: string, refreshToken: string, now: number, familyEnd: Date): TokenPair {
     const idleEnd = now + this.settings.refreshIdleMs;
     return {
       accessToken,

@@ -3,10 +3,12 @@
  * for quota bounds); the host behind it may change, this may not without a major version.
  */
 import type Router from '@koa/router';
+import type { RouterMiddleware } from '@koa/router';
 import type { z } from 'zod';
 import type { Logger } from '../../lib/log.js';
 import type { AuditSink, AuthProvider, DeviceFlow, QuotaPolicy, RedirectFlow, SecondFactor, SessionListener } from './extensions.js';
 import type { PluginServices, PluginStorage } from './services.js';
+import { parseJsonBody } from '../api/body.js';
 
 export type * from './extensions.js';
 export { FLOW_ID_PATTERN } from './extensions.js';
@@ -35,6 +37,21 @@ export interface PluginRouteState {
   /** The client's address as the edge saw it. */
   readonly ip: string;
 }
+
+declare module 'koa' {
+  interface Request {
+    /** After `jsonBody`: the request's JSON body as core parsed it (`undefined` when there is none). */
+    body?: unknown;
+  }
+}
+
+/**
+ * Core's body parser, offered to plugin routes: `router.use(jsonBody)` (or per route) puts the
+ * JSON body in `ctx.request.body`, read and refused exactly as on core's routes — over 64 KiB
+ * 413, not JSON 415, malformed JSON or UTF-8 400 — before the route runs. The route still
+ * validates the shape (zod). Routes without it may read `ctx.req` themselves.
+ */
+export const jsonBody: RouterMiddleware<PluginRouteState> = parseJsonBody;
 
 /** A router a plugin registers; the host mounts it under `/v1/plugins/<plugin name>`. */
 export type PluginRouter = Router<PluginRouteState>;

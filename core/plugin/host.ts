@@ -83,6 +83,8 @@ export async function startPluginHost(loaded: readonly LoadedPlugin[], opts: Plu
         const state = ctx.state as unknown as Record<string, unknown>;
         state.principal = principal ? Object.freeze({ userId: principal.userId, username: principal.username, role: principal.role }) : null;
         state.ip = ip;
+        // For the request's log line (core's request context reads it on the way out).
+        if (principal) state.userId = principal.userId;
         return next();
       };
       for (const { plugin, value } of reg.routers) {

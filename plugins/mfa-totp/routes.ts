@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import type { PluginPrincipal, PluginRouter, PluginRouteState } from '../../core/plugin/contract.js';
-import { readJsonBody, RouteError } from './body.js';
+import { jsonBody, type PluginPrincipal, type PluginRouter, type PluginRouteState } from '../../core/plugin/contract.js';
+import { RouteError } from './route-error.js';
 import { CODE_PATTERN, type Actor, type Refusal, type TotpService } from './totp.js';
 
 /** As apps show it: spaces (`123 456`) are dropped. */
@@ -39,10 +39,12 @@ export function totpRoutes(service: TotpService): PluginRouter {
       ctx.body = { error: { code: err.code, message: err.message } };
     }
   });
+  // Core's reader: its size limit and its 400/413/415 answers, as on core's routes.
+  router.use(jsonBody);
 
   router.post('/enrolment', async (ctx) => {
     const actor = actorOf(ctx.state);
-    parse(emptyBody, await readJsonBody(ctx));
+    parse(emptyBody, ctx.request.body);
     const out = await service.enrol(actor);
     if (!out.ok) throw refusal(out.refusal);
     ctx.status = 201;
@@ -51,7 +53,7 @@ export function totpRoutes(service: TotpService): PluginRouter {
 
   router.post('/enrolment/confirm', async (ctx) => {
     const actor = actorOf(ctx.state);
-    const { code } = parse(confirmBody, await readJsonBody(ctx));
+    const { code } = parse(confirmBody, ctx.request.body);
     const out = await service.confirm(actor, code);
     if (!out.ok) throw refusal(out.refusal);
     ctx.body = { enrolled: true, recoveryCodes: out.value.recoveryCodes };

@@ -4,7 +4,7 @@ import type { Audit, AuditInput } from '../../core/auth/audit.js';
 import { AuthFlows } from '../../core/auth/flows.js';
 import type { LoginDeps } from '../../core/auth/login.js';
 import { authSettings } from '../../core/auth/settings.js';
-import { LoginThrottle } from '../../core/auth/throttle.js';
+import { LoginThrottle, sourceId } from '../../core/auth/throttle.js';
 import { sha256Hex } from '../../core/auth/tokens.js';
 import { isAppError } from '../../core/errors.js';
 import { createAuthChain } from '../../core/plugin/auth-chain.js';
@@ -106,5 +106,12 @@ describe('redirect flow state', () => {
     assert.ok(isAppError(refused) && refused.code === 'RATE_LIMITED', String(refused));
     assert.ok(Number(refused.headers['Retry-After']) >= 1);
     assert.equal(await code(flows.begin('sso', 'hs.example', { ip: '198.51.100.9', log })), 'resolved');
+  });
+
+  it("counts starts under the throttle's own source id (one keying of a source for every limit)", async () => {
+    const ip = '::ffff:203.0.113.5';
+    assert.equal(await code(flows.begin('sso', 'hs.example', { ip, log })), 'resolved');
+    // IPv4-mapped IPv6 is the IPv4 source: both spellings name one counter.
+    assert.equal(await t.kv.get(`login:flow:start:${sourceId('203.0.113.5')}`), '1');
   });
 });

@@ -1,26 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { z } from 'zod';
 import { silentLogger } from '../../lib/log.js';
-import { definePlugin, type PluginAuditEntry, type PluginServices } from '../../core/plugin/contract.js';
+import type { PluginAuditEntry, PluginServices } from '../../core/plugin/contract.js';
 import { PluginError } from '../../core/plugin/errors.js';
 import { startPluginHost } from '../../core/plugin/host.js';
-import { fakeServices } from '../fixtures/plugins/harness.js';
+import { fakeServices, inline } from '../fixtures/plugins/harness.js';
 
 const entry = (action: string): PluginAuditEntry => ({ action, actor: 'u-alice', target: null, ip: '203.0.113.9', result: 'success' });
 
 /** Starts one plugin named `name` and returns the services its init received. */
 async function servicesOf(name: string, audited: PluginAuditEntry[]): Promise<{ services: PluginServices; close(): Promise<void> }> {
   let services: PluginServices | undefined;
-  const plugin = definePlugin({
-    name,
-    version: '1.0.0',
-    contract: 2,
-    configSchema: z.object({}).strict(),
-    exampleConfig: {},
-    async init(ctx) {
-      services = ctx.services;
-    },
+  const plugin = inline(name, (_r, ctx) => {
+    services = ctx.services;
   });
   const host = await startPluginHost([{ plugin, options: {} }], { logger: silentLogger(), services: fakeServices({}, audited) });
   assert.ok(services);

@@ -1,26 +1,11 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
 import type { AuthDecision } from '../../core/plugin/auth-chain.js';
-import { definePlugin, type AuditEvent, type AuthAnswer, type Plugin, type PluginRegistrar, type SessionEvent } from '../../core/plugin/contract.js';
+import type { AuditEvent, AuthAnswer, Plugin, SessionEvent } from '../../core/plugin/contract.js';
 import { startPlugins, type HostLimits } from '../../core/plugin/host.js';
-import { capturingLogger, fakeServices } from '../fixtures/plugins/harness.js';
-
-/** A plugin named `name` whose init runs `register`. */
-function inline(name: string, register: (r: PluginRegistrar) => void): Plugin {
-  return definePlugin({
-    name,
-    version: '1.0.0',
-    contract: 2,
-    configSchema: z.object({}).strict(),
-    exampleConfig: {},
-    async init(ctx) {
-      register(ctx.register);
-    },
-  });
-}
+import { capturingLogger, fakeServices, inline } from '../fixtures/plugins/harness.js';
 
 async function hostWith(plugins: Plugin[], limits: Partial<HostLimits> = {}) {
   const log = capturingLogger();
