@@ -110,3 +110,18 @@ export class RuntimeUnavailableError extends Error {
     this.name = 'RuntimeUnavailableError';
   }
 }
+
+/**
+ * The runtime answered but refused or failed the call. `limit`: the host's own limits refused
+ * it (the API's 503 CAPACITY_REACHED); `start`: the session did not come up; `other`: anything else.
+ */
+export class RuntimeCallError extends Error {
+  constructor(
+    readonly kind: 'limit' | 'start' | 'other',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'RuntimeCallError';
+  }
+}
