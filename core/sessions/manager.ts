@@ -21,7 +21,9 @@ import { RuntimePreparation } from './preparation.js';
 import { Reaper } from './reaper.js';
 import { Reconciler } from './reconciler.js';
 import type { SessionRuntime } from './runtime.js';
-import { LIVE, RUNNING, Transitions } from './transitions.js';
+import { LIVE, RUNNING, Transitions, type UserEndReason } from './transitions.js';
+
+export type { UserEndReason };
 import { sessionView, type ConnectDescriptor, type CreateSessionInput, type SessionView } from './view.js';
 
 export interface SessionManagerDeps {
@@ -48,9 +50,6 @@ export interface CallerContext {
   sourceIp?: string | null;
   log?: Logger;
 }
-
-/** Why a user's live sessions are ended for them (audited as the stop's cause). */
-export type UserEndReason = 'user-disabled' | 'password-reset' | 'role-changed';
 
 /**
  * Runs sessions: the API's operations here, the lifecycle in the parts it wires. Every state

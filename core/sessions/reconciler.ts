@@ -10,14 +10,15 @@
  * - a container without a live session (its removal failed, or its row was deleted by
  *   hand) → removed;
  * - a route of an ended or unknown session → removed;
- * - a live session of a disabled user (disabled by the admin CLI, say) → stopped.
+ * - a live session of a user disabled, or whose password or role changed, since it started
+ *   (by the admin CLI, say) → stopped.
  */
 import { IsNull, type DataSource } from 'typeorm';
 import { SessionEntity, type Session } from '../store/entities.js';
 import type { AttachTracker } from './attach.js';
 import type { SessionPool } from './pool.js';
 import type { RuntimeContainer, SessionRuntime } from './runtime.js';
-import { RUNNING, type Transitions } from './transitions.js';
+import { RUNNING, type Transitions, type UserEndReason } from './transitions.js';
 
 export interface ReconcilerDeps {
   instanceId: string;
@@ -74,7 +75,7 @@ export class Reconciler {
     const adopt = !this.adopted;
     const containers = await this.deps.runtime.list();
     const rows = await this.deps.dataSource.getRepository(SessionEntity).find({ where: { instanceId: this.deps.instanceId, endedAt: IsNull() } });
-    const counts = { adopted: 0, ended: 0, removed: 0, routes: 0, disabled: 0 };
+    const counts = { adopted: 0, ended: 0, removed: 0, routes: 0, revoked: 0 };
     for (const row of rows) {
       if (this.deps.inFlight.has(row.id)) continue;
       const outcome = await this.t.withLock(row.id, () => this.session(row.id, containers, adopt));
@@ -86,7 +87,7 @@ export class Reconciler {
       if (await this.t.withLock(c.sessionId, () => this.container(c, adopt))) counts.removed++;
     }
     counts.routes = await this.routes();
-    counts.disabled = await this.disabledUsers();
+    counts.revoked = await this.revokedUsers();
     if (adopt) {
       this.adopted = true;
       this.pool.enable();
@@ -156,20 +157,32 @@ export class Reconciler {
     return removed;
   }
 
-  /** Live sessions of users disabled behind this process's back (the admin CLI). */
-  private async disabledUsers(): Promise<number> {
-    const rows: { id: string }[] = await this.deps.dataSource.query(
-      'SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.instance_id = $1 AND s.ended_at IS NULL AND u.disabled',
+  /**
+   * Live sessions of users disabled, or whose password or role changed (their tokens were
+   * revoked), after the session started — by the admin CLI or an identity provider, behind
+   * this process's back. Read from the store: the user row and the user's audit rows.
+   */
+  private async revokedUsers(): Promise<number> {
+    const rows: { id: string; cause: UserEndReason }[] = await this.deps.dataSource.query(
+      `SELECT s.id, CASE WHEN u.disabled THEN 'user-disabled' WHEN r.action = 'privilege_permissions_changed' THEN 'role-changed'
+                         WHEN r.details ? 'passwordReset' THEN 'password-reset' ELSE 'user-disabled' END AS cause
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         LEFT JOIN LATERAL (
+           SELECT a.action, a.details FROM audit_log a
+            WHERE a.target = s.user_id::text AND a.at > s.created_at
+              AND a.action IN ('user_updated', 'privilege_permissions_changed') AND a.details->>'tokensRevoked' = 'true'
+            ORDER BY a.at DESC LIMIT 1) r ON true
+        WHERE s.instance_id = $1 AND s.ended_at IS NULL AND (u.disabled OR r.action IS NOT NULL)`,
       [this.deps.instanceId],
     );
     let stopped = 0;
-    for (const { id } of rows) {
+    for (const { id, cause } of rows) {
       if (this.deps.inFlight.has(id)) continue;
       await this.t
-        .withLock(id, () => this.t.stopLocked(id, { reason: 'admin', details: { cause: 'user-disabled' } }, 'system', null))
+        .withLock(id, () => this.t.stopLocked(id, { reason: 'admin', details: { cause } }, 'system', null))
         .then(
           () => stopped++,
-          (err: unknown) => this.t.log.warn({ err: (err as Error).message, sessionId: id }, 'stopping a disabled user’s session failed; will retry'),
+          (err: unknown) => this.t.log.warn({ err: (err as Error).message, sessionId: id }, 'ending a session of a changed user failed; will retry'),
         );
     }
     return stopped;

@@ -46,6 +46,9 @@ export interface EndWhy {
   details?: Record<string, unknown>;
 }
 
+/** Why a user's live sessions are ended for them (audited as the stop's cause). */
+export type UserEndReason = 'user-disabled' | 'password-reset' | 'role-changed';
+
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 export type SessionEventInput = DistributiveOmit<SessionEvent, 'at'>;
 

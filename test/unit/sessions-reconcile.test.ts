@@ -150,14 +150,32 @@ describe('reconciler with a fake runtime', () => {
     assert.equal(session.state, 'ready');
   });
 
-  it('while running: a user disabled behind its back (the admin CLI) has their live sessions stopped', async () => {
-    const s = await start();
-    const { session } = await s.manager.create(s.user, LAUNCH);
-    const other = await s.manager.create(s.other, LAUNCH);
-    await s.users.update(s.user.id, { disabled: true }, { id: 'cli:root', ip: null });
-    const stopped = await s.event((e) => e.sessionId === session.session_id && e.type === 'stopped');
-    assert.equal(stopped.type === 'stopped' && stopped.reason, 'admin');
-    assert.equal((await s.audit(session.session_id, 'session_stopped'))[0]?.details.cause, 'user-disabled');
-    assert.equal((await s.row(other.session.session_id)).state, 'ready');
-  });
+  const changes = [
+    { description: 'disabled', patch: { disabled: true }, cause: 'user-disabled' },
+    { description: 'given a new password', patch: { password: 'a brand new password 123' }, cause: 'password-reset' },
+    { description: 'made an admin', patch: { role: 'admin' as const }, cause: 'role-changed' },
+    { description: 'given another quota (no revocation)', patch: { quota: { maxSessions: 3 } }, cause: null },
+  ];
+  for (const c of changes) {
+    it(`while running: a user ${c.description} behind its back (the admin CLI) ${c.cause ? 'has their live sessions stopped' : 'keeps their sessions'}`, async () => {
+      const s = await start();
+      const { session } = await s.manager.create(s.user, LAUNCH);
+      const other = await s.manager.create(s.other, LAUNCH);
+      await s.users.update(s.user.id, c.patch, { id: 'cli:root', ip: null });
+      if (c.cause) {
+        const stopped = await s.event((e) => e.sessionId === session.session_id && e.type === 'stopped');
+        assert.equal(stopped.type === 'stopped' && stopped.reason, 'admin');
+        assert.equal((await s.audit(session.session_id, 'session_stopped'))[0]?.details.cause, c.cause);
+      } else {
+        await passes(s);
+        assert.equal((await s.row(session.session_id)).state, 'ready');
+      }
+      assert.equal((await s.row(other.session.session_id)).state, 'ready', 'another user’s session runs on');
+      // A session launched after the change is not ended for it.
+      if (c.patch.disabled) return;
+      const later = await s.manager.create(s.user, LAUNCH);
+      await passes(s);
+      assert.equal((await s.row(later.session.session_id)).state, 'ready');
+    });
+  }
 });
