@@ -76,15 +76,21 @@ export class Reconciler {
     const containers = await this.deps.runtime.list();
     const rows = await this.deps.dataSource.getRepository(SessionEntity).find({ where: { instanceId: this.deps.instanceId, endedAt: IsNull() } });
     const counts = { adopted: 0, ended: 0, removed: 0, routes: 0, revoked: 0 };
+    // One session or container that cannot be corrected now (it is retried next pass) does not hold up the others.
+    const each = <T>(id: string, fn: () => Promise<T>): Promise<T | undefined> =>
+      this.t.withLock(id, fn).catch((err: unknown) => {
+        this.t.log.warn({ err: (err as Error).message, sessionId: id }, 'reconciling a session failed; will retry');
+        return undefined;
+      });
     for (const row of rows) {
       if (this.deps.inFlight.has(row.id)) continue;
-      const outcome = await this.t.withLock(row.id, () => this.session(row.id, containers, adopt));
+      const outcome = await each(row.id, () => this.session(row.id, containers, adopt));
       if (outcome) counts[outcome]++;
     }
     const live = new Set(rows.map((r) => r.id));
     for (const c of containers) {
       if (live.has(c.sessionId) || this.deps.inFlight.has(c.sessionId)) continue;
-      if (await this.t.withLock(c.sessionId, () => this.container(c, adopt))) counts.removed++;
+      if (await each(c.sessionId, () => this.container(c, adopt))) counts.removed++;
     }
     counts.routes = await this.routes();
     counts.revoked = await this.revokedUsers();
@@ -151,6 +157,9 @@ export class Reconciler {
         if (!(await this.t.deps.routes.remove(r.hostname))) return false;
         await this.correction(id, 'stale-route', { hostname: r.hostname });
         return true;
+      }).catch((err: unknown) => {
+        this.t.log.warn({ err: (err as Error).message, sessionId: id }, 'withdrawing a stale route failed; will retry');
+        return false;
       });
       if (gone) removed++;
     }
@@ -172,10 +181,11 @@ export class Reconciler {
             WHERE a.target = s.user_id::text AND a.at > s.created_at
               AND a.action IN ('user_updated', 'privilege_permissions_changed') AND a.details->>'tokensRevoked' = 'true'
             ORDER BY a.at DESC LIMIT 1) r ON true
-        WHERE s.instance_id = $1 AND s.ended_at IS NULL AND (u.disabled OR r.action IS NOT NULL)`,
+        WHERE s.instance_id = $1 AND s.ended_at IS NULL AND s.state <> 'stopping' AND (u.disabled OR r.action IS NOT NULL)`,
       [this.deps.instanceId],
     );
     let stopped = 0;
+    // Rows stuck stopping are the session pass's to finish (no second stopping row each pass).
     for (const { id, cause } of rows) {
       if (this.deps.inFlight.has(id)) continue;
       await this.t
