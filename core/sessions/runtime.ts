@@ -1,6 +1,8 @@
 /*
- * What the session manager needs from a container runtime. Docker (dockerode) implements it
- * today (docker-runtime.ts); a Kubernetes runtime can implement it later.
+ * What the sessions core needs from a container runtime, and the runtime-neutral errors it
+ * understands. The agent's RPC client (agent-runtime.ts, in front of agent/docker-runtime.ts)
+ * implements it today; a Kubernetes runtime can implement it later. Nothing above this file
+ * knows which runtime runs the containers.
  */
 
 /** Per-session switches the image applies (xpra options and Firefox enterprise policies). */
