@@ -110,8 +110,9 @@ export class Reconciler {
     if (!row || row.endedAt || this.deps.inFlight.has(id)) return undefined;
     const c = containers.find((x) => x.sessionId === id) ?? (row.containerId ? await this.fresh(row.containerId) : undefined);
     if (row.state === 'starting' || row.state === 'stopping' || !c?.running || !c.upstream) {
-      if (c) await this.deps.runtime.remove(c.containerId);
+      // Route first, as every teardown: its tunnels close before the container goes.
       if (row.hostname) await t.deps.routes.remove(row.hostname);
+      if (c) await this.deps.runtime.remove(c.containerId);
       if (row.state === 'starting') {
         const error = adopt ? 'interrupted: the control plane restarted while the session started' : 'interrupted: the session did not finish starting';
         await t.finish(id, 'failed', { reason: 'failed', error }, 'system', null);
