@@ -36,7 +36,7 @@ export function apiRoutes(deps: ApiDeps): AnyRoute[] {
     ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
     ...authRoutes(deps.control),
     ...meRoutes(deps.control),
-    ...userRoutes(deps.control),
+    ...userRoutes(deps.control, deps.sessions),
     ...auditRoutes(deps.dataSource),
     ...(deps.sessions ? sessionRoutes(deps.sessions) : []),
   ];

@@ -49,6 +49,8 @@ export const AUDIT_ACTIONS = [
   'session_failed',
   /** HackStream: a live session was taken over after a control-plane restart. */
   'session_adopted',
+  /** HackStream: the reconciler removed what no live session owns (a container, a route). */
+  'session_reconciled',
   // The system (OWASP sys_*).
   'sys_startup',
   'sys_shutdown',

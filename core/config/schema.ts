@@ -116,6 +116,11 @@ export const sessionsSchema = z
     maxDurationCapSeconds: z.number().int().min(1).max(30 * 86_400).optional(),
     /** How often idle and duration deadlines are checked. */
     sweepIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+    /**
+     * How often the store, the runtime and the routes are reconciled while running (orphan
+     * containers, stuck rows, stale routes), not only at start-up.
+     */
+    reconcileIntervalSeconds: z.number().int().min(1).max(3600).default(10),
     /** Session switches: clipboard on; file transfer, printing, audio, webcam off. */
     policy: z
       .object({

@@ -23,6 +23,7 @@ import {
   type AgentStatus,
 } from '../../lib/agent-protocol.js';
 import {
+  RuntimeCallError,
   RuntimeUnavailableError,
   type ContainerExit,
   type ProgressFn,
@@ -32,13 +33,13 @@ import {
   type SessionSpec,
 } from './runtime.js';
 
-/** The agent answered with an error code. */
-export class AgentCallError extends Error {
+/** The agent answered with an error code (a RuntimeCallError of the kind the code means). */
+export class AgentCallError extends RuntimeCallError {
   constructor(
     readonly code: AgentErrorCode,
     message: string,
   ) {
-    super(message);
+    super(code === 'LIMIT_EXCEEDED' ? 'limit' : code === 'START_FAILED' ? 'start' : 'other', message);
     this.name = 'AgentCallError';
   }
 }

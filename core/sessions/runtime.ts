@@ -1,6 +1,8 @@
 /*
- * What the session manager needs from a container runtime. Docker (dockerode) implements it
- * today (docker-runtime.ts); a Kubernetes runtime can implement it later.
+ * What the sessions core needs from a container runtime, and the runtime-neutral errors it
+ * understands. The agent's RPC client (agent-runtime.ts, in front of agent/docker-runtime.ts)
+ * implements it today; a Kubernetes runtime can implement it later. Nothing above this file
+ * knows which runtime runs the containers.
  */
 
 /** Per-session switches the image applies (xpra options and Firefox enterprise policies). */
@@ -108,5 +110,20 @@ export class RuntimeUnavailableError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'RuntimeUnavailableError';
+  }
+}
+
+/**
+ * The runtime answered but refused or failed the call. `limit`: the host's own limits refused
+ * it (the API's 503 CAPACITY_REACHED); `start`: the session did not come up; `other`: anything else.
+ */
+export class RuntimeCallError extends Error {
+  constructor(
+    readonly kind: 'limit' | 'start' | 'other',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'RuntimeCallError';
   }
 }

@@ -178,3 +178,87 @@ describe('sessions API (real Docker, real xpra client through the gateway)', () 
     assert.equal((await containersOf(sessions.instanceId)).length, before, 'no container was started');
   });
 });
+
+describe('sessions API: changing a user ends their live sessions (real Docker, a real TLS connection through the gateway)', () => {
+  const sessions = testSessions();
+  let api: TestApi;
+  before(async () => {
+    api = await startApi({ db: 'postgres', kv: 'memory', config: { sessions } });
+  });
+  after(async () => {
+    await api?.close();
+    await cleanupSessions(sessions);
+  });
+
+  async function containerOf(sessionId: string): Promise<string> {
+    const c = (await containersOf(sessions.instanceId)).find((x) => x.Labels[LABELS.session] === sessionId);
+    assert.ok(c, `session ${sessionId} has a container`);
+    return c.Id;
+  }
+
+  async function stopRow(admin: string, sessionId: string): Promise<{ actor: string; details: Record<string, unknown> } | undefined> {
+    const r = await api.request('GET', `/v1/audit?user=${sessionId}&action=session_stopped`, { token: admin });
+    return (r.json as { items: Array<{ actor: string; details: Record<string, unknown> }> }).items[0];
+  }
+
+  it('disabling the user cuts the attached client and removes the container before the API answers, audited with why', async () => {
+    const admin = await api.adminToken();
+    const id = await api.createUser('dora', 'dora-password-12', { quota: { maxSessions: 2 } });
+    const token = (await api.login('dora', 'dora-password-12')).accessToken;
+    const s = await launch(api, token);
+    const cid = await containerOf(s.session_id);
+    // A real TLS connection through the gateway to the session's xpra (its certificate, the pinned CA).
+    const sock = tls.connect({ host: '127.0.0.1', port: api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
+    sock.on('error', () => {});
+    let isClosed = false;
+    const closed = new Promise<void>((r) =>
+      sock.once('close', () => {
+        isClosed = true;
+        r();
+      }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      sock.once('secureConnect', resolve);
+      sock.once('close', () => reject(new Error('the TLS connection to the session closed before its handshake')));
+    });
+    assert.equal(sock.authorized, true, 'xpra answered with the session certificate');
+    // The edge counted the tunnel and control recorded the client as attached.
+    await waitForSession(api, admin, s.session_id, (v) => v.state === 'connected', 30_000);
+    assert.equal(isClosed, false, 'still attached before the change');
+
+    const r = await api.request('PATCH', `/v1/users/${id}`, { token: admin, body: { disabled: true } });
+    assert.equal(r.status, 200, r.text);
+    // The API answered after the sessions ended: the container is gone already.
+    await assert.rejects(docker.getContainer(cid).inspect(), /no such container/i);
+    await closed; // the withdrawn route cut the attached client
+    assert.equal(((await api.request('GET', `/v1/sessions/${s.session_id}`, { token: admin })).json as SessionView).state, 'stopped');
+    const stop = await stopRow(admin, s.session_id);
+    assert.deepEqual([stop?.details.reason, stop?.details.cause], ['admin', 'user-disabled']);
+    assert.notEqual(stop?.actor, 'system', 'the admin who disabled the user is the actor');
+  });
+
+  it('a password reset or a role change ends the user’s live sessions too; a quota change does not', async () => {
+    const admin = await api.adminToken();
+    const id = await api.createUser('emil', 'emil-password-12', { quota: { maxSessions: 3 } });
+    const login = async () => (await api.login('emil', 'emil-password-12')).accessToken;
+    const cases = [
+      { patch: { quota: { maxSessions: 4 } }, cause: null },
+      { patch: { password: 'emil-password-12' }, cause: 'password-reset' },
+      { patch: { role: 'admin' }, cause: 'role-changed' },
+    ] as const;
+    for (const c of cases) {
+      const s = await launch(api, await login());
+      const r = await api.request('PATCH', `/v1/users/${id}`, { token: admin, body: c.patch });
+      assert.equal(r.status, 200, r.text);
+      const view = (await api.request('GET', `/v1/sessions/${s.session_id}`, { token: admin })).json as SessionView;
+      if (c.cause === null) {
+        assert.equal(view.state, 'ready', `${JSON.stringify(c.patch)} keeps the session`);
+        await api.request('POST', `/v1/sessions/${s.session_id}/stop`, { token: admin });
+        continue;
+      }
+      assert.equal(view.state, 'stopped', `${JSON.stringify(c.patch)} ends the session`);
+      assert.equal((await containersOf(sessions.instanceId)).filter((x) => x.Labels[LABELS.session] === s.session_id).length, 0);
+      assert.equal((await stopRow(admin, s.session_id))?.details.cause, c.cause);
+    }
+  });
+});

@@ -136,7 +136,8 @@ class EngineRelay {
 
 describe('faults: Docker engine unreachable during a create', () => {
   let relay: EngineRelay;
-  const sessions = testSessions();
+  // Reconciled every 2 s while running: the leftover container goes without a restart.
+  const sessions = testSessions({ reconcileIntervalSeconds: 2 });
   let api: TestApi;
 
   before(async () => {
@@ -150,7 +151,7 @@ describe('faults: Docker engine unreachable during a create', () => {
     await cleanupSessions(sessions);
   });
 
-  it('answers 503 RUNTIME_UNAVAILABLE, leaves no row starting and no container after reconciliation', async () => {
+  it('answers 503 RUNTIME_UNAVAILABLE, leaves no row starting, and the running reconciler removes the leftover container (no restart)', async () => {
     const admin = await api.adminToken();
     relay.cutOn = /^POST \/(v[\d.]+\/)?containers\/[0-9a-f]+\/start/;
     const t0 = Date.now();
@@ -167,8 +168,7 @@ describe('faults: Docker engine unreachable during a create', () => {
 
     relay.cutOn = undefined;
     await relay.open();
-    await api.restart();
-    const end = Date.now() + 20_000;
+    const end = Date.now() + 30_000;
     let rows: SessionView[] = [];
     while (Date.now() < end) {
       rows = ((await api.request('GET', '/v1/sessions?ended=1', { token: await api.adminToken() })).json as { items: SessionView[] }).items;
@@ -181,6 +181,46 @@ describe('faults: Docker engine unreachable during a create', () => {
       rows.map(() => 'failed'),
     );
     assert.deepEqual(await containersOf(sessions.instanceId), [], 'the created-but-never-started container is gone');
+    // One correction per leftover container, audited against its session.
+    const admin2 = await api.adminToken();
+    const audited = (await api.request('GET', '/v1/audit?action=session_reconciled&limit=100', { token: admin2 })).json as { items: Array<{ target: string; details: { correction: string } }> };
+    const failedIds = new Set(rows.map((x) => x.session_id));
+    const corrections = audited.items.filter((i) => failedIds.has(i.target));
+    assert.ok(corrections.length >= 1, 'the removal is audited');
+    assert.ok(corrections.every((i) => i.details.correction === 'orphan-container'), JSON.stringify(corrections));
+    assert.equal(new Set(corrections.map((i) => i.target)).size, corrections.length, 'one audit row per correction');
+  });
+});
+
+describe('faults: a session row deleted by hand while its container runs', () => {
+  const sessions = testSessions({ reconcileIntervalSeconds: 2 });
+  let api: TestApi;
+  before(async () => {
+    api = await startApi({ db: 'postgres', kv: 'memory', config: { sessions } });
+  });
+  after(async () => {
+    await api?.close().catch(() => {});
+    await cleanupSessions(sessions);
+  });
+
+  it('the running reconciler removes its container and its route, audited, without a restart', async () => {
+    const admin = await api.adminToken();
+    const s = await launch(api, admin);
+    assert.equal((await containersOf(sessions.instanceId)).filter((c) => c.Labels[LABELS.session] === s.session_id && c.State === 'running').length, 1);
+    await api.gw.app.db.dataSource.query('DELETE FROM sessions WHERE id = $1', [s.session_id]);
+    const end = Date.now() + 30_000;
+    while ((await containersOf(sessions.instanceId)).some((c) => c.Labels[LABELS.session] === s.session_id)) {
+      assert.ok(Date.now() < end, 'the container of the deleted row was not removed within 30 s');
+      await sleep(250);
+    }
+    while (api.gw.app.routes.lookup(s.connect.sni)) {
+      assert.ok(Date.now() < end, 'the route of the deleted row was not removed within 30 s');
+      await sleep(250);
+    }
+    const r = await api.request('GET', `/v1/audit?user=${s.session_id}&action=session_reconciled`, { token: admin });
+    const corrections = (r.json as { items: Array<{ details: { correction: string } }> }).items.map((i) => i.details.correction).sort();
+    assert.deepEqual(corrections, ['row-missing', 'stale-route']);
+    assert.equal((await api.request('GET', '/health')).status, 200);
   });
 });
 

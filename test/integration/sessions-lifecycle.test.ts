@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { LABELS } from '../../core/sessions/runtime.js';
+import type { SessionEvent } from '../../core/plugin/contract.js';
 import type { SessionView } from '../../core/sessions/view.js';
 import { startApi, type TestApi } from '../helpers/api.js';
 import { cleanupSessions, containersOf, docker, launch, target, testSessions, useSessionsApi, waitForSession } from '../helpers/sessions.js';
@@ -164,27 +165,59 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
 });
 
 describe('session lifecycle: maximum duration', () => {
-  // Long enough for the client to be seen attached first on a busy host (the tunnel count
-  // reaches control over the edge link, then settles 1.5 s), short enough for a test.
-  const sessions = testSessions({ maxDurationCapSeconds: 25, sweepIntervalMs: 500 });
+  // Long enough for a launch and an attach on a very busy host (a cold launch can take over
+  // 10 s at a load of 15 on two cores, the attach reaches control over the edge link and then
+  // settles 1.5 s), short enough for a test.
+  const sessions = testSessions({ maxDurationCapSeconds: 40, sweepIntervalMs: 500 });
   const app = useSessionsApi(sessions, { db: 'embedded', kv: 'memory' });
 
   it('stops a session at its maximum duration even while a client is attached', async () => {
     const admin = await app.api.adminToken();
-    const s = await launch(app.api, admin);
-    // created_at is the database's transaction time, the deadline the manager's clock a moment later.
-    const lifetime = Date.parse(s.deadline_at ?? '') - Date.parse(s.created_at);
-    assert.ok(lifetime >= 24_500 && lifetime <= 25_500, `deadline ${lifetime} ms after creation`);
-    const sock = tls.connect({ host: '127.0.0.1', port: app.api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
-    sock.on('error', () => {});
-    await waitForSession(app.api, admin, s.session_id, (v) => v.state === 'connected', 20_000);
-    const closed = new Promise((r) => sock.once('close', r));
-    const stopped = await waitForSession(app.api, admin, s.session_id, (v) => v.state === 'stopped', 30_000);
-    assert.ok(stopped.ended_at);
-    assert.ok(Date.parse(stopped.ended_at) >= Date.parse(s.deadline_at ?? ''), 'not before its deadline');
-    await closed; // the withdrawn route cut the attached client's tunnel
-    const r = await app.api.request('GET', `/v1/audit?user=${s.session_id}&action=session_stopped`, { token: admin });
-    assert.equal((r.json as { items: Array<{ details: { reason: string } }> }).items[0]?.details.reason, 'max-duration');
+    // The manager's own events, recorded from before the launch: nothing is missed however
+    // late the test gets to look (polling the state could miss a short-lived "connected").
+    const events: SessionEvent[] = [];
+    const waiters = new Set<() => void>();
+    const unsubscribe = app.api.gw.app.sessions.onEvent((e) => {
+      events.push(e);
+      for (const w of waiters) w();
+    });
+    const event = (pred: (e: SessionEvent) => boolean, what: string) =>
+      new Promise<SessionEvent>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${what} event; seen ${events.map((e) => e.type).join(' ')}`)), 120_000);
+        const check = () => {
+          const found = events.find(pred);
+          if (!found) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(found);
+        };
+        waiters.add(check);
+        check();
+      });
+    try {
+      const s = await launch(app.api, admin);
+      const mine = (type: SessionEvent['type']) => (e: SessionEvent) => e.sessionId === s.session_id && e.type === type;
+      // created_at is the database's transaction time, the deadline the manager's clock a moment later.
+      const lifetime = Date.parse(s.deadline_at ?? '') - Date.parse(s.created_at);
+      assert.ok(lifetime >= 39_500 && lifetime <= 40_500, `deadline ${lifetime} ms after creation`);
+      const sock = tls.connect({ host: '127.0.0.1', port: app.api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
+      sock.on('error', () => {});
+      const closed = new Promise((r) => sock.once('close', r));
+      await event(mine('connected'), 'connected');
+      const stopped = await event(mine('stopped'), 'stopped');
+      assert.equal(stopped.type === 'stopped' && stopped.reason, 'max-duration');
+      // Attached until the end: no idle in between (the stop itself cut the client).
+      const types = events.filter((e) => e.sessionId === s.session_id).map((e) => e.type);
+      assert.deepEqual(types.slice(types.lastIndexOf('connected')), ['connected', 'stopped'], types.join(' '));
+      const view = await waitForSession(app.api, admin, s.session_id, (v) => v.state === 'stopped', 30_000);
+      assert.ok(view.ended_at);
+      assert.ok(Date.parse(view.ended_at) >= Date.parse(s.deadline_at ?? ''), 'not before its deadline');
+      await closed; // the withdrawn route cut the attached client's tunnel
+      const r = await app.api.request('GET', `/v1/audit?user=${s.session_id}&action=session_stopped`, { token: admin });
+      assert.equal((r.json as { items: Array<{ details: { reason: string } }> }).items[0]?.details.reason, 'max-duration');
+    } finally {
+      unsubscribe();
+    }
   });
 });
 

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { userView, usernameSchema, type ControlPlane } from '../../auth/index.js';
 import { AppError } from '../../errors.js';
 import { quotaFields } from '../../plugin/quota-schema.js';
-import { ROLES } from '../../store/entities.js';
+import type { SessionManager, UserEndReason } from '../../sessions/manager.js';
+import { ROLES, type User } from '../../store/entities.js';
 import { clientIp, principal, route, type AnyRoute } from '../route.js';
 
 const password = z.string().min(1).max(4096);
@@ -43,8 +44,20 @@ const listQuery = z.strictObject({
   cursor: z.string().min(1).max(200).optional(),
 });
 
-/** Admin only: POST /v1/users, GET /v1/users, PATCH /v1/users/:id, POST /v1/users/:id/unlock. */
-export function userRoutes(control: ControlPlane): AnyRoute[] {
+/** What of a change ends the user's live sessions (as it revokes their tokens), if anything. */
+function endsSessions(before: User, patch: z.output<typeof patchBody>): UserEndReason | undefined {
+  if (patch.disabled === true && !before.disabled) return 'user-disabled';
+  if (patch.password !== undefined) return 'password-reset';
+  if (patch.role !== undefined && patch.role !== before.role) return 'role-changed';
+  return undefined;
+}
+
+/**
+ * Admin only: POST /v1/users, GET /v1/users, PATCH /v1/users/:id, POST /v1/users/:id/unlock.
+ * A PATCH that disables the user, resets their password or changes their role also ends
+ * their live sessions (attached clients are cut) before it answers.
+ */
+export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager, 'endUserSessions'>): AnyRoute[] {
   return [
     route({
       method: 'POST',
@@ -77,7 +90,10 @@ export function userRoutes(control: ControlPlane): AnyRoute[] {
         const id = ctx.params.id;
         if (id === undefined) throw new AppError('NOT_FOUND', 'no such user');
         const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
+        const before = await control.users.findById(id);
         const user = await control.users.update(id, body, actor);
+        const cause = before ? endsSessions(before, body) : undefined;
+        if (cause && sessions) await sessions.endUserSessions(id, cause, actor);
         ctx.body = userView(user);
       },
     }),

@@ -1,0 +1,60 @@
+/*
+ * One-time connect tokens: a random token the client presents to the session's xpra once.
+ * Only its SHA-256 is kept (in the key-value store, and in the session container's allow
+ * list until it expires); the token itself goes to the caller and nowhere else.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Audit } from '../auth/audit.js';
+import type { SessionsConfig } from '../config/schema.js';
+import { AppError } from '../errors.js';
+import type { KeyValueStore } from '../store/kv.js';
+import type { Session } from '../store/entities.js';
+import { RuntimeUnavailableError, type SessionRuntime } from './runtime.js';
+import type { ConnectDescriptor } from './view.js';
+
+export interface ConnectTokenDeps {
+  config: Readonly<SessionsConfig>;
+  publicHost: string;
+  /** The port clients dial (sessions.connectPort, else the gateway's bound port). */
+  connectPort: () => number;
+  kv: KeyValueStore;
+  runtime: SessionRuntime;
+  audit: Audit;
+  caPem: string;
+}
+
+export class ConnectTokens {
+  constructor(private readonly deps: ConnectTokenDeps) {}
+
+  async issue(row: Session, actor: string, sourceIp: string | null): Promise<ConnectDescriptor> {
+    if (!row.containerId || !row.hostname) throw new AppError('SESSION_NOT_RUNNING', 'the session has no running container');
+    const ttlMs = this.deps.config.connectTokenTtlSeconds * 1000;
+    const token = `hsc_${randomBytes(32).toString('base64url')}`;
+    const hash = createHash('sha256').update(token).digest('hex');
+    const expiresAt = new Date(Date.now() + ttlMs);
+    // Recorded (by hash) in the key-value store first: when it is down, no token is issued.
+    await this.deps.kv.set(`connect:${hash}`, row.id, { ttlMs });
+    try {
+      await this.deps.runtime.allowToken(row.containerId, hash, expiresAt);
+    } catch (err) {
+      if (err instanceof RuntimeUnavailableError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
+      throw new AppError('SESSION_NOT_RUNNING', 'the session does not answer; stop it and launch a new one', { cause: err });
+    }
+    await this.deps.audit.record({
+      actor,
+      action: 'session_connect_token',
+      target: row.id,
+      sourceIp,
+      result: 'success',
+      details: { expiresAt: expiresAt.toISOString() },
+    });
+    return {
+      host: this.deps.publicHost,
+      port: this.deps.config.connectPort ?? this.deps.connectPort(),
+      sni: row.hostname,
+      token,
+      expires_at: expiresAt.toISOString(),
+      ca_cert: this.deps.caPem,
+    };
+  }
+}
