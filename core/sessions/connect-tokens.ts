@@ -4,6 +4,8 @@
  * list until it expires); the token itself goes to the caller and nowhere else.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { normalizeAddress, withAdmission, type RouteTable } from '../../lib/route-table.js';
 import type { Audit } from '../auth/audit.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
@@ -19,6 +21,8 @@ export interface ConnectTokenDeps {
   connectPort: () => number;
   kv: KeyValueStore;
   runtime: SessionRuntime;
+  /** The session's route admits the caller's address until the token expires (issue 12). */
+  routes: RouteTable;
   audit: Audit;
   caPem: string;
 }
@@ -40,6 +44,7 @@ export class ConnectTokens {
       if (err instanceof RuntimeUnavailableError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
       throw new AppError('SESSION_NOT_RUNNING', 'the session does not answer; stop it and launch a new one', { cause: err });
     }
+    await this.admit(row.hostname, sourceIp, expiresAt);
     await this.deps.audit.record({
       actor,
       action: 'session_connect_token',
@@ -56,5 +61,18 @@ export class ConnectTokens {
       expires_at: expiresAt.toISOString(),
       ca_cert: this.deps.caPem,
     };
+  }
+
+  /**
+   * Only the address that asked reaches the session's xpra (3.1 talks before it authenticates):
+   * its route admits `sourceIp` until the token expires; a tunnel opened by then lives on.
+   */
+  private async admit(hostname: string, sourceIp: string | null, expiresAt: Date): Promise<void> {
+    const route = this.deps.routes.lookup(hostname);
+    if (!route) throw new AppError('SESSION_NOT_RUNNING', 'the session has no route; stop it and launch a new one');
+    const address = sourceIp === null ? null : normalizeAddress(sourceIp);
+    // Without a caller's address (not an API call) no one new is let in: the token cannot be used.
+    if (address === null || isIP(address) === 0) return;
+    await this.deps.routes.add(hostname, withAdmission(route, address, expiresAt.getTime(), Date.now()));
   }
 }

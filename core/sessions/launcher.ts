@@ -168,7 +168,8 @@ export class Launcher {
       await this.t.deps.runtime.remove(container.containerId).catch(() => {});
       throw new AppError('SESSION_NOT_RUNNING', 'the session was stopped while it started');
     }
-    await this.t.deps.routes.add(this.t.hostnameOf(row.id), container.upstream);
+    // Nobody is admitted yet: the connect token issued next admits the caller's address (issue 12).
+    await this.t.deps.routes.add(this.t.hostnameOf(row.id), { host: container.upstream.host, port: container.upstream.port, admit: [] });
     this.t.emit({ type: 'ready', sessionId: row.id, userId: row.userId });
     log.info({ pooled: container.claimed, ...timings, totalMs: Math.round(performance.now() - t0) }, 'session ready');
     return ready;

@@ -72,7 +72,7 @@ export class SessionManager {
     this.prep = new RuntimePreparation(runtime, this.t.log);
     this.pool = new SessionPool(this.t, { config, instanceId, dataSource, runtime, certs: deps.certs, prep: this.prep });
     this.launcher = new Launcher(this.t, this.pool, { config, instanceId, quotas: deps.quotas, audit: deps.audit, certs: deps.certs, prep: this.prep });
-    this.tokens = new ConnectTokens({ config, publicHost: deps.publicHost, connectPort: deps.connectPort, kv: deps.kv, runtime, audit: deps.audit, caPem: deps.certs.caPem });
+    this.tokens = new ConnectTokens({ config, publicHost: deps.publicHost, connectPort: deps.connectPort, kv: deps.kv, runtime, routes: deps.routes, audit: deps.audit, caPem: deps.certs.caPem });
     this.attach = new AttachTracker(this.t, deps.tunnels);
     this.reaper = new Reaper(this.t, this.pool, { instanceId, dataSource, sweepIntervalMs: config.sweepIntervalMs });
     this.reconciler = new Reconciler(this.t, this.pool, this.attach, {

@@ -125,7 +125,8 @@ export class Reconciler {
     const route = t.deps.routes.lookup(hostname);
     const routed = route?.host === c.upstream.host && route.port === c.upstream.port;
     if (!adopt && routed) return undefined;
-    await t.deps.routes.add(hostname, c.upstream);
+    // Admissions still running are kept; with none, clients get in again through /connect.
+    await t.deps.routes.add(hostname, { host: c.upstream.host, port: c.upstream.port, admit: route?.admit ?? [] });
     // After a restart of control no tunnel is known; after one of the agent they still are.
     const idle = row.state === 'connected' && this.attach.count(id) === 0;
     const patch: Partial<Session> & { state: Session['state'] } = { state: idle ? 'idle' : row.state, upstream: c.upstream, containerId: c.containerId, ...(idle ? { idleSince: new Date() } : {}) };

@@ -66,7 +66,8 @@ describe('reconciler with a fake runtime', () => {
     );
     const adopted = await s.audit(kept.session.session_id, 'session_adopted');
     assert.equal(adopted.length, 1);
-    assert.deepEqual(s.routes.lookup(kept.connect.sni), runtime.bySession(kept.session.session_id)?.upstream);
+    // Routed again, admitting nobody until a client asks for a connect token.
+    assert.deepEqual(s.routes.lookup(kept.connect.sni), { ...runtime.bySession(kept.session.session_id)?.upstream, admit: [] });
     assert.match((await s.row(interrupted)).failureReason ?? '', /interrupted/);
     assert.equal((await s.audit(vanished.session.session_id, 'session_stopped'))[0]?.details.reason, 'reconciled');
     await passes(s);

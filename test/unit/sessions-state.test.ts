@@ -23,17 +23,28 @@ describe('sessions core with a fake runtime', () => {
 
   it('create → ready: a starting row, a container, a route, a connect token, audited in order', async () => {
     s = await startFakeSessions();
-    const { session, connect } = await s.manager.create(s.user, { ...LAUNCH, url: 'https://example.org/' });
+    const { session, connect } = await s.manager.create(s.user, { ...LAUNCH, url: 'https://example.org/' }, { sourceIp: '::ffff:192.0.2.10' });
     assert.equal(session.state, 'ready');
     const c = s.runtime.bySession(session.session_id);
     assert.ok(c?.running, 'a container runs for it');
     assert.equal(c.spec.url, 'https://example.org/');
-    assert.deepEqual(s.routes.lookup(connect.sni), c.upstream, 'routed to the container');
+    assert.deepEqual(
+      s.routes.lookup(connect.sni),
+      { ...c.upstream, admit: [{ address: '192.0.2.10', until: Date.parse(connect.expires_at) }] },
+      'routed to the container, admitting only the caller until its token expires',
+    );
     assert.equal(c.tokens.length, 1, 'the token was allowed in the container (by hash)');
     assert.ok(!c.tokens.includes(connect.token));
     const actions = (await s.audit(session.session_id)).map((r) => r.action);
     assert.deepEqual(actions, ['session_created', 'session_ready', 'session_connect_token']);
     await s.event(of(session.session_id, 'ready'));
+    const other = await s.manager.connect(s.user, session.session_id, { sourceIp: '198.51.100.7' });
+    assert.deepEqual(
+      s.routes.lookup(connect.sni)?.admit?.map((a) => a.address),
+      ['192.0.2.10', '198.51.100.7'],
+      'a /connect from another address admits that one too',
+    );
+    assert.ok(other.token !== connect.token);
   });
 
   it('stop: route withdrawn, container removed, stopped with reason; a second stop answers the final state', async () => {
