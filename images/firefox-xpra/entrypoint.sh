@@ -85,7 +85,7 @@ xpra_args=(
   --ssl-client-verify-mode=none --html=on --ssh-upgrade=no --rfb-upgrade=0
   --ssl-auth=hackstream --tcp-auth=hackstream --ws-auth=hackstream --wss-auth=hackstream
   --systemd-run=no --start-via-proxy=no --mdns=no --dbus-launch= --dbus-proxy=no
-  --dbus-control=no --notifications=no --pulseaudio=no --socket-dirs="$HS/xpra"
+  --dbus-control=no --notifications=no --socket-dirs="$HS/xpra"
   --log-dir="$HS/xpra" --opengl=no --mmap=no --system-tray=no --start-new-commands=no
   --open-url=no --open-files=no --forward-xdg-open=no --sharing=no
   --clipboard="$(yesno "$HS_CLIPBOARD")" --file-transfer="$(yesno "$HS_FILE_TRANSFER")"
@@ -95,6 +95,21 @@ xpra_args=(
   --xvfb="$XVFB" --session-name=HackStream
   --exit-with-children=yes --terminate-children=yes --start-child=/usr/local/bin/hs-firefox
 )
+
+# Audio: PulseAudio only when the session may have sound (an idle session without it runs no
+# sound process at all). xpra starts it as its child with a private socket and points
+# Firefox at it (PULSE_SERVER); the speaker's null sink is what xpra records and sends when a
+# client asks for sound. Debian's default command also loads D-Bus and X11-publish modules,
+# which need a system bus and are of no use here; no realtime/high priority (no rtkit, no
+# capabilities: it would only log system-bus errors).
+if [ "$HS_AUDIO" = 1 ]; then
+  xpra_args+=(
+    --pulseaudio=yes --sound-source=pulse
+    --pulseaudio-command="pulseaudio --start -n --daemonize=false --system=false --exit-idle-time=-1 --realtime=no --high-priority=no --load=module-suspend-on-idle '--load=module-null-sink sink_name=Xpra-Speaker' '--load=module-null-sink sink_name=Xpra-Microphone' '--load=module-native-protocol-unix socket=\$XPRA_PULSE_SERVER' --log-level=2 --log-target=stderr --enable-memfd=no"
+  )
+else
+  xpra_args+=(--pulseaudio=no)
+fi
 
 # A private session bus, only for Firefox's remoting (hs-open opens URLs through it); xpra's
 # own D-Bus features stay off.
