@@ -46,9 +46,9 @@ export function findXpra(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * The session's sound on the client (`--audio`): off, xpra's sound subsystem is not even
- * loaded (memory on a weak client); on, the speaker only, as Opus in Ogg (a few % of a Pi
- * Zero's core to decode, ~64 kbit/s). The microphone is never forwarded. The server sends
- * sound only when its policy allows audio too.
+ * loaded (memory on a weak client); on, the speaker only, as Opus in Ogg (GStreamer's opusenc
+ * default, 64 kbit/s: a small share of `low`'s 2 Mbit/s cap, where raw PCM would take 1.4).
+ * The microphone is never forwarded. The server sends sound only when its policy allows audio.
  */
 export function audioOptions(audio: boolean): string[] {
   return audio ? ['--speaker=on', '--speaker-codec=opus+ogg', '--microphone=disabled'] : ['--speaker=disabled', '--microphone=disabled'];
