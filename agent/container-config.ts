@@ -1,7 +1,8 @@
 /*
  * A session container's create options: the hardening every session runs under (read-only
  * root, no capabilities, no new privileges, uid 1000, memory/CPU/pids limits, no published
- * ports, bounded logs) and the session's settings passed in its environment.
+ * ports, bounded logs) and the session's settings passed in its environment (all but the TLS
+ * key, which the runtime writes to the container's stdin).
  */
 import type Docker from 'dockerode';
 import { LABELS, type SessionLimits, type SessionSpec } from '../core/sessions/runtime.js';
@@ -31,6 +32,11 @@ export function sessionContainerConfig(spec: SessionSpec, ctx: ContainerContext)
     Image: ctx.image,
     User: '1000:1000',
     Env: sessionEnv(spec, ctx.xpraPort),
+    // The TLS key goes in on stdin (DockerRuntime.create writes it, then closes stdin), never
+    // in Env: the container's config is readable by inspect and stored on the engine's disk.
+    OpenStdin: true,
+    StdinOnce: true,
+    AttachStdin: true,
     Labels: labels,
     HostConfig: {
       NetworkMode: ctx.networkName,
@@ -74,7 +80,6 @@ function sessionEnv(spec: SessionSpec, port: number): string[] {
   const env = [
     `HS_XPRA_PORT=${port}`,
     `HS_TLS_CERT=${b64(spec.tls.certPem)}`,
-    `HS_TLS_KEY=${b64(spec.tls.keyPem)}`,
     `HS_CLIPBOARD=${flag(p.clipboard)}`,
     `HS_FILE_TRANSFER=${flag(p.fileTransfer)}`,
     `HS_PRINTING=${flag(p.printing)}`,

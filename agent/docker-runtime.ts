@@ -69,6 +69,22 @@ const DEFAULT_READY_TIMEOUT_MS = 60_000;
 const CALL_TIMEOUT_MS = 30_000;
 const LOG_TAIL = 20;
 
+/**
+ * Writes the session's TLS key to the container's stdin and closes it (the container is
+ * created with StdinOnce, so the engine then closes the entrypoint's stdin: end of the key).
+ * The key thus never appears in the container's config (inspect, the engine's files); it
+ * passes through the engine's in-memory pipe into the container's tmpfs.
+ */
+function handOverKey(stdin: NodeJS.ReadWriteStream, keyPem: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stdin.once('error', reject);
+    stdin.end(keyPem, () => {
+      stdin.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 export class DockerRuntime implements SessionRuntime {
   readonly docker: Docker;
   private readonly address: EngineAddress;
@@ -126,8 +142,14 @@ export class DockerRuntime implements SessionRuntime {
       if (statusCode(err) === 404) throw new Error(`${(err as Error).message.trim()} (prepare() builds the image and creates the network)`, { cause: err });
       throw err;
     });
+    let stdin: NodeJS.ReadWriteStream | undefined;
     try {
+      // Attached before start, so the entrypoint finds the key waiting (see handOverKey).
+      stdin = await this.call(() => container.attach({ stream: true, stdin: true, hijack: true }));
+      // After the hand-over, the attach connection's fate does not matter (readiness decides).
+      stdin.on('error', () => undefined);
       await this.call(() => container.start());
+      await this.call(() => handOverKey(stdin!, spec.tls.keyPem));
       await this.waitReady(container, opts.signal);
       const info = await this.call(() => container.inspect());
       const host = info.NetworkSettings.Networks[this.networkName]?.IPAddress;
@@ -145,6 +167,8 @@ export class DockerRuntime implements SessionRuntime {
       log.warn({ containerId: container.id, err: (err as Error).message }, 'session container failed to start');
       await this.removeQuietly(container.id);
       throw err;
+    } finally {
+      (stdin as (NodeJS.ReadWriteStream & { destroy?: () => void }) | undefined)?.destroy?.();
     }
   }
 

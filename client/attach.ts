@@ -44,8 +44,18 @@ export function findXpra(env: NodeJS.ProcessEnv = process.env): string {
   throw new CliError(EXIT.XPRA_MISSING, XPRA_INSTALL_HINT);
 }
 
+/**
+ * The session's sound on the client (`--audio`): off, xpra's sound subsystem is not even
+ * loaded (memory on a weak client); on, the speaker only, as Opus in Ogg (GStreamer's opusenc
+ * default, 64 kbit/s: a small share of `low`'s 2 Mbit/s cap, where raw PCM would take 1.4).
+ * The microphone is never forwarded. The server sends sound only when its policy allows audio.
+ */
+export function audioOptions(audio: boolean): string[] {
+  return audio ? ['--speaker=on', '--speaker-codec=opus+ogg', '--microphone=disabled'] : ['--speaker=disabled', '--microphone=disabled'];
+}
+
 /** The xpra command line: the token is in a 0600 file, never an argument `ps` would show. */
-export function xpraArgs(c: Connect, dialHost: string, files: { ca: string; token: string }, quality: Quality): string[] {
+export function xpraArgs(c: Connect, dialHost: string, files: { ca: string; token: string }, quality: Quality, audio = false): string[] {
   return [
     'attach',
     `ssl://${dialHost}:${c.port}/`,
@@ -53,6 +63,7 @@ export function xpraArgs(c: Connect, dialHost: string, files: { ca: string; toke
     `--ssl-server-hostname=${c.sni}`,
     `--password-file=${files.token}`,
     ...qualityOptions(quality),
+    ...audioOptions(audio),
   ];
 }
 
@@ -91,6 +102,8 @@ async function freshConnect(api: ApiClient, id: string): Promise<Connect> {
 
 export interface AttachOptions {
   quality: Quality;
+  /** Play the session's sound here (`--audio`). */
+  audio?: boolean;
   dialHost?: string;
   first?: Connect;
   log: (m: string) => void;
@@ -100,6 +113,7 @@ export interface AttachOptions {
 interface AttachState {
   id: string;
   quality: Quality;
+  audio?: boolean;
   dialHost?: string;
   failures: number;
   /** When the current xpra run started (ms since the epoch). */
@@ -138,7 +152,7 @@ function prepareRun(dir: string, c: Connect, st: AttachState): string[] {
   const files = { ca: join(dir, 'ca.pem'), token: join(dir, 'token') };
   writeFileSync(files.ca, c.ca_cert, { mode: 0o600 });
   writeFileSync(files.token, c.token, { mode: 0o600 });
-  return xpraArgs(c, st.dialHost ?? c.host, files, st.quality);
+  return xpraArgs(c, st.dialHost ?? c.host, files, st.quality, st.audio ?? false);
 }
 
 /**
@@ -166,7 +180,7 @@ function handoffDir(): string | undefined {
  */
 export async function attach(api: ApiClient, id: string, opts: AttachOptions): Promise<void> {
   const xpra = findXpra();
-  const st: AttachState = { id, quality: opts.quality, failures: 0, started: 0, ...(opts.dialHost ? { dialHost: opts.dialHost } : {}) };
+  const st: AttachState = { id, quality: opts.quality, audio: opts.audio ?? false, failures: 0, started: 0, ...(opts.dialHost ? { dialHost: opts.dialHost } : {}) };
   const handoff = handoffDir();
   let next: Connect | undefined = opts.first;
   for (;;) {

@@ -22,8 +22,8 @@ usage: hackstream <command> [options]
   login [--username U] [--code C]                               log in (password hidden; second factor asked when needed)
   login --sso [--provider ID] [--code C]                        log in through the server's SSO (device code)
   logout
-  launch browser [--url U] [--profile ephemeral] [--quality low|auto|high] [--no-attach]
-  attach <id> [--quality low|auto|high]
+  launch browser [--url U] [--profile ephemeral] [--quality low|auto|high] [--audio] [--no-attach]
+  attach <id> [--quality low|auto|high] [--audio]
   list [--json] [--all]
   stop <id>
   admin users create|disable|enable|role|quota|list …
@@ -44,10 +44,10 @@ server offers several (they are listed otherwise).
 When the server asks for a second factor (a TOTP code), it is prompted for, or read from --code,
 or read as the next line of stdin.`,
   logout: 'usage: hackstream logout\nRevokes this login on the server and deletes the local tokens.',
-  launch: `usage: hackstream launch browser [--url U] [--profile ephemeral] [--quality ${QUALITIES.join('|')}] [--no-attach]
+  launch: `usage: hackstream launch browser [--url U] [--profile ephemeral] [--quality ${QUALITIES.join('|')}] [--audio] [--no-attach]
 Starts a session and attaches with xpra (re-attaching by itself when the connection drops).
 --no-attach prints the session id and returns.`,
-  attach: `usage: hackstream attach <id> [--quality ${QUALITIES.join('|')}]`,
+  attach: `usage: hackstream attach <id> [--quality ${QUALITIES.join('|')}] [--audio]`,
   list: 'usage: hackstream list [--json] [--all]\n--all: every user\'s sessions (admins); ended ones are not shown.',
   stop: 'usage: hackstream stop <id>',
   gui: `usage: hackstream gui [--address IP]
@@ -73,6 +73,7 @@ const OPTIONS = {
   profile: { type: 'string' },
   quality: { type: 'string' },
   'no-attach': { type: 'boolean' },
+  audio: { type: 'boolean' },
   json: { type: 'boolean' },
   all: { type: 'boolean' },
   role: { type: 'string' },
@@ -184,7 +185,7 @@ async function run(argv: string[]): Promise<number> {
         return EXIT.OK;
       }
       log(`Session ${s.session_id} is ${s.state}; attaching (quality ${q}).`);
-      await attach(client, s.session_id, { quality: q, log, ...(s.connect ? { first: s.connect } : {}), ...(dialHost() ? { dialHost: dialHost()! } : {}) });
+      await attach(client, s.session_id, { quality: q, audio: v.audio === true, log, ...(s.connect ? { first: s.connect } : {}), ...(dialHost() ? { dialHost: dialHost()! } : {}) });
       return EXIT.OK;
     }
     case 'attach': {
@@ -196,7 +197,7 @@ async function run(argv: string[]): Promise<number> {
         throw err;
       });
       const q = quality(str('quality'), isQuality(session.quality) ? session.quality : 'low');
-      await attach(client, id, { quality: q, log, ...(dialHost() ? { dialHost: dialHost()! } : {}) });
+      await attach(client, id, { quality: q, audio: v.audio === true, log, ...(dialHost() ? { dialHost: dialHost()! } : {}) });
       return EXIT.OK;
     }
     case '__resume': {

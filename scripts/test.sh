@@ -9,6 +9,10 @@ apt_install pebble openssl curl ca-certificates testssl.sh
 # End-to-end and launcher tests: an X server, screenshots (ImageMagick's import), synthetic
 # input, OCR of the screenshots.
 apt_install xvfb imagemagick xdotool tesseract-ocr
+# The audio test: a PulseAudio null sink for the xpra client to play into, parecord (its
+# monitor), sox (the tone's frequency), and GStreamer for the xpra client's sound (opus, ogg:
+# base; pulsesink: good).
+apt_install pulseaudio pulseaudio-utils sox python3-gst-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 # The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
 apt_install yad desktop-file-utils
 # The auth plugins' tests: a real LDAP server (slapd, run by the test on its own port) and

@@ -1,13 +1,14 @@
 #!/bin/bash
 # Session container entrypoint (runs as uid 1000 under tini; see images/README.md).
-# Writes the session's TLS pair and Firefox policies into /tmp/hs, starts xpra with
-# Firefox as its child, and prints HACKSTREAM-READY once xpra listens and Firefox's window
+# Writes the session's TLS pair (the key read from stdin) and Firefox policies into /tmp/hs,
+# starts xpra with Firefox as its child, and prints HACKSTREAM-READY once xpra listens and Firefox's window
 # is mapped, or HACKSTREAM-FAILED <reason> and exits non-zero.
 set -euo pipefail
 umask 077
 
 readonly HS=/tmp/hs
 readonly READY_TIMEOUT=${HS_READY_TIMEOUT:-60}
+readonly KEY_TIMEOUT=${HS_KEY_TIMEOUT:-20}
 
 fail() {
   printf 'HACKSTREAM-FAILED %s\n' "$*"
@@ -50,13 +51,20 @@ chmod 0755 "$HS/firefox-policies"
 : >"$HS/tokens"
 : >"$HS/spent"
 
-# --- TLS pair: from env to 0600 files, then out of the environment -----------------------
-[ -n "${HS_TLS_CERT:-}" ] && [ -n "${HS_TLS_KEY:-}" ] || fail "HS_TLS_CERT and HS_TLS_KEY are required"
+# --- TLS pair: the certificate from the env, the key from stdin --------------------------
+# The key never sits in the container's config (`docker inspect`, the engine's files on
+# disk): the runtime creates the container with an open stdin (StdinOnce), attaches, writes
+# the PEM key and closes; it lands in the tmpfs only. See docs/decisions.md.
+[ -z "${HS_TLS_KEY:-}" ] || fail "HS_TLS_KEY is not accepted: the key comes on stdin"
+[ -n "${HS_TLS_CERT:-}" ] || fail "HS_TLS_CERT is required"
 printf '%s' "$HS_TLS_CERT" | base64 -d >"$HS/tls.crt" 2>/dev/null || fail "HS_TLS_CERT is not base64"
-printf '%s' "$HS_TLS_KEY" | base64 -d >"$HS/tls.key" 2>/dev/null || fail "HS_TLS_KEY is not base64"
-unset HS_TLS_CERT HS_TLS_KEY
+unset HS_TLS_CERT
 grep -q -- '-----BEGIN CERTIFICATE-----' "$HS/tls.crt" || fail "HS_TLS_CERT is not a PEM certificate"
-grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$HS/tls.key" || fail "HS_TLS_KEY is not a PEM private key"
+[[ $KEY_TIMEOUT =~ ^[0-9]+$ ]] || fail "bad HS_KEY_TIMEOUT"
+# Up to 16 KiB until stdin closes; nobody writing within the timeout fails the start.
+timeout "$KEY_TIMEOUT" head -c 16384 >"$HS/tls.key" || fail "no TLS key on stdin within ${KEY_TIMEOUT}s"
+exec </dev/null
+grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$HS/tls.key" || fail "stdin did not carry a PEM private key"
 
 # --- Firefox enterprise policies for this session ----------------------------------------
 umask 022
@@ -77,7 +85,7 @@ xpra_args=(
   --ssl-client-verify-mode=none --html=on --ssh-upgrade=no --rfb-upgrade=0
   --ssl-auth=hackstream --tcp-auth=hackstream --ws-auth=hackstream --wss-auth=hackstream
   --systemd-run=no --start-via-proxy=no --mdns=no --dbus-launch= --dbus-proxy=no
-  --dbus-control=no --notifications=no --pulseaudio=no --socket-dirs="$HS/xpra"
+  --dbus-control=no --notifications=no --socket-dirs="$HS/xpra"
   --log-dir="$HS/xpra" --opengl=no --mmap=no --system-tray=no --start-new-commands=no
   --open-url=no --open-files=no --forward-xdg-open=no --sharing=no
   --clipboard="$(yesno "$HS_CLIPBOARD")" --file-transfer="$(yesno "$HS_FILE_TRANSFER")"
@@ -87,6 +95,21 @@ xpra_args=(
   --xvfb="$XVFB" --session-name=HackStream
   --exit-with-children=yes --terminate-children=yes --start-child=/usr/local/bin/hs-firefox
 )
+
+# Audio: PulseAudio only when the session may have sound (an idle session without it runs no
+# sound process at all). xpra starts it as its child with a private socket and points
+# Firefox at it (PULSE_SERVER); the speaker's null sink is what xpra records and sends when a
+# client asks for sound. Debian's default command also loads D-Bus and X11-publish modules,
+# which need a system bus and are of no use here; no realtime/high priority (no rtkit, no
+# capabilities: it would only log system-bus errors).
+if [ "$HS_AUDIO" = 1 ]; then
+  xpra_args+=(
+    --pulseaudio=yes --sound-source=pulse
+    --pulseaudio-command="pulseaudio --start -n --daemonize=false --system=false --exit-idle-time=-1 --realtime=no --high-priority=no --load=module-suspend-on-idle '--load=module-null-sink sink_name=Xpra-Speaker' '--load=module-null-sink sink_name=Xpra-Microphone' '--load=module-native-protocol-unix socket=\$XPRA_PULSE_SERVER' --log-level=2 --log-target=stderr --enable-memfd=no"
+  )
+else
+  xpra_args+=(--pulseaudio=no)
+fi
 
 # A private session bus, only for Firefox's remoting (hs-open opens URLs through it); xpra's
 # own D-Bus features stay off.

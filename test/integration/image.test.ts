@@ -79,7 +79,11 @@ async function startSession(image: string, env: string[], certPem: string, keyPe
     name: `hs-image-test-${suffix}-${containers.length}`,
     Image: image,
     User: '1000:1000',
-    Env: [`HS_TLS_CERT=${b64(certPem)}`, `HS_TLS_KEY=${b64(keyPem)}`, `HS_XPRA_PORT=${PORT}`, ...env],
+    Env: [`HS_TLS_CERT=${b64(certPem)}`, `HS_XPRA_PORT=${PORT}`, ...env],
+    // The key goes in on stdin, as the runtime hands it over.
+    OpenStdin: true,
+    StdinOnce: true,
+    AttachStdin: true,
     Labels: { 'org.hackstream.test': 'image' },
     HostConfig: {
       ReadonlyRootfs: true,
@@ -95,7 +99,9 @@ async function startSession(image: string, env: string[], certPem: string, keyPe
   containers.push(container);
   let text = '';
   const t0 = Date.now();
+  const stdin = await container.attach({ stream: true, stdin: true, hijack: true });
   await container.start();
+  await new Promise<void>((resolve) => stdin.end(keyPem, resolve));
   const logs = await container.logs({ follow: true, stdout: true, stderr: true });
   const out = new PassThrough();
   out.on('data', (c: Buffer) => (text += c.toString()));
@@ -113,6 +119,7 @@ async function startSession(image: string, env: string[], certPem: string, keyPe
     logs.on('end', () => (check(), resolve('(the container exited without a HACKSTREAM- line)')));
   });
   const readyMs = Date.now() - t0;
+  (stdin as unknown as { destroy?: () => void }).destroy?.();
   (logs as unknown as { destroy?: () => void }).destroy?.();
   const info = await container.inspect();
   if (line !== 'HACKSTREAM-READY') {
