@@ -49,6 +49,10 @@ export const AUDIT_ACTIONS = [
   'session_failed',
   /** HackStream: a live session was taken over after a control-plane restart. */
   'session_adopted',
+  // Persistent profiles (HackStream): a user's profile volume made, grown or deleted.
+  'profile_created',
+  'profile_grown',
+  'profile_deleted',
   // The system (OWASP sys_*).
   'sys_startup',
   'sys_shutdown',
