@@ -14,6 +14,7 @@ import { ImageError } from '../../agent/image.js';
 import { NetworkIsolationError } from '../../agent/network.js';
 import { AgentCallError, AgentLimitError } from './agent-runtime.js';
 import { RuntimeUnavailableError, type RuntimeContainer, type SessionLimits, type SessionRuntime } from './runtime.js';
+import { preparePersistentProfile } from '../profiles/service.js';
 import { sessionView, type ConnectDescriptor, type CreateSessionInput, type SessionView } from './view.js';
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -107,16 +108,14 @@ export class SessionManager {
   // ---- API operations -------------------------------------------------------------------
 
   async create(user: User, input: CreateSessionInput, ctx: CallerContext = {}): Promise<{ session: SessionView; connect: ConnectDescriptor }> {
-    if (input.profile === 'persist') {
-      throw new AppError('PROFILE_UNAVAILABLE', 'persistent profiles are not available yet; use profile "ephemeral" (the default)');
-    }
+    if (input.profile === 'persist') await preparePersistentProfile(this.deps, user, ctx.log);
     await this.ensurePrepared();
     const { quota } = await this.deps.quotas.describe(user);
     const cfg = this.deps.config;
     const idleTimeoutS = Math.min(quota.idleTimeoutMinutes * 60, cfg.idleTimeoutCapSeconds ?? Infinity);
     const durationS = Math.min(quota.maxDurationMinutes * 60, cfg.maxDurationCapSeconds ?? Infinity);
     const limits: SessionLimits = { memoryMb: quota.memoryMb, cpus: quota.cpus, pids: cfg.pidsLimit };
-    const pooled = this.takeFromPool();
+    const pooled = input.profile === 'persist' ? undefined : this.takeFromPool();
     const id = pooled?.sessionId ?? randomUUID();
     let row: Session;
     try {
@@ -241,6 +240,7 @@ export class SessionManager {
           policy: this.deps.config.policy,
           tls: { certPem: tls.certPem, keyPem: tls.keyPem },
           ...(row.url ? { url: row.url } : {}),
+          ...(row.profile === 'persist' ? { profile: 'persist' as const } : {}),
         });
         if (!c.upstream) throw new Error('the container has no address on the sessions network');
         timings.containerMs = Math.round(performance.now() - t0) - timings.certMs;
