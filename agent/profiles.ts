@@ -46,6 +46,8 @@ export interface EnsureResult {
 
 export class ProfileStore {
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Users whose container is being created on their volume (it may not show in the engine yet). */
+  private readonly launching = new Set<string>();
   private readonly log: Logger;
 
   constructor(private readonly opts: ProfileStoreOptions) {
@@ -100,18 +102,26 @@ export class ProfileStore {
   }
 
   /**
-   * Runs `fn` with the user's volume mounted and no live container using it (one Firefox per
-   * profile), under the user's lock so two creates cannot both pass the check.
+   * Runs `fn` (the container's create) with the user's volume mounted and no live container
+   * using it (one Firefox per profile). The check and the mark that a create is under way are
+   * taken under the user's lock, so two creates cannot both pass; the create itself runs
+   * outside it, so usage stays one statfs away meanwhile.
    */
-  withFreeProfile<T>(userId: string, fn: (mountPath: string) => Promise<T>): Promise<T> {
-    return this.withUser(userId, async () => {
+  async withFreeProfile<T>(userId: string, fn: (mountPath: string) => Promise<T>): Promise<T> {
+    const mountPath = await this.withUser(userId, async () => {
       const image = this.imagePath(userId);
       if ((await imageMb(image)) === null) throw new AgentError('PROFILE_MISSING', 'this user has no persistent profile yet');
-      const mountPath = this.mountPath(userId);
-      if (await this.opts.users.inUse(mountPath)) throw new AgentError('PROFILE_BUSY', 'the persistent profile is in use by a live session');
-      await this.mount(image, mountPath);
-      return fn(mountPath);
+      await this.refuseInUse(userId, 'the persistent profile is in use by a live session');
+      const path = this.mountPath(userId);
+      await this.mount(image, path);
+      this.launching.add(userId);
+      return path;
     });
+    try {
+      return await fn(mountPath);
+    } finally {
+      this.launching.delete(userId);
+    }
   }
 
   /** Unmounts and deletes the volume; refused while a live container uses it. False: none. */
@@ -119,7 +129,7 @@ export class ProfileStore {
     return this.withUser(userId, async () => {
       const image = this.imagePath(userId);
       const mountPath = this.mountPath(userId);
-      if (await this.opts.users.inUse(mountPath)) throw new AgentError('PROFILE_BUSY', 'the persistent profile is in use by a live session');
+      await this.refuseInUse(userId, 'the persistent profile is in use by a live session');
       if (await mountedSource(mountPath)) await tool('umount', [mountPath]);
       await rmdir(mountPath).catch(ignoreMissing);
       const existed = (await imageMb(image)) !== null;
@@ -169,7 +179,7 @@ export class ProfileStore {
   /** Offline growth (online resize2fs is refused on some hosts): unmount, grow, check. */
   private async grow(userId: string, image: string, fromMb: number, toMb: number): Promise<void> {
     const mountPath = this.mountPath(userId);
-    if (await this.opts.users.inUse(mountPath)) throw new AgentError('PROFILE_BUSY', 'the persistent profile cannot grow while a live session uses it');
+    await this.refuseInUse(userId, 'the persistent profile cannot grow while a live session uses it');
     if (await mountedSource(mountPath)) await tool('umount', [mountPath]);
     await fsck(image);
     const fh = await open(image, 'r+');
@@ -180,6 +190,11 @@ export class ProfileStore {
     }
     await tool('resize2fs', [image]);
     this.log.info({ userId, fromMb, toMb }, 'profile volume grown');
+  }
+
+  /** PROFILE_BUSY while a live container holds the volume or one is being created on it. */
+  private async refuseInUse(userId: string, message: string): Promise<void> {
+    if (this.launching.has(userId) || (await this.opts.users.inUse(this.mountPath(userId)))) throw new AgentError('PROFILE_BUSY', message);
   }
 
   private async mount(image: string, mountPath: string): Promise<void> {

@@ -202,8 +202,14 @@ describe('agent: persistent profile volumes (real loop mounts, real container)',
   it("mounts the volume as Firefox's profile; a write past its size gets ENOSPC in the container and nothing else notices; one container per volume", async (t) => {
     await client.profileEnsure(bob, 64);
     const bobBefore = await client.profileUsage(bob);
-    const c = await client.create(await spec(alice));
-    t.after(() => client.remove(c.containerId).catch(() => {}));
+    // Two creates on one volume at once: exactly one gets it.
+    const raced = await Promise.allSettled([client.create(await spec(alice)), client.create(await spec(alice))]);
+    const won = raced.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const lost = raced.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    for (const w of won) t.after(() => client.remove(w.containerId).catch(() => {}));
+    assert.equal(won.length, 1, 'one create wins');
+    assert.ok(lost[0] instanceof AgentCallError && lost[0].code === 'PROFILE_BUSY', String(lost[0]));
+    const c = won[0]!;
     const info = await docker.getContainer(c.containerId).inspect();
     const bind = info.Mounts.find((m) => m.Destination === '/tmp/hs/profile');
     assert.equal(bind?.Source, mountPath(alice));
