@@ -17,6 +17,8 @@ apt_install slapd ldap-utils oathtool
 # Persistent profiles: the agent makes, checks and grows ext4 volumes (mkfs.ext4, e2fsck,
 # resize2fs) and loop-mounts them (mount and losetup: util-linux, mount).
 apt_install e2fsprogs mount util-linux
+# The bookmark e2e test reads Firefox's places database (sqlite3) to know the bookmark is stored.
+apt_install sqlite3
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries
