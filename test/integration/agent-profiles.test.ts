@@ -214,6 +214,9 @@ describe('agent: persistent profile volumes (real loop mounts, real container)',
     const bind = info.Mounts.find((m) => m.Destination === '/tmp/hs/profile');
     assert.equal(bind?.Source, mountPath(alice));
     assert.equal(bind?.RW, true);
+    // Inside, the volume keeps the host mount's nosuid, nodev and noexec.
+    const inside = await execInContainer(docker, c.containerId, ['grep', ' /tmp/hs/profile ', '/proc/mounts'], { user: '1000:1000' });
+    for (const opt of ['nosuid', 'nodev', 'noexec']) assert.match(inside.output, new RegExp(`[ ,]${opt}[ ,]`), `${opt} inside: ${inside.output}`);
     // Firefox runs on the volume: it wrote its profile files there.
     assert.ok(await waitFor(async () => (await execInContainer(docker, c.containerId, ['test', '-f', '/tmp/hs/profile/prefs.js'], { user: '1000:1000' })).exitCode === 0, 30_000), 'Firefox wrote prefs.js onto the volume');
 
