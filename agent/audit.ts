@@ -48,6 +48,11 @@ export class RefusalAudit {
     this.limited(peer, { actor: AUDIT_ACTOR, action: 'authz_fail', target: 'connect', result: 'failure', details: { code: 'PEER_NOT_ALLOWED', peerUid: peer.uid, peerPid: peer.pid } });
   }
 
+  /** A change the agent made (a profile volume created or deleted): not rate-limited. */
+  note(entry: AuditInput): void {
+    this.write(entry);
+  }
+
   /** Resolves once every row asked for so far is written (or failed). */
   async flush(): Promise<void> {
     while (this.inFlight.size) await Promise.all([...this.inFlight]);

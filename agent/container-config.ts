@@ -6,6 +6,7 @@
  */
 import type Docker from 'dockerode';
 import { LABELS, type SessionLimits, type SessionSpec } from '../core/sessions/runtime.js';
+import { withProfile } from './profile-mount.js';
 
 export const MB = 1024 * 1024;
 
@@ -14,6 +15,8 @@ export interface ContainerContext {
   readonly networkName: string;
   readonly xpraPort: number;
   readonly instanceId: string;
+  /** The owner's mounted persistent profile volume (agent/profiles.ts), for a persist session. */
+  readonly profileSource?: string;
 }
 
 export function sessionContainerConfig(spec: SessionSpec, ctx: ContainerContext): Docker.ContainerCreateOptions {
@@ -27,7 +30,7 @@ export function sessionContainerConfig(spec: SessionSpec, ctx: ContainerContext)
   };
   if (spec.userId) labels[LABELS.user] = spec.userId;
   if (spec.pooled) labels[LABELS.pool] = '1';
-  return {
+  return withProfile({
     name: `hs-${spec.sessionId}`,
     Image: ctx.image,
     User: '1000:1000',
@@ -65,7 +68,7 @@ export function sessionContainerConfig(spec: SessionSpec, ctx: ContainerContext)
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
     },
     NetworkingConfig: { EndpointsConfig: { [ctx.networkName]: {} } },
-  };
+  }, ctx.profileSource, spec.limits.memoryMb);
 }
 
 export function checkLimits(l: SessionLimits): void {

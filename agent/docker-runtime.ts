@@ -132,9 +132,10 @@ export class DockerRuntime implements SessionRuntime {
     await this.call(() => ensureSessionNetwork(this.docker, this.opts.network, this.log));
   }
 
-  async create(spec: SessionSpec, opts: { signal?: AbortSignal } = {}): Promise<RuntimeContainer> {
+  /** `profileSource`: the agent's mounted profile volume for a persist session (agent/profiles.ts). */
+  async create(spec: SessionSpec, opts: { signal?: AbortSignal; profileSource?: string } = {}): Promise<RuntimeContainer> {
     opts.signal?.throwIfAborted();
-    const config = this.containerConfig(spec);
+    const config = this.containerConfig(spec, opts.profileSource);
     const t0 = Date.now();
     const log = this.log.child({ sessionId: spec.sessionId });
     const container = await this.call(() => this.docker.createContainer({ ...config, abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) })).catch((err: unknown) => {
@@ -278,8 +279,14 @@ export class DockerRuntime implements SessionRuntime {
   }
 
   /** The container's create options (exported through the runtime for tests and audits). */
-  containerConfig(spec: SessionSpec): Docker.ContainerCreateOptions {
-    return sessionContainerConfig(spec, { image: (this.image ??= imageTag()), networkName: this.networkName, xpraPort: this.xpraPort, instanceId: this.opts.instanceId });
+  containerConfig(spec: SessionSpec, profileSource?: string): Docker.ContainerCreateOptions {
+    return sessionContainerConfig(spec, {
+      image: (this.image ??= imageTag()),
+      networkName: this.networkName,
+      xpraPort: this.xpraPort,
+      instanceId: this.opts.instanceId,
+      ...(profileSource !== undefined ? { profileSource } : {}),
+    });
   }
 
   /** Follows the container's output until HACKSTREAM-READY, a failure, its exit, the timeout or an abort. */

@@ -20,6 +20,7 @@ export function agentLimits(sessions: SessionsConfig, cores = availableParalleli
     maxCpus: cores,
     readyTimeoutMs: sessions.readyTimeoutMs,
     maxTokenTtlMs: MAX_TOKEN_TTL_MS,
+    maxProfileMb: sessions.profiles.maxMb,
   };
 }
 

@@ -6,16 +6,27 @@
  */
 import type { Logger } from '../lib/log.js';
 import { AGENT_PROTOCOL_VERSIONS, type AgentLimits, type AgentMethod, type AgentParams, type AgentResults } from '../lib/agent-protocol.js';
-import { RuntimeUnavailableError, type SessionRuntime } from '../core/sessions/runtime.js';
+import { RuntimeUnavailableError, type RuntimeContainer, type SessionRuntime, type SessionSpec } from '../core/sessions/runtime.js';
 import type { ContainerUsage, RuntimeStatus } from './docker-runtime.js';
 import { AgentError, ContainerStartError } from './errors.js';
 import { checkContainerLimits, Ledger } from './limits.js';
 import { NetworkIsolationError } from './network.js';
+import type { ProfileStore } from './profiles.js';
 
 /** What the agent needs from its runtime: DockerRuntime, or a stand-in in tests. */
 export interface AgentEngine extends SessionRuntime {
+  /** `profileSource`: the mounted persistent profile to give the container (agent/profiles.ts). */
+  create(spec: SessionSpec, opts?: { signal?: AbortSignal; profileSource?: string }): Promise<RuntimeContainer>;
   usage(): Promise<ContainerUsage[]>;
   status(): Promise<RuntimeStatus>;
+}
+
+/** A profile change the agent made, for its audit trail. */
+export type ProfileEvent = { action: 'profile_created' | 'profile_grown' | 'profile_deleted'; userId: string; details: Record<string, number> };
+
+export interface ProfileDeps {
+  store: ProfileStore;
+  audit(event: ProfileEvent): void;
 }
 
 export interface CallContext {
@@ -28,7 +39,7 @@ const STATUS_TTL_MS = 2_000;
 
 type Handlers = { [M in AgentMethod]: (params: AgentParams[M], ctx: CallContext) => Promise<AgentResults[M]> };
 
-export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVersion: string, logger: Logger): Handlers {
+export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVersion: string, logger: Logger, profiles?: ProfileDeps): Handlers {
   const ledger = new Ledger(limits, () => engine.usage());
   const log = logger.child({ component: 'agent-methods' });
   // /ready may poll often, and a status runs iptables four times: one answer serves 2 s.
@@ -37,7 +48,7 @@ export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVers
     if (!status || Date.now() - status.at > STATUS_TTL_MS) status = { at: Date.now(), value: engine.status() };
     return status.value;
   };
-  return {
+  const handlers: Handlers = {
     hello: async () => ({ agentVersion, protocolVersions: [...AGENT_PROTOCOL_VERSIONS], limits }),
     status: currentStatus,
     async prepare(_p, ctx) {
@@ -51,23 +62,10 @@ export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVers
     },
     async create(p, ctx) {
       checkContainerLimits(p.limits, limits);
-      const release = await ledger.admit(p.limits.memoryMb);
-      try {
-        ctx.signal.throwIfAborted();
-        const c = await engine.create(p, { signal: ctx.signal }).catch((err: unknown) => {
-          if (err instanceof RuntimeUnavailableError || err instanceof NetworkIsolationError || err instanceof ContainerStartError) throw err;
-          log.warn({ sessionId: p.sessionId, err: (err as Error).message }, 'session container did not start');
-          throw new AgentError('START_FAILED', 'the session container did not start (details are in the agent log)');
-        });
-        // The caller left while the container came up: nobody will ever remove it but us.
-        if (ctx.signal.aborted) {
-          await engine.remove(c.containerId).catch((err: unknown) => log.error({ containerId: c.containerId, err: (err as Error).message }, 'could not remove an abandoned container'));
-          throw new AgentError('INTERNAL', 'the caller disconnected');
-        }
-        return c;
-      } finally {
-        release();
-      }
+      if (p.profile === undefined) return start(p, ctx, undefined);
+      const store = profileStore();
+      // The schema made sure a persist create names its owner.
+      return store.withFreeProfile(p.userId ?? '', (source) => start(p, ctx, source));
     },
     async allowToken(p) {
       await engine.allowToken(p.containerId, p.tokenHash, new Date(p.expiresAt));
@@ -88,5 +86,43 @@ export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVers
       return {};
     },
     list: async () => ({ containers: await engine.list() }),
+    async profileEnsure(p) {
+      const r = await profileStore().ensure(p.userId, p.sizeMb);
+      if (r.created) profiles?.audit({ action: 'profile_created', userId: p.userId, details: { sizeMb: r.usage.sizeMb } });
+      if (r.grownFromMb !== null) profiles?.audit({ action: 'profile_grown', userId: p.userId, details: { fromMb: r.grownFromMb, toMb: r.usage.sizeMb } });
+      return r;
+    },
+    profileUsage: async (p) => ({ usage: await profileStore().usage(p.userId) }),
+    async profileDelete(p) {
+      const deleted = await profileStore().remove(p.userId);
+      if (deleted) profiles?.audit({ action: 'profile_deleted', userId: p.userId, details: {} });
+      return { deleted };
+    },
   };
+  return handlers;
+
+  function profileStore(): ProfileStore {
+    if (!profiles) throw new AgentError('RUNTIME_UNAVAILABLE', 'this agent keeps no persistent profiles');
+    return profiles.store;
+  }
+
+  async function start(p: AgentParams['create'], ctx: CallContext, profileSource: string | undefined): Promise<AgentResults['create']> {
+    const release = await ledger.admit(p.limits.memoryMb);
+    try {
+      ctx.signal.throwIfAborted();
+      const c = await engine.create(p, { signal: ctx.signal, ...(profileSource !== undefined ? { profileSource } : {}) }).catch((err: unknown) => {
+        if (err instanceof RuntimeUnavailableError || err instanceof NetworkIsolationError || err instanceof ContainerStartError) throw err;
+        log.warn({ sessionId: p.sessionId, err: (err as Error).message }, 'session container did not start');
+        throw new AgentError('START_FAILED', 'the session container did not start (details are in the agent log)');
+      });
+      // The caller left while the container came up: nobody will ever remove it but us.
+      if (ctx.signal.aborted) {
+        await engine.remove(c.containerId).catch((err: unknown) => log.error({ containerId: c.containerId, err: (err as Error).message }, 'could not remove an abandoned container'));
+        throw new AgentError('INTERNAL', 'the caller disconnected');
+      }
+      return c;
+    } finally {
+      release();
+    }
+  }
 }

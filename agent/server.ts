@@ -23,10 +23,11 @@ import {
   type AgentParams,
 } from '../lib/agent-protocol.js';
 import type { ContainerExit } from '../core/sessions/runtime.js';
-import { RefusalAudit, type AgentAudit, type Peer } from './audit.js';
+import { AUDIT_ACTOR, RefusalAudit, type AgentAudit, type Peer } from './audit.js';
 import { AgentError, AUTHZ_CODES, INPUT_CODES, toAgentError } from './errors.js';
 import { LineReader } from '../lib/line-reader.js';
-import { agentMethods, type AgentEngine } from './methods.js';
+import { agentMethods, type AgentEngine, type ProfileDeps } from './methods.js';
+import type { ProfileStore } from './profiles.js';
 
 export interface AgentServerOptions {
   socketPath: string;
@@ -41,6 +42,8 @@ export interface AgentServerOptions {
   auditPerMinute?: number;
   /** Mode of the socket file. Default 0o660 (the directory's mode and group decide who reaches it). */
   socketMode?: number;
+  /** Persistent profiles; without them the profile methods answer RUNTIME_UNAVAILABLE. */
+  profiles?: ProfileStore;
 }
 
 const MAX_CONNECTIONS = 32;
@@ -71,11 +74,17 @@ export class AgentServer {
     this.log = opts.logger.child({ component: 'agent' });
     this.allowed = new Set(opts.allowedUids);
     this.audit = new RefusalAudit(opts.audit, this.log, opts.auditPerMinute);
-    this.methods = agentMethods(opts.engine, opts.limits, opts.agentVersion, this.log);
+    const profiles: ProfileDeps | undefined = opts.profiles && {
+      store: opts.profiles,
+      audit: (e) => this.audit.note({ actor: AUDIT_ACTOR, action: e.action, target: e.userId, result: 'success', details: e.details }),
+    };
+    this.methods = agentMethods(opts.engine, opts.limits, opts.agentVersion, this.log, profiles);
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
   async listen(): Promise<void> {
+    // After a reboot the volumes are files again: mount them before anyone asks for a session.
+    if (this.opts.profiles) this.log.info({ mounted: await this.opts.profiles.mountAll() }, 'profile volumes mounted');
     removeStaleSocket(this.opts.socketPath);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);

@@ -41,13 +41,15 @@ export const ERRORS = {
   /** The session has ended (or is ending): it cannot be connected to. */
   SESSION_NOT_RUNNING: 409,
   QUOTA_EXCEEDED: 409,
+  /** profile "persist" (or a profile delete) while the user's persistent session is live: one Firefox per profile. */
+  PROFILE_IN_USE: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   MISDIRECTED_REQUEST: 421,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   NOT_IMPLEMENTED: 501,
-  /** profile "persist": persistent profiles do not exist yet. */
+  /** profile "persist" on a server that keeps no persistent profiles (a runtime without them). */
   PROFILE_UNAVAILABLE: 501,
   /** The session's container did not come up (its last log lines are in the server log). */
   SESSION_START_FAILED: 502,

@@ -33,11 +33,15 @@ export const AGENT_ERROR_CODES = [
   'RUNTIME_UNAVAILABLE',
   /** The container did not become ready (a short reason; details stay in the agent's log). */
   'START_FAILED',
+  /** A persistent profile is mounted by a live container (one Firefox per profile). */
+  'PROFILE_BUSY',
+  /** No persistent profile for this user (profileEnsure creates it). */
+  'PROFILE_MISSING',
   'INTERNAL',
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
-export const AGENT_METHODS = ['hello', 'status', 'prepare', 'create', 'allowToken', 'claim', 'remove', 'list'] as const;
+export const AGENT_METHODS = ['hello', 'status', 'prepare', 'create', 'allowToken', 'claim', 'remove', 'list', 'profileEnsure', 'profileUsage', 'profileDelete'] as const;
 export type AgentMethod = (typeof AGENT_METHODS)[number];
 
 // ---- building blocks ------------------------------------------------------------------
@@ -84,6 +88,12 @@ export const sessionPolicySchema = z
 
 const empty = z.object({}).strict();
 
+/** Names a user's profile volume on the host: a uuid only, so it can never be a path. */
+export const profileUserId = z.uuid('must be a user id (a uuid)');
+/** Sanity bounds only: the agent's own maxProfileMb is checked after these (LIMIT_EXCEEDED). */
+export const MIN_PROFILE_MB = 32;
+const profileMb = z.number().int().min(MIN_PROFILE_MB).max(1_048_576);
+
 // ---- requests -------------------------------------------------------------------------
 
 export const createParams = z
@@ -100,8 +110,14 @@ export const createParams = z
       })
       .strict(),
     url: url.optional(),
+    /** Mount the owner's persistent profile (it must exist: profileEnsure) as Firefox's profile. */
+    profile: z.literal('persist').optional(),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.profile === undefined || (p.userId !== undefined && profileUserId.safeParse(p.userId).success), {
+    path: ['userId'],
+    message: 'a persistent profile needs the owner, a user id (a uuid)',
+  });
 
 export const allowTokenParams = z
   .object({
@@ -127,6 +143,9 @@ export const claimParams = z
 
 export const removeParams = z.object({ containerId: containerIdSchema }).strict();
 
+export const profileEnsureParams = z.object({ userId: profileUserId, sizeMb: profileMb }).strict();
+export const profileUserParams = z.object({ userId: profileUserId }).strict();
+
 export const PARAMS = {
   hello: empty,
   status: empty,
@@ -136,6 +155,9 @@ export const PARAMS = {
   claim: claimParams,
   remove: removeParams,
   list: empty,
+  profileEnsure: profileEnsureParams,
+  profileUsage: profileUserParams,
+  profileDelete: profileUserParams,
 } as const satisfies Record<AgentMethod, z.ZodType>;
 
 export type AgentParams = { [M in AgentMethod]: z.output<(typeof PARAMS)[M]> };
@@ -164,6 +186,8 @@ export const agentLimitsSchema = z
     /** A create waits this long for the container to become ready. */
     readyTimeoutMs: z.number().int().positive(),
     maxTokenTtlMs: z.number().int().positive(),
+    /** Largest persistent profile volume the agent makes. */
+    maxProfileMb: z.number().int().positive(),
   })
   .strict();
 export type AgentLimits = z.output<typeof agentLimitsSchema>;
@@ -204,6 +228,16 @@ export const statusResult = z
   .strict();
 export type AgentStatus = z.output<typeof statusResult>;
 
+/** A profile volume as statfs sees it: its size (the image), used and free space, in MB. */
+export const profileUsageSchema = z
+  .object({
+    sizeMb: z.number().int().min(0),
+    usedMb: z.number().int().min(0),
+    freeMb: z.number().int().min(0),
+  })
+  .strict();
+export type ProfileUsage = z.output<typeof profileUsageSchema>;
+
 export const RESULTS = {
   hello: z
     .object({
@@ -219,6 +253,12 @@ export const RESULTS = {
   claim: empty,
   remove: empty,
   list: z.object({ containers: z.array(runtimeContainerSchema).max(100_000) }).strict(),
+  /** created: made now; grownFromMb: the size before a growth, else null. */
+  profileEnsure: z.object({ usage: profileUsageSchema, created: z.boolean(), grownFromMb: z.number().int().nullable() }).strict(),
+  /** usage null: the user has no profile. */
+  profileUsage: z.object({ usage: profileUsageSchema.nullable() }).strict(),
+  /** deleted false: there was none. */
+  profileDelete: z.object({ deleted: z.boolean() }).strict(),
 } as const satisfies Record<AgentMethod, z.ZodType>;
 
 export type AgentResults = { [M in AgentMethod]: z.output<(typeof RESULTS)[M]> };

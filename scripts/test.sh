@@ -18,6 +18,11 @@ apt_install yad desktop-file-utils
 # The auth plugins' tests: a real LDAP server (slapd, run by the test on its own port) and
 # an independent TOTP implementation (oathtool).
 apt_install slapd ldap-utils oathtool
+# Persistent profiles: the agent makes, checks and grows ext4 volumes (mkfs.ext4, e2fsck,
+# resize2fs) and loop-mounts them (mount and losetup: util-linux, mount).
+apt_install e2fsprogs mount util-linux
+# The bookmark e2e test reads Firefox's places database (sqlite3) to know the bookmark is stored.
+apt_install sqlite3
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries

@@ -3,7 +3,7 @@
  * Builds without listening so tests can drive it; server/agent-main.ts is its entry.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Config } from '../core/config/schema.js';
 import type { Logger } from '../lib/log.js';
 import { recordStandaloneAudit } from '../core/audit/index.js';
@@ -15,6 +15,8 @@ import { defaultInstanceId } from '../lib/instance-id.js';
 import { agentLimits } from '../agent/limits.js';
 import type { AgentEngine } from '../agent/methods.js';
 import { AgentServer } from '../agent/server.js';
+import { dockerProfileUsers } from '../agent/profile-users.js';
+import { ProfileStore } from '../agent/profiles.js';
 
 export interface AgentBuildOptions {
   config: Readonly<Config>;
@@ -49,6 +51,11 @@ export function buildAgent(opts: AgentBuildOptions): Agent {
       ...(s.dockerHost ? { dockerHost: s.dockerHost } : {}),
       ...(s.image ? { image: s.image } : {}),
     });
+  // Profiles need the engine's view of which containers mount a volume: only with the real runtime.
+  const profiles =
+    runtime instanceof DockerRuntime
+      ? new ProfileStore({ dir: join(resolve(config.dataDir), 'profiles'), maxMb: s.profiles.maxMb, users: dockerProfileUsers(runtime.docker), logger })
+      : undefined;
   const server = new AgentServer({
     socketPath: opts.socketPath,
     allowedUids: opts.allowedUids,
@@ -59,6 +66,7 @@ export function buildAgent(opts: AgentBuildOptions): Agent {
     agentVersion: agentVersion(),
     ...(opts.auditPerMinute !== undefined ? { auditPerMinute: opts.auditPerMinute } : {}),
     ...(opts.socketMode !== undefined ? { socketMode: opts.socketMode } : {}),
+    ...(profiles ? { profiles } : {}),
   });
   return { listen: () => server.listen(), close: () => server.close() };
 }

@@ -20,6 +20,7 @@ import { EdgeLink } from '../core/edge-link.js';
 import { startPluginHost, type PluginHost } from '../core/plugin/host.js';
 import { loadPlugins } from '../core/plugin/loader.js';
 import { pluginStorageProvider } from '../core/plugin/storage.js';
+import { ProfileService } from '../core/profiles/service.js';
 import { SessionManager } from '../core/sessions/manager.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
 import { openDatabase, type Database } from '../core/store/database.js';
@@ -190,6 +191,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     plugins: host,
     gatewayMetrics: () => link.freshMetrics(),
     sessions,
+    profiles: new ProfileService({ dataSource: db.dataSource, runtime, audit: control.audit, logger }),
   });
   // Only the edge reaches this socket (checked below), and it sets X-Forwarded-For itself.
   api.proxy = true;

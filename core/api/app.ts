@@ -12,6 +12,8 @@ import { accessGuard, pluginCaller, type AnyRoute } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { meRoutes } from './routes/me.js';
+import { profileRoutes } from './routes/profiles.js';
+import type { ProfileService } from '../profiles/service.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { systemRoutes, type Probe } from './routes/system.js';
 import { userRoutes } from './routes/users.js';
@@ -28,6 +30,8 @@ export interface ApiDeps {
   gatewayMetrics?: () => Promise<GatewayMetricsSnapshot>;
   /** The session API; absent in tests of the account API alone. */
   sessions?: SessionManager;
+  /** Persistent profiles (usage, reset, an admin's delete); absent without sessions. */
+  profiles?: ProfileService;
 }
 
 /** Every core route, each with its access level (the RBAC tests walk this table). */
@@ -35,10 +39,11 @@ export function apiRoutes(deps: ApiDeps): AnyRoute[] {
   return [
     ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
     ...authRoutes(deps.control),
-    ...meRoutes(deps.control),
+    ...meRoutes(deps.control, deps.profiles),
     ...userRoutes(deps.control, deps.sessions),
     ...auditRoutes(deps.dataSource),
     ...(deps.sessions ? sessionRoutes(deps.sessions) : []),
+    ...(deps.profiles ? profileRoutes(deps.control, deps.profiles) : []),
   ];
 }
 

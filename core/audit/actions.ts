@@ -51,6 +51,10 @@ export const AUDIT_ACTIONS = [
   'session_adopted',
   /** HackStream: the reconciler removed what no live session owns (a container, a route). */
   'session_reconciled',
+  // Persistent profiles (HackStream): a user's profile volume made, grown or deleted.
+  'profile_created',
+  'profile_grown',
+  'profile_deleted',
   // The system (OWASP sys_*).
   'sys_startup',
   'sys_shutdown',

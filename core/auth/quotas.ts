@@ -32,6 +32,8 @@ const FIELDS: { [K in keyof Quota]: { column: keyof QuotaColumns; toDb: (v: numb
 export function quotaOverride(user: QuotaColumns): Partial<Quota> {
   const out: { -readonly [K in keyof Quota]?: number } = {};
   for (const [field, f] of Object.entries(FIELDS) as [keyof Quota, (typeof FIELDS)[keyof Quota]][]) {
+    // profileMb has no per-user column (yet): the policy's value applies.
+    if (!f) continue;
     const v = user[f.column];
     if (v !== null) out[field] = f.fromDb(v);
   }
@@ -43,7 +45,7 @@ export function quotaColumns(patch: QuotaPatch): Partial<QuotaColumns> {
   const out: Partial<Record<keyof QuotaColumns, number | null>> = {};
   for (const [field, f] of Object.entries(FIELDS) as [keyof Quota, (typeof FIELDS)[keyof Quota]][]) {
     const v = patch[field];
-    if (v !== undefined) out[f.column] = v === null ? null : f.toDb(v);
+    if (f && v !== undefined) out[f.column] = v === null ? null : f.toDb(v);
   }
   return out;
 }

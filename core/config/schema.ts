@@ -134,6 +134,17 @@ export const sessionsSchema = z
       })
       .strict()
       .prefault({}),
+    /** Persistent profiles (docs/profiles.md): one loop-mounted ext4 volume per user under <dataDir>/profiles. */
+    profiles: z
+      .object({
+        /** The agent makes no volume larger than this, whatever a quota says. */
+        maxMb: z.number().int().min(32).max(1_048_576).default(8192),
+        /** A user's volume when the quota policy sets no profileMb. */
+        defaultMb: z.number().int().min(32).max(1_048_576).default(512),
+      })
+      .strict()
+      .refine((p) => p.defaultMb <= p.maxMb, { path: ['defaultMb'], message: 'must not exceed maxMb' })
+      .prefault({}),
     network: z
       .object({
         name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/).default('hackstream-sessions'),

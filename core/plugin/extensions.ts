@@ -149,6 +149,11 @@ export interface Quota {
   readonly maxDurationMinutes: number;
   /** Persistent profile storage. */
   readonly storageMb: number;
+  /**
+   * Size of the user's persistent profile volume (a filesystem of exactly this size: writes
+   * past it fail). Optional for policies written before it; unset: sessions.profiles.defaultMb.
+   */
+  readonly profileMb?: number;
 }
 
 /** Who asks: the user, their role, and the per-user override an admin set (if any). */

@@ -21,6 +21,7 @@ import {
   type AgentParams,
   type AgentResults,
   type AgentStatus,
+  type ProfileUsage,
 } from '../../lib/agent-protocol.js';
 import {
   RuntimeCallError,
@@ -141,6 +142,20 @@ export class AgentRuntime implements SessionRuntime {
 
   async list(): Promise<RuntimeContainer[]> {
     return (await this.call('list', {})).containers;
+  }
+
+  /** Creates (or grows) and mounts the user's persistent profile volume (core/profiles). */
+  profileEnsure(userId: string, sizeMb: number): Promise<AgentResults['profileEnsure']> {
+    // mkfs, e2fsck and resize2fs of a large volume take a while.
+    return this.call('profileEnsure', { userId, sizeMb }, PREPARE_TIMEOUT_MS);
+  }
+
+  async profileUsage(userId: string): Promise<ProfileUsage | null> {
+    return (await this.call('profileUsage', { userId })).usage;
+  }
+
+  async profileDelete(userId: string): Promise<boolean> {
+    return (await this.call('profileDelete', { userId })).deleted;
   }
 
   /** Engine, image, network and firewall as the agent sees them (for /ready). */

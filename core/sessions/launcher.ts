@@ -45,7 +45,8 @@ export class Launcher {
       idleTimeoutS: Math.min(quota.idleTimeoutMinutes * 60, cfg.idleTimeoutCapSeconds ?? Infinity),
       durationS: Math.min(quota.maxDurationMinutes * 60, cfg.maxDurationCapSeconds ?? Infinity),
     };
-    const pooled = this.pool.take();
+    // A persistent profile lives on the owner's volume, mounted at create: never a pool container.
+    const pooled = input.profile === 'persist' ? undefined : this.pool.take();
     const id = pooled?.sessionId ?? randomUUID();
     this.inFlight.add(id);
     try {
@@ -142,6 +143,7 @@ export class Launcher {
       policy: this.deps.config.policy,
       tls: { certPem: tls.certPem, keyPem: tls.keyPem },
       ...(row.url ? { url: row.url } : {}),
+      ...(row.profile === 'persist' ? { profile: 'persist' as const } : {}),
     });
     if (!c.upstream) throw new Error('the container has no address on the sessions network');
     timings.containerMs = Math.round(performance.now() - t0) - timings.certMs;

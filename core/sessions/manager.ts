@@ -24,6 +24,7 @@ import type { SessionRuntime } from './runtime.js';
 import { LIVE, RUNNING, Transitions, type UserEndReason } from './transitions.js';
 
 export type { UserEndReason };
+import { preparePersistentProfile } from '../profiles/service.js';
 import { sessionView, type ConnectDescriptor, type CreateSessionInput, type SessionView } from './view.js';
 
 export interface SessionManagerDeps {
@@ -131,9 +132,7 @@ export class SessionManager {
   // ---- API operations -------------------------------------------------------------------
 
   async create(user: User, input: CreateSessionInput, ctx: CallerContext = {}): Promise<{ session: SessionView; connect: ConnectDescriptor }> {
-    if (input.profile === 'persist') {
-      throw new AppError('PROFILE_UNAVAILABLE', 'persistent profiles are not available yet; use profile "ephemeral" (the default)');
-    }
+    if (input.profile === 'persist') await preparePersistentProfile(this.deps, user, ctx.log);
     const sourceIp = ctx.sourceIp ?? null;
     const started = await this.launcher.launch(user, input, sourceIp, ctx.log ?? this.t.log);
     const connect = await this.tokens.issue(started, user.id, sourceIp);

@@ -38,6 +38,8 @@ export interface SessionSpec {
   url?: string;
   /** A pre-warmed pool container (labelled so, owner unset). */
   pooled?: boolean;
+  /** "persist": the owner's persistent profile volume is Firefox's profile (docs/profiles.md). */
+  profile?: 'persist';
 }
 
 /** Labels every HackStream container carries (names used by reconciliation and tests). */

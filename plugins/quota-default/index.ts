@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { definePlugin, type Quota, type QuotaSubject } from '../../core/plugin/contract.js';
 import { applyOverride, quotaWithDefaults } from '../../core/plugin/quota-schema.js';
 
-const USER: Quota = { maxSessions: 2, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024 };
-const ADMIN: Quota = { maxSessions: 4, cpus: 2, memoryMb: 4096, idleTimeoutMinutes: 60, maxDurationMinutes: 720, storageMb: 4096 };
+const USER: Quota = { maxSessions: 2, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024, profileMb: 512 };
+const ADMIN: Quota = { maxSessions: 4, cpus: 2, memoryMb: 4096, idleTimeoutMinutes: 60, maxDurationMinutes: 720, storageMb: 4096, profileMb: 1024 };
 
 /** Per-role defaults; each field may be set alone, the others keep these values. */
 const options = z.object({ user: quotaWithDefaults(USER), admin: quotaWithDefaults(ADMIN) }).strict();

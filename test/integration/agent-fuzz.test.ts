@@ -51,6 +51,9 @@ const validParams = (): Record<string, Record<string, Json>> => ({
   allowToken: { containerId: 'a'.repeat(64), tokenHash: 'b'.repeat(64), expiresAt: Date.now() + 60_000 },
   claim: { containerId: 'a'.repeat(64), userId: 'u-1', limits: LIMITS },
   remove: { containerId: 'a'.repeat(64) },
+  profileEnsure: { userId: randomUUID(), sizeMb: 64 },
+  profileUsage: { userId: randomUUID() },
+  profileDelete: { userId: randomUUID() },
 });
 
 /** One field out of range (or a key too many) per method; every one must be refused. */
@@ -112,6 +115,29 @@ const MUTATIONS: Record<string, Mutation[]> = {
     [['containerId'], ''],
     [['containerId'], { $ne: null }],
     [['force'], true],
+  ],
+  // A profile is named by a user id that must be a uuid; its size is bounded twice.
+  profileEnsure: [
+    [['userId'], '../../root'],
+    [['userId'], '/var/lib/docker'],
+    [['userId'], 'alice'],
+    [['userId'], undefined],
+    [['sizeMb'], 16],
+    [['sizeMb'], 1.5],
+    [['sizeMb'], RAW],
+    [['sizeMb'], 9000],
+    [['sizeMb'], '64'],
+    [['path'], '/etc'],
+  ],
+  profileUsage: [
+    [['userId'], '..'],
+    [['userId'], { $ne: null }],
+    [['mountPath'], '/'],
+  ],
+  profileDelete: [
+    [['userId'], '*'],
+    [['userId'], ''],
+    [['image'], '/etc/passwd'],
   ],
 };
 

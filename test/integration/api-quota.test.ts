@@ -53,8 +53,8 @@ for (const combo of [
       const r = await api.request('GET', '/v1/quotas', { token: pair.accessToken });
       assert.equal(r.status, 200);
       assert.deepEqual(r.json, {
-        quota: { maxSessions: 2, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024 },
-        usage: { sessions: 2, storageMb: 0 },
+        quota: { maxSessions: 2, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024, profileMb: 512 },
+        usage: { sessions: 2, storageMb: 0, profile: null },
         override: { maxSessions: 2 },
       });
     });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type Router from '@koa/router';
+import { ProfileService } from '../../core/profiles/service.js';
 import { apiRoutes, createApi, type ApiDeps } from '../../core/api/app.js';
 import type { Access } from '../../core/api/route.js';
 import { silentLogger } from '../../lib/log.js';
@@ -66,6 +67,7 @@ describe('RBAC on every route', () => {
     probes: [],
     plugins: api.gw.app.plugins,
     sessions: api.gw.app.sessions,
+    profiles: new ProfileService({ dataSource: api.gw.app.db.dataSource, runtime: api.gw.app.runtime, audit: api.gw.app.control.audit, logger: silentLogger() }),
   });
   const NO_SESSION = '/v1/sessions/00000000-0000-4000-8000-000000000000';
 
@@ -102,6 +104,11 @@ describe('RBAC on every route', () => {
     'GET /v1/sessions/:id': { path: () => NO_SESSION, grantedStatus: 404 },
     'POST /v1/sessions/:id/connect': { path: () => `${NO_SESSION}/connect`, grantedStatus: 404 },
     'POST /v1/sessions/:id/stop': { path: () => `${NO_SESSION}/stop`, grantedStatus: 404 },
+    // Persistent profiles: nobody here has one, so a read says null and a delete deletes nothing.
+    'GET /v1/profile': {},
+    'POST /v1/profile/reset': { body: () => ({}) },
+    'GET /v1/users/:id/profile': { path: () => `/v1/users/${ids.target}/profile` },
+    'POST /v1/users/:id/profile/delete': { path: () => `/v1/users/${ids.target}/profile/delete`, body: () => ({}) },
     // Second factors and sign-in flows: public steps of logging in.
     'POST /v1/login/second-factor': { body: () => ({ challengeId: randomBytes(32).toString('base64url'), factor: 'test-code', response: '1' }), publicStatus: 401 },
     'GET /v1/auth/flows': { publicStatus: 200 },

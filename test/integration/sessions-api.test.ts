@@ -163,7 +163,6 @@ describe('sessions API (real Docker, real xpra client through the gateway)', () 
       [{ app: 'firefox', quality: -1 }, 400, 'VALIDATION_FAILED', /body\.quality/],
       [{ app: 'firefox', profile: 'shared' }, 400, 'VALIDATION_FAILED', /body\.profile/],
       [{ app: 'firefox', extra: true }, 400, 'VALIDATION_FAILED', /extra/],
-      [{ app: 'firefox', profile: 'persist' }, 501, 'PROFILE_UNAVAILABLE', /persistent profiles are not available yet/],
     ];
     for (const [body, status, code, message] of cases) {
       const r = await api.request('POST', '/v1/sessions', { token: alice, body });

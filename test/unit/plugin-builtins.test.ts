@@ -33,7 +33,7 @@ describe('quota-default', () => {
   it('applies per-role defaults, options and per-user overrides', async () => {
     const host = await start({ 'quota-default': { user: { maxSessions: 3 } } });
     const q = await host.quota.effectiveQuota(user('u1'));
-    assert.deepEqual(q, { maxSessions: 3, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024 });
+    assert.deepEqual(q, { maxSessions: 3, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024, profileMb: 512 });
     assert.equal((await host.quota.effectiveQuota({ userId: 'a1', role: 'admin' })).maxSessions, 4);
     const overridden = await host.quota.effectiveQuota(user('u1', { memoryMb: 8192, cpus: undefined }));
     assert.equal(overridden.memoryMb, 8192);

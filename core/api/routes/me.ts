@@ -1,9 +1,13 @@
 import type { ControlPlane } from '../../auth/index.js';
 import { userView } from '../../auth/index.js';
+import type { ProfileService } from '../../profiles/service.js';
 import { principal, route, type AnyRoute } from '../route.js';
 
-/** GET /v1/me, GET /v1/quotas: the caller's own account. */
-export function meRoutes(control: ControlPlane): AnyRoute[] {
+/**
+ * GET /v1/me, GET /v1/quotas: the caller's own account. `usage.profile` is the persistent
+ * profile volume as statfs sees it ({sizeMb, usedMb, freeMb}), null when there is none.
+ */
+export function meRoutes(control: ControlPlane, profiles?: ProfileService): AnyRoute[] {
   return [
     route({
       method: 'GET',
@@ -20,8 +24,8 @@ export function meRoutes(control: ControlPlane): AnyRoute[] {
       access: 'user',
       async handle(ctx) {
         const user = principal(ctx).user;
-        const { quota, usage } = await control.quotas.describe(user);
-        ctx.body = { quota, usage, override: userView(user).quota };
+        const [{ quota, usage }, profile] = await Promise.all([control.quotas.describe(user), profiles ? profiles.usageOrNull(user.id) : null]);
+        ctx.body = { quota, usage: { ...usage, profile }, override: userView(user).quota };
       },
     }),
   ];
