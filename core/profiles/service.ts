@@ -101,7 +101,8 @@ export class ProfileService {
   }
 }
 
-async function refuseWhileLive(dataSource: DataSource, userId: string): Promise<void> {
+/** 409 PROFILE_IN_USE while the user has a live persistent session (Firefox locks its profile). */
+export async function refuseWhileLive(dataSource: DataSource, userId: string): Promise<void> {
   const live = await dataSource.getRepository(SessionEntity).findOne({ where: { userId, profile: 'persist', endedAt: IsNull() }, select: { id: true } });
   if (live) {
     throw new AppError('PROFILE_IN_USE', `the persistent profile is in use by session ${live.id}; stop it first`, { details: { sessionId: live.id } });

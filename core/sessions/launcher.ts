@@ -9,6 +9,7 @@ import type { Audit } from '../auth/audit.js';
 import type { Quotas } from '../auth/quotas.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
+import { refuseWhileLive } from '../profiles/service.js';
 import { SessionEntity, type Session, type User } from '../store/entities.js';
 import type { SessionPool, PoolEntry } from './pool.js';
 import type { RuntimePreparation } from './preparation.js';
@@ -56,6 +57,8 @@ export class Launcher {
           user,
           { action: 'session.create', profile: input.profile },
           async () => {
+            // Again under the user's quota lock: of two persist launches at once, the second sees the first's row.
+            if (input.profile === 'persist') await refuseWhileLive(this.t.deps.dataSource, user.id);
             await this.pool.checkCapacity(limits.memoryMb, pooled ? pooled.memoryMb : 0);
             return this.record(id, user, input, limits, timing, pooled, sourceIp);
           },

@@ -236,4 +236,13 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     }
     for (const want of wanted) assert.ok(rows.includes(want), `audit has "${want}": ${rows.join(', ')}`);
   });
+  it('two persist launches at the same instant: exactly one starts, the other gets 409 PROFILE_IN_USE (not a failed start)', async () => {
+    const answers = await Promise.all([0, 1].map(() => call('POST', '/v1/sessions', 'bob', { app: 'firefox', profile: 'persist' })));
+    const statuses = answers.map((r) => r.status).sort();
+    assert.deepEqual(statuses, [201, 409], answers.map((r) => r.text.slice(0, 300)).join(' | '));
+    const refused = answers.find((r) => r.status === 409);
+    assert.equal(refused && errorCode(refused), 'PROFILE_IN_USE');
+    const started = answers.find((r) => r.status === 201)?.json as CreatedSession;
+    await stop('bob', started.session_id);
+  });
 });
