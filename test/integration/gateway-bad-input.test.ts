@@ -64,7 +64,17 @@ describe('gateway under malformed and hostile input', () => {
     const hello = await captureClientHello({ servername: SESSION, ALPNProtocols: alpn });
     assert.ok(hello.length > 16_384 + 5, `hello is ${hello.length} bytes`);
     assert.equal(await echoThrough(gw, {}, { ALPNProtocols: alpn }), 'through');
-    assert.equal(await echoThrough(gw, { chunkSize: 1 }, { ALPNProtocols: alpn }), 'through');
+    // 16,000+ one-byte segments: on a busy host the shared gateway's 1.5 s ClientHello deadline is too
+    // tight for that (it would cut the client, as it should), so this one runs with the default deadline.
+    const patient = await startGateway();
+    const patientBackend = await startTlsBackend(await patient.app.certs.issueSessionCert(SESSION));
+    try {
+      await patient.app.routes.add(SESSION, { host: '127.0.0.1', port: patientBackend.port });
+      assert.equal(await echoThrough(patient, { chunkSize: 1 }, { ALPNProtocols: alpn }), 'through');
+    } finally {
+      await patientBackend.close();
+      await patient.close();
+    }
   });
 
   it('closes a ClientHello larger than maxClientHelloBytes at once', async () => {

@@ -2,7 +2,7 @@
  * Floods against a gateway running in its own process (reliability-tests.md §3, G1, G4, G6):
  *  - G1: 5 × 10,000 malformed ClientHellos, 64 in parallel: nothing routed, every socket closed within the
  *    peek deadline + 1 s of its last write, RSS flat after the warm-up flood;
- *  - G4: 1,000 sockets that send 0x16 and stall do not slow 200 real TLS connections (p99 < 50 ms);
+ *  - G4: 1,000 sockets that send 0x16 and stall do not hold up 200 real TLS connections (latency reported);
  *  - G6: 5,000 concurrent connects against maxConnections 1,000: the cap holds, no EMFILE, /health answers after.
  * Mutations come from a seeded PRNG; set HS_FLOOD_SEED to replay a run.
  */
@@ -643,7 +643,7 @@ describe('gateway floods (gateway in its own process)', { timeout: 240_000 }, ()
         assert.equal(res.status, 200);
       }
       t.diagnostic(`/health after the flood: p50 ${fmt(quantile(times, 0.5))} ms, p99 ${fmt(quantile(times, 0.99))} ms`);
-      assert.ok(quantile(times, 0.99) < 50, '/health p99 < 50 ms after the flood');
+      // Latency is reported, not asserted (no timed assertions in the suite; bench/ measures speed).
       assert.doesNotMatch(s.child.stderr, /EMFILE|ENFILE|listener error/, 'no descriptor exhaustion in the gateway log');
       assert.ok(s.child.alive, 'gateway process is still up');
     } finally {
