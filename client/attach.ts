@@ -123,6 +123,9 @@ export class HandOff extends Error {
   }
 }
 
+/** A request while re-attaching (a session lookup, a token) that stays silent this long is given up and tried again. */
+const RECONNECT_REQUEST_TIMEOUT_MS = 20_000;
+
 /** A run of xpra that held this long was a working connection: the backoff and the give-up start over. */
 const HELD_MS = 30_000;
 
@@ -143,10 +146,11 @@ async function afterXpra(api: ApiClient, st: AttachState, code: number, log: (m:
   log(`connection lost (xpra exit ${code}); re-attaching in ${(wait / 1000).toFixed(1)} s`);
   await new Promise((r) => setTimeout(r, wait));
   // A new one-time token each time: the gateway admits the tunnel from where /connect was called.
+  const quick = api.withRequestTimeout(RECONNECT_REQUEST_TIMEOUT_MS);
   const connect = await untilReachable(
     async () => {
-      if (!(await sessionAlive(api, st.id))) throw new CliError(EXIT.SESSION_GONE, `session ${st.id} has ended; start a new one with hackstream launch browser`);
-      return freshConnect(api, st.id);
+      if (!(await sessionAlive(quick, st.id))) throw new CliError(EXIT.SESSION_GONE, `session ${st.id} has ended; start a new one with hackstream launch browser`);
+      return freshConnect(quick, st.id);
     },
     { id: st.id, lostAt, giveUpMs: giveUpMs(), log },
   );
