@@ -67,12 +67,21 @@ export class ApiClient {
     private readonly config: CliConfig,
     private readonly prompt?: CredentialPrompt,
     private readonly secondFactorSource?: SecondFactorSource,
+    private readonly requestTimeoutMs?: number,
   ) {
     this.endpoint = endpointOf(config);
   }
 
+  /**
+   * The same client with requests ended after `ms` of silence: re-attaching asks quick
+   * questions, and a request stuck on a dead network must not hold the give-up for 2 min.
+   */
+  withRequestTimeout(ms: number): ApiClient {
+    return new ApiClient(this.config, this.prompt, this.secondFactorSource, ms);
+  }
+
   raw(method: string, path: string, body?: unknown, token?: string): Promise<HttpResult> {
-    return pinnedRequest(this.endpoint, this.config.fingerprint, method, path, body, token);
+    return pinnedRequest(this.endpoint, this.config.fingerprint, method, path, body, token, this.requestTimeoutMs);
   }
 
   async login(username: string, password: string): Promise<void> {

@@ -5,6 +5,7 @@ import { delimiter, join } from 'node:path';
 import type { ApiClient } from './api.js';
 import { CliError, EXIT } from './errors.js';
 import { qualityOptions, type Quality } from './quality.js';
+import { giveUpMs, untilReachable } from './reconnect.js';
 
 export const XPRA_INSTALL_HINT = 'xpra is not installed: sudo apt-get install xpra python3-gi-cairo';
 
@@ -84,11 +85,15 @@ function runXpra(xpra: string, args: string[]): Promise<number> {
   });
 }
 
+/** What the server says of a session we lost: alive (come back to it) or gone. */
 async function sessionAlive(api: ApiClient, id: string): Promise<boolean> {
-  const r = await api.raw('GET', `/v1/sessions/${id}`, undefined, await api.token());
-  if (r.status === 404) return false;
-  if (r.status !== 200) return true; // unsure: let the next connect decide
-  return ALIVE.has(String((r.json as { state?: unknown }).state));
+  try {
+    const s = await api.call<{ state?: unknown }>('GET', `/v1/sessions/${id}`);
+    return ALIVE.has(String(s.state));
+  } catch (err) {
+    if (err instanceof CliError && err.apiCode === 'NOT_FOUND') return false;
+    throw err;
+  }
 }
 
 async function freshConnect(api: ApiClient, id: string): Promise<Connect> {
@@ -118,6 +123,8 @@ interface AttachState {
   failures: number;
   /** When the current xpra run started (ms since the epoch). */
   started: number;
+  /** When the connection was lost and not yet back for long (ms since the epoch): the give-up counts from it. */
+  lostAt?: number;
 }
 
 /** The exit code with which the CLI hands xpra over to bin/hackstream's loop. */
@@ -130,21 +137,39 @@ export class HandOff extends Error {
   }
 }
 
+/** A request while re-attaching (a session lookup, a token) that stays silent this long is given up and tried again. */
+const RECONNECT_REQUEST_TIMEOUT_MS = 20_000;
+
+/** A run of xpra that held this long was a working connection: the backoff and the give-up start over. */
+const HELD_MS = 30_000;
+
 /**
- * After xpra exited with `code`: `'done'`, or the failures count to re-attach with (after the
- * backoff it has already waited), or a CliError saying why not.
+ * After xpra exited with `code`: `'done'`, or the state and a fresh connect descriptor to
+ * re-attach with, once the server answers and says the session is alive (waiting with
+ * backoff through an outage, up to the give-up), or a CliError saying why not.
  */
-async function afterXpra(api: ApiClient, st: AttachState, code: number, log: (m: string) => void): Promise<'done' | number> {
+async function afterXpra(api: ApiClient, st: AttachState, code: number, log: (m: string) => void): Promise<'done' | { st: AttachState; connect: Connect }> {
   if (code === 0) return 'done';
   if (!RETRY_CODES.has(code)) throw new CliError(EXIT.FAILURE, `xpra exited with code ${code}; see its messages above`);
-  // A connection that held for a while starts the backoff over.
-  const failures = Date.now() - st.started > 30_000 ? 1 : st.failures + 1;
-  if (!(await sessionAlive(api, st.id))) throw new CliError(EXIT.SESSION_GONE, `session ${st.id} has ended; start a new one with hackstream launch browser`);
+  const now = Date.now();
+  const held = now - st.started > HELD_MS;
+  const failures = held ? 1 : st.failures + 1;
+  const lostAt = held || st.lostAt === undefined ? now : st.lostAt;
   if (failures > MAX_FAILURES) throw new CliError(EXIT.UNREACHABLE, `gave up re-attaching to session ${st.id} after ${MAX_FAILURES} attempts; try hackstream attach ${st.id} later`);
   const wait = Math.min(30_000, 500 * 2 ** (failures - 1));
   log(`connection lost (xpra exit ${code}); re-attaching in ${(wait / 1000).toFixed(1)} s`);
   await new Promise((r) => setTimeout(r, wait));
-  return failures;
+  // A new one-time token each time: the gateway admits the tunnel from where /connect was called.
+  const quick = api.withRequestTimeout(RECONNECT_REQUEST_TIMEOUT_MS);
+  const connect = await untilReachable(
+    async () => {
+      if (!(await sessionAlive(quick, st.id))) throw new CliError(EXIT.SESSION_GONE, `session ${st.id} has ended; start a new one with hackstream launch browser`);
+      return freshConnect(quick, st.id);
+    },
+    { id: st.id, lostAt, giveUpMs: giveUpMs(), log },
+  );
+  log(`reconnected: re-attaching to session ${st.id}`);
+  return { st: { ...st, failures, lostAt }, connect };
 }
 
 /** The CA and the one-time token as 0600 files in `dir`, and xpra's command line. */
@@ -174,13 +199,14 @@ function handoffDir(): string | undefined {
 }
 
 /**
- * Attaches with the system's xpra and re-attaches by itself (fresh one-time token, backoff)
- * while the session is alive. Resolves when the user closes xpra. Under bin/hackstream this
- * process exits when xpra starts (see handOff) and `resume` carries on.
+ * Attaches with the system's xpra and re-attaches by itself (fresh one-time token, backoff,
+ * through network outages up to the give-up) while the session is alive. Resolves when the
+ * user closes xpra. Under bin/hackstream this process exits when xpra starts (see handOff)
+ * and `resume` carries on.
  */
 export async function attach(api: ApiClient, id: string, opts: AttachOptions): Promise<void> {
   const xpra = findXpra();
-  const st: AttachState = { id, quality: opts.quality, audio: opts.audio ?? false, failures: 0, started: 0, ...(opts.dialHost ? { dialHost: opts.dialHost } : {}) };
+  let st: AttachState = { id, quality: opts.quality, audio: opts.audio ?? false, failures: 0, started: 0, ...(opts.dialHost ? { dialHost: opts.dialHost } : {}) };
   const handoff = handoffDir();
   let next: Connect | undefined = opts.first;
   for (;;) {
@@ -197,7 +223,7 @@ export async function attach(api: ApiClient, id: string, opts: AttachOptions): P
     }
     const after = await afterXpra(api, st, code, opts.log);
     if (after === 'done') return;
-    st.failures = after;
+    ({ st, connect: next } = after);
   }
 }
 
@@ -209,5 +235,5 @@ export async function resume(api: ApiClient, code: number, log: (m: string) => v
   const st = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as AttachState;
   const after = await afterXpra(api, st, code, log);
   if (after === 'done') return;
-  handOff(dir, findXpra(), await freshConnect(api, st.id), { ...st, failures: after });
+  handOff(dir, findXpra(), after.connect, after.st);
 }

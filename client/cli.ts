@@ -44,8 +44,10 @@ server offers several (they are listed otherwise).
 When the server asks for a second factor (a TOTP code), it is prompted for, or read from --code,
 or read as the next line of stdin.`,
   logout: 'usage: hackstream logout\nRevokes this login on the server and deletes the local tokens.',
-  launch: `usage: hackstream launch browser [--url U] [--profile ephemeral] [--quality ${QUALITIES.join('|')}] [--audio] [--no-attach]
-Starts a session and attaches with xpra (re-attaching by itself when the connection drops).
+  launch: `usage: hackstream launch browser [--url U] [--profile ephemeral|persist] [--quality ${QUALITIES.join('|')}] [--audio] [--no-attach]
+Starts a session and attaches with xpra, re-attaching by itself when the connection drops;
+while the server is unreachable (Wi-Fi gone) it prints "reconnecting…" and keeps trying for
+6 min (HACKSTREAM_RECONNECT_GIVE_UP=<seconds> to change; attach does the same).
 --no-attach prints the session id and returns.`,
   attach: `usage: hackstream attach <id> [--quality ${QUALITIES.join('|')}] [--audio]`,
   list: 'usage: hackstream list [--json] [--all]\n--all: every user\'s sessions (admins); ended ones are not shown.',

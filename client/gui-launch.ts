@@ -10,6 +10,19 @@ export type LaunchOutcome = 'started' | 'failed' | 'signed-out';
 
 const ERROR_TITLE = 'HackStream: error';
 const ATTACHING = /Session \S+ is \w+; attaching/;
+const RECONNECTING_TEXT = 'The connection to the server was lost.\nReconnecting… the browser comes back by itself, with its pages as they were, when the network returns.';
+
+/** The CLI's lines while the server is unreachable and once it is back (client/reconnect.ts, client/attach.ts). */
+const CONNECTION_LINE = /^(reconnecting…|reconnected:)/;
+
+/**
+ * 'lost' while the child's output ends in "reconnecting…" (the server unreachable; a blip
+ * that re-attaches at the first try shows nothing), else 'ok'.
+ */
+export function connectionStatus(output: string): 'lost' | 'ok' {
+  const last = output.split('\n').map((l) => l.trim()).filter((l) => CONNECTION_LINE.test(l)).pop();
+  return last === undefined || last.startsWith('reconnected:') ? 'ok' : 'lost';
+}
 
 /** The CLI's own reason for failing: its last `hackstream: …` line. */
 export function failureMessage(output: string, code: number | null): string {
@@ -91,12 +104,24 @@ export class Launcher {
         closeProgress();
         resolve(o);
       };
+      // While the network is away the browser window is gone: say why, until it is back.
+      let notice: { close: () => void } | undefined;
+      const showConnection = (status: 'lost' | 'ok') => {
+        if (status === 'lost' && !notice) notice = this.dialogs.progress('HackStream: reconnecting', RECONNECTING_TEXT);
+        if (status === 'ok' && notice) {
+          notice.close();
+          notice = undefined;
+        }
+      };
       const poll = setInterval(() => {
-        if (ATTACHING.test(out.read())) settle('started');
+        const text = out.read();
+        if (ATTACHING.test(text)) settle('started');
+        if (settled) showConnection(connectionStatus(text));
       }, 250);
       const entry = {
         child,
         stop: () => {
+          showConnection('ok');
           clearInterval(poll);
           out.close();
           child.unref();

@@ -97,8 +97,11 @@ export interface HttpResult {
   text: string;
 }
 
-/** One JSON request over a freshly pinned connection. */
-export async function pinnedRequest(e: Endpoint, pin: string, method: string, path: string, body?: unknown, token?: string): Promise<HttpResult> {
+/** How long a request may go without a byte either way (starting a session can take a while). */
+export const REQUEST_TIMEOUT_MS = 120_000;
+
+/** One JSON request over a freshly pinned connection; `timeoutMs` of silence ends it. */
+export async function pinnedRequest(e: Endpoint, pin: string, method: string, path: string, body?: unknown, token?: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<HttpResult> {
   const { socket } = await connectPinned(e, pin);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
@@ -113,7 +116,6 @@ export async function pinnedRequest(e: Endpoint, pin: string, method: string, pa
           ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}),
           ...(token ? { authorization: `Bearer ${token}` } : {}),
         },
-        timeout: 120_000,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -132,7 +134,8 @@ export async function pinnedRequest(e: Endpoint, pin: string, method: string, pa
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
+    // On the socket itself: http's own `timeout` option is not armed on a socket handed over by createConnection.
+    socket.setTimeout(timeoutMs, () => req.destroy(new Error('timed out')));
     req.on('error', (err: NodeJS.ErrnoException) => reject(new CliError(EXIT.UNREACHABLE, `the server at ${e.url.host} dropped the request: ${err.code ?? err.message}`, { cause: err })));
     req.end(payload);
   });

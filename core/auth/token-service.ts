@@ -128,12 +128,13 @@ export class TokenService {
         });
         return { ok: false as const, reason: 'reuse', userId: row.userId };
       }
-      if (!this.alive(row, now)) return { ok: false as const, reason: 'expired' };
+      const life = await this.alive(tx.manager, row, now);
+      if (!life.alive) return { ok: false as const, reason: 'expired' };
       if (!user || user.disabled) return { ok: false as const, reason: 'user' };
       await repo.update({ id: row.id }, { usedAt: new Date(now), lastUsedAt: new Date(now) });
       const next = newToken(REFRESH_PREFIX);
       await repo.insert({ userId: row.userId, familyId: row.familyId, tokenHash: sha256Hex(next), parentId: row.id, expiresAt: row.expiresAt, lastUsedAt: new Date(now) });
-      await tx.audit({ actor: user.id, action: 'authn_token_refreshed', target: user.id, sourceIp: ip, result: 'success', details: { family: row.familyId } });
+      await tx.audit({ actor: user.id, action: 'authn_token_refreshed', target: user.id, sourceIp: ip, result: 'success', details: { family: row.familyId, ...(life.keptBySession ? { keptBySession: life.keptBySession } : {}) } });
       // Before the commit: when the key-value store is down this throws, the transaction rolls
       // back and the presented token stays unspent (else the client would lose its login, and
       // its retry would look like reuse and revoke the family).
@@ -203,9 +204,23 @@ export class TokenService {
     await this.caching.revocations.userChanged(principal.id);
   }
 
-  private alive(row: RefreshToken, now: number): boolean {
-    const lastUse = (row.lastUsedAt ?? row.createdAt).getTime();
-    return row.expiresAt.getTime() > now && lastUse + this.settings.refreshIdleMs > now;
+  /**
+   * Whether a refresh token may still be used: before the family's absolute end, and either used
+   * within the idle lifetime or kept by a running session of its user (ready, connected or idle)
+   * that began while this login was alive. Watching a session is using the login, and nothing
+   * runs on the client while it is shown (bin/hackstream's hand-off), so the server counts it;
+   * the session's own idle timeout then ends what a forgotten client would keep alive.
+   */
+  private async alive(manager: EntityManager, row: RefreshToken, now: number): Promise<{ alive: boolean; keptBySession?: string }> {
+    if (row.expiresAt.getTime() <= now) return { alive: false };
+    const idleEnd = (row.lastUsedAt ?? row.createdAt).getTime() + this.settings.refreshIdleMs;
+    if (idleEnd > now) return { alive: true };
+    const rows: unknown = await manager.query(
+      `SELECT id FROM sessions WHERE user_id = $1 AND state IN ('ready', 'connected', 'idle') AND created_at < $2 ORDER BY created_at LIMIT 1`,
+      [row.userId, new Date(idleEnd)],
+    );
+    const id = (Array.isArray(rows) ? (rows[0] as { id?: unknown } | undefined) : undefined)?.id;
+    return typeof id === 'string' ? { alive: true, keptBySession: id } : { alive: false };
   }
 
   private async pair(user: User, family: string, refreshToken: string, now: number, familyEnd: Date): Promise<TokenPair> {

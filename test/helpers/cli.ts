@@ -4,9 +4,10 @@ import { fileURLToPath } from 'node:url';
 /** What users run from a checkout: the shell wrapper, which runs client/cli.ts with tsx. */
 export const BIN = fileURLToPath(new URL('../../bin/hackstream', import.meta.url));
 
-/** The CLI as a child process with its own HOME and XDG_CONFIG_HOME. */
-function cliProcess(args: string[], o: { home: string; env?: NodeJS.ProcessEnv }) {
-  return spawn(BIN, args, {
+/** The CLI as a child process with its own HOME and XDG_CONFIG_HOME; in network namespace `netns` when given (`ip netns exec` execs it: same pid). */
+function cliProcess(args: string[], o: { home: string; env?: NodeJS.ProcessEnv; netns?: string }) {
+  const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, BIN, ...args]] : [BIN, args];
+  return spawn(cmd, argv, {
     cwd: o.home,
     env: { ...process.env, HOME: o.home, XDG_CONFIG_HOME: `${o.home}/.config`, ...o.env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -23,7 +24,7 @@ export interface CliResult {
  * Runs the `hackstream` CLI (bin/hackstream) as a child process with HOME
  * and XDG_CONFIG_HOME at `home`, stdin piped (closed after `stdin`), never a TTY.
  */
-export function runCli(args: string[], o: { home: string; stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
+export function runCli(args: string[], o: { home: string; stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; netns?: string }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = cliProcess(args, o);
     let stdout = '';
@@ -52,7 +53,7 @@ export interface RunningCli {
 }
 
 /** The CLI left running (launch/attach): output collected, waited on by pattern. */
-export function spawnCli(args: string[], o: { home: string; env?: NodeJS.ProcessEnv }): RunningCli {
+export function spawnCli(args: string[], o: { home: string; env?: NodeJS.ProcessEnv; netns?: string }): RunningCli {
   const child = cliProcess(args, o);
   child.stdin.end(); // no input: a prompt reads end-of-file
   let out = '';

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { EXIT } from '../../client/errors.js';
+import { startApi, type TestApi } from '../helpers/api.js';
+import { runCli, spawnCli, type RunningCli } from '../helpers/cli.js';
+import { startXvfb, until, type Display } from '../helpers/display.js';
+import { PUBLIC_HOST } from '../helpers/gateway.js';
+import { clientNetwork, type ClientNetwork } from '../helpers/netns.js';
+import { cleanupSessions, testSessions, waitForSession } from '../helpers/sessions.js';
+import { scratchDirs } from '../helpers/tmp.js';
+
+/*
+ * Issue 13: what ends the wait. The client (bin/hackstream and xpra) is in its own network
+ * namespace; its link goes down with every socket in it destroyed. A network that stays away
+ * past the give-up ends the CLI with UNREACHABLE; a session stopped on the server while the
+ * client was away ends it with SESSION_GONE as soon as the network is back.
+ */
+
+const scratch = scratchDirs('hs-cli-outage-');
+const sessions = testSessions();
+const USER = { username: 'outage-user', password: 'Outage-User-Password-13' };
+
+let api: TestApi;
+let net: ClientNetwork;
+let display: Display | undefined;
+let home: string;
+let token: string;
+let id: string;
+const clis: RunningCli[] = [];
+
+before(async () => {
+  display = await startXvfb();
+  net = await clientNetwork();
+  api = await startApi({ db: 'postgres', kv: 'redis', config: { listen: '0.0.0.0:0', sessions } });
+  await api.createUser(USER.username, USER.password);
+  token = (await api.login(USER.username, USER.password)).accessToken;
+  home = scratch();
+  const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
+  const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', net.hostIp, '--ca-fingerprint', fingerprint], { home, netns: net.name });
+  assert.equal(conf.code, 0, conf.stderr);
+  const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n`, netns: net.name });
+  assert.equal(login.code, 0, login.stderr);
+});
+
+after(async () => {
+  for (const c of clis) c.kill();
+  await Promise.all(clis.map((c) => c.exited(15_000).catch(() => undefined)));
+  await api?.close();
+  await net?.remove();
+  await cleanupSessions(sessions);
+  display?.close();
+});
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): RunningCli {
+  const c = spawnCli(args, { home, netns: net.name, env: { DISPLAY: display!.name, ...env } });
+  clis.push(c);
+  return c;
+}
+
+describe('what ends the wait for the network', () => {
+  it('the network stays away past the give-up: "gave up", exit 3, the session left running', { timeout: 180_000 }, async () => {
+    const c = cli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { HACKSTREAM_RECONNECT_GIVE_UP: '15' });
+    id = await c.waitFor(/Session ([0-9a-f-]{36}) is ready/, 90_000);
+    await waitForSession(api, token, id, (s) => s.state === 'connected', 60_000);
+    await net.down();
+    try {
+      const code = await c.exited(120_000);
+      assert.equal(code, EXIT.UNREACHABLE, c.stderr().slice(-2000));
+      assert.match(c.stderr(), /reconnecting… cannot reach the server \(ENETUNREACH\)/);
+      assert.match(c.stderr(), new RegExp(`gave up re-attaching to session ${id}: the server has been unreachable for \\d+ s .*hackstream attach ${id} once the network is back`));
+    } finally {
+      await net.up();
+    }
+    const s = await waitForSession(api, token, id, (v) => ['connected', 'idle'].includes(v.state), 10_000);
+    assert.ok(s, 'the session still runs');
+  });
+
+  it('the session is stopped while the client is away: back on the network, "has ended", exit 10', { timeout: 180_000 }, async () => {
+    assert.ok(id, 'the session runs');
+    const c = cli(['attach', id]);
+    // Attached again: an xpra in the namespace holds a connection to the gateway (the server's
+    // state may still say connected for the tunnel the give-up left half-open).
+    await until(async () => ((await net.exec('ss', ['-tnpH', 'state', 'established', `dport = :${api.port}`])).includes('xpra') ? true : undefined), 60_000, 'xpra did not connect from the namespace');
+    await net.down();
+    await until(async () => (/reconnecting…/.test(c.stderr()) ? true : undefined), 60_000, 'no reconnecting… line');
+    const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
+    assert.equal(stop.status, 200, stop.text);
+    await waitForSession(api, token, id, (s) => s.state === 'stopped', 60_000);
+    assert.equal(await c.exited(1).catch(() => 'running'), 'running', 'still waiting for the network');
+    await net.up();
+    const code = await c.exited(60_000);
+    assert.equal(code, EXIT.SESSION_GONE, c.stderr().slice(-2000));
+    assert.match(c.stderr(), new RegExp(`session ${id} has ended`));
+  });
+});
