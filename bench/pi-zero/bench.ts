@@ -11,7 +11,8 @@
  *   keystroke → pixel: xdotool types into the page's input, time until the box's pixels change;
  *   CPU: the box's cpuacct/cpu.stat over each window; bytes/s: tcp_info of the box's sockets.
  * Options: --qualities low,auto  --rounds 1  --keys 30  --scroll-seconds 15  --idle-seconds 10
- *   --settle 10  --quota-us N (skip the calibration)  --json. Progress on stderr.
+ *   --settle 10  --quota-us N (skip the calibration)  --shots DIR (screenshots after typing and
+ *   after scrolling)  --json. Progress on stderr.
  * PIZ_ROOT: the armel rootfs (run.sh builds it with rootfs.sh).
  */
 import { execFile } from 'node:child_process';
@@ -44,6 +45,7 @@ const { values } = parseArgs({
     'scroll-seconds': { type: 'string', default: '15' },
     'idle-seconds': { type: 'string', default: '10' },
     settle: { type: 'string', default: '10' },
+    shots: { type: 'string' },
     'quota-us': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
@@ -89,22 +91,27 @@ function inBox(box: Box, cmd: string[]): Promise<{ stdout: string; stderr: strin
   });
 }
 
-async function aesKBps(box: Box): Promise<number> {
-  const { stdout } = await inBox(box, ['chroot', ROOTFS, 'openssl', 'speed', '-elapsed', '-seconds', '3', '-bytes', '16384', '-evp', 'aes-256-cbc']);
+/** kB/s per CPU second (elapsed: per wall second, what a box delivers on this busy host). */
+async function aesKBps(box: Box, elapsed: boolean): Promise<number> {
+  const { stdout } = await inBox(box, ['chroot', ROOTFS, 'openssl', 'speed', ...(elapsed ? ['-elapsed'] : []), '-seconds', '3', '-bytes', '16384', '-evp', 'aes-256-cbc']);
   const m = /^AES-256-CBC\s+([\d.]+)k/im.exec(stdout);
   if (!m?.[1]) throw new Error(`no AES-256-CBC figure in openssl's output:\n${stdout}`);
   return Number(m[1]);
 }
 
-/** The quota that makes the armel openssl under qemu run at a Pi Zero's AES speed, then a check run inside it. */
+/**
+ * The quota that makes the armel openssl under qemu run at a Pi Zero's AES speed: its speed per
+ * CPU second on one host core (user time, so other work on the host does not skew it), then a
+ * check inside the box in wall-clock time (-elapsed, as sbc-bench measured the Pi).
+ */
 async function calibrate(): Promise<Calibration> {
   const full = createBox('hackstream-pi-zero-full', { memoryBytes: MEMORY, quotaUs: 100_000, cpu: CPU });
   try {
-    const fullKBps = await aesKBps(full);
+    const fullKBps = await aesKBps(full, false);
     const quotaUs = values['quota-us'] ? Number(values['quota-us']) : Math.min(100_000, Math.max(1000, Math.round((100_000 * PI_ZERO_AES_KBPS) / fullKBps)));
     const boxed = createBox('hackstream-pi-zero-calibrate', { memoryBytes: MEMORY, quotaUs, cpu: CPU });
     try {
-      const boxedKBps = await aesKBps(boxed);
+      const boxedKBps = await aesKBps(boxed, true);
       return { piZeroKBps: PI_ZERO_AES_KBPS, fullCoreKBps: fullKBps, quotaUs, boxedKBps };
     } finally {
       boxed.remove();
@@ -201,6 +208,7 @@ async function attached(ctx: Ctx, quality: string, round: number): Promise<Run> 
     progress(`${quality}: ${KEYS} keystrokes`);
     const c = await sample(box, ctx.api.port);
     const keys = await probe(ctx.display, ['keys', input.x, input.y, input.w, input.h, KEYS]);
+    if (values.shots) (await screenshot(ctx.display)).save(join(values.shots, `${quality}-${round}-typed.png`));
     const d = await sample(box, ctx.api.port);
     progress(`${quality}: keys p50 ${String(keys.p50)} ms p95 ${String(keys.p95)} ms; scrolling ${SCROLL_S} s`);
     const area = { x: mark.x, y: mark.y, w: mark.width, h: Math.min(500, ctx.display.height - mark.y - 10) };
@@ -208,7 +216,9 @@ async function attached(ctx: Ctx, quality: string, round: number): Promise<Run> 
     const scroll = await probe(ctx.display, ['fps', area.x, area.y, area.w, area.h, SCROLL_S, 10]);
     const f = await sample(box, ctx.api.port);
     const memScrolled = rollup(box.pids());
-    const scrolled = !(await screenshot(ctx.display)).find(MARK, FIND);
+    const after = await screenshot(ctx.display);
+    const scrolled = !after.find(MARK, FIND);
+    if (values.shots) after.save(join(values.shots, `${quality}-${round}-scrolled.png`));
     progress(`${quality}: ${String(scroll.fps)} fps while scrolling; ${Math.round(memScrolled.rssKiB / 1024)} MiB RSS`);
     const throttled = box.throttled();
     return {

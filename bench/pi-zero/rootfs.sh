@@ -8,8 +8,10 @@ CACHE=${PIZ_CACHE:-/var/cache/hackstream-pi-zero}
 ROOT=$CACHE/rootfs-armel
 STAMP=$ROOT/.hackstream-ready
 # The client's packages: xpra pulls gtk3/python3-gi/cairo; the rest are its Recommends the
-# client uses (lz4 for rgb, pil for jpeg/png decode fallbacks, gi-cairo for drawing).
-PKGS=xpra,python3-gi-cairo,python3-pil,python3-lz4,python3-cryptography,python3-setproctitle,procps,ca-certificates
+# client uses (lz4 for rgb, pil for jpeg/png decode fallbacks, gi-cairo for drawing), and
+# openssl for the calibration. debootstrap does not resolve virtual packages: dbus-x11 stands
+# for dconf-service's dbus-session-bus.
+PKGS=xpra,python3-gi-cairo,python3-pil,python3-lz4,python3-setproctitle,dbus-x11,procps,ca-certificates,openssl
 
 log() { printf '[pi-zero %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -41,8 +43,14 @@ rm -rf "$ROOT"
 MIRROR=$(mirror)
 log "debootstrap armel bookworm (minbase + $PKGS) → $ROOT; takes several minutes under qemu"
 # Progress: debootstrap's own I: lines, one per stage/package batch.
-debootstrap --arch=armel --variant=minbase --include="$PKGS" bookworm "$ROOT" "$MIRROR" 2>&1 \
-  | grep --line-buffered -E '^(I|W|E):' | while read -r l; do log "$l"; done
+if ! debootstrap --arch=armel --variant=minbase --include="$PKGS" bookworm "$ROOT" "$MIRROR" 2>&1 \
+  | grep --line-buffered -E '^(I|W|E):' | while read -r l; do log "$l"; done; then
+  # Its resolver misses some dependencies (virtual packages); apt inside finishes the job.
+  log "debootstrap stopped (see $ROOT/debootstrap/debootstrap.log); finishing with apt-get -f install in the rootfs"
+  mount --bind /proc "$ROOT/proc"
+  chroot "$ROOT" bash -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -f --no-install-recommends' >&2 || true
+  umount "$ROOT/proc"
+fi
 [ -x "$ROOT/usr/bin/xpra" ] || { log "debootstrap finished without xpra"; exit 1; }
 chroot "$ROOT" xpra --version >&2
 touch "$STAMP"

@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 
-ensure_node_modules
+# A worktree whose node_modules is a link to another checkout's must not npm ci: npm would
+# empty the linked folder (ensure_node_modules compares package-lock.json's mtime, which a fresh
+# worktree checkout makes newer).
+if [ -L node_modules ]; then
+  [ -d node_modules/tsx ] || { log "node_modules links to $(readlink node_modules), which has no tsx; run npm ci there"; exit 1; }
+else
+  ensure_node_modules
+fi
 apt_install xvfb xdotool iproute2 debootstrap qemu-user-static binfmt-support python3-gi gir1.2-gtk-3.0
 ensure_sessions_stack
 
