@@ -12,7 +12,10 @@
  *   CPU: the box's cpuacct/cpu.stat over each window; bytes/s: tcp_info of the box's sockets.
  * Options: --qualities low,auto  --rounds 1  --keys 30  --scroll-seconds 15  --idle-seconds 10
  *   --settle 10  --quota-us N (skip the calibration)  --shots DIR (screenshots after typing and
- *   after scrolling)  --json. Progress on stderr.
+ *   after scrolling)  --variant 'NAME=PRESET OPTION...' (repeatable: a preset with more xpra
+ *   options appended, measured as NAME in the same rounds, to try options before changing
+ *   client/quality.ts; the word @native runs the host's amd64 xpra outside the box instead, as a
+ *   reference for what the server side delivers)  --json. Progress on stderr.
  * PIZ_ROOT: the armel rootfs (run.sh builds it with rootfs.sh).
  */
 import { execFile } from 'node:child_process';
@@ -33,7 +36,7 @@ import { PUBLIC_HOST } from '../../test/helpers/gateway.js';
 import { cleanupSessions, docker, testSessions } from '../../test/helpers/sessions.js';
 import { MARK, PAGES } from '../client/page.js';
 import { tcpBytesOf } from '../client/proc.js';
-import { createBox, rollup, type Box } from './cgroup.js';
+import { createBox, PERIOD_US, rollup, type Box } from './cgroup.js';
 import { report, type Calibration, type Run } from './report.js';
 
 const run = promisify(execFile);
@@ -47,6 +50,7 @@ const { values } = parseArgs({
     settle: { type: 'string', default: '10' },
     shots: { type: 'string' },
     'quota-us': { type: 'string' },
+    variant: { type: 'string', multiple: true },
     json: { type: 'boolean', default: false },
   },
 });
@@ -56,6 +60,14 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 const WRAPPER = join(HERE, 'xpra-armel');
 const PROBE = join(HERE, 'probe.py');
 const QUALITIES = values.qualities.split(',').filter(Boolean);
+/** name → the preset it starts from and the options appended (PIZ_XPRA_EXTRA, read by xpra-armel). */
+const VARIANTS = new Map(
+  (values.variant ?? []).map((v) => {
+    const [name = '', rest = ''] = v.split(/=(.*)/s);
+    const [preset = 'low', ...words] = rest.trim().split(/\s+/);
+    return [name, { preset, extra: words.filter((w) => w !== '@native'), native: words.includes('@native') }] as const;
+  }),
+);
 const ROUNDS = Number(values.rounds);
 const KEYS = Number(values.keys);
 const SCROLL_S = Number(values['scroll-seconds']);
@@ -105,10 +117,10 @@ async function aesKBps(box: Box, elapsed: boolean): Promise<number> {
  * check inside the box in wall-clock time (-elapsed, as sbc-bench measured the Pi).
  */
 async function calibrate(): Promise<Calibration> {
-  const full = createBox('hackstream-pi-zero-full', { memoryBytes: MEMORY, quotaUs: 100_000, cpu: CPU });
+  const full = createBox('hackstream-pi-zero-full', { memoryBytes: MEMORY, quotaUs: PERIOD_US, cpu: CPU });
   try {
     const fullKBps = await aesKBps(full, false);
-    const quotaUs = values['quota-us'] ? Number(values['quota-us']) : Math.min(100_000, Math.max(1000, Math.round((100_000 * PI_ZERO_AES_KBPS) / fullKBps)));
+    const quotaUs = values['quota-us'] ? Number(values['quota-us']) : Math.min(PERIOD_US, Math.max(1000, Math.round((PERIOD_US * PI_ZERO_AES_KBPS) / fullKBps)));
     const boxed = createBox('hackstream-pi-zero-calibrate', { memoryBytes: MEMORY, quotaUs, cpu: CPU });
     try {
       const boxedKBps = await aesKBps(boxed, true);
@@ -146,7 +158,7 @@ function window(a: Sample, b: Sample, quotaUs: number) {
     seconds: Math.round(s * 10) / 10,
     hostCorePct: Math.round(core * 1000) / 10,
     /** Share of the simulated Pi's CPU (the quota) used. */
-    piCpuPct: Math.round((core / (quotaUs / 100_000)) * 1000) / 10,
+    piCpuPct: Math.round((core / (quotaUs / PERIOD_US)) * 1000) / 10,
     downBps: Math.round((b.down - a.down) / s),
     upBps: Math.round((b.up - a.up) / s),
   };
@@ -183,11 +195,19 @@ interface Ctx {
 }
 
 async function attached(ctx: Ctx, quality: string, round: number): Promise<Run> {
-  const box = createBox(`hackstream-pi-zero-${quality}`, { memoryBytes: MEMORY, quotaUs: ctx.quotaUs, cpu: CPU });
+  const box = createBox('hackstream-pi-zero-client', { memoryBytes: MEMORY, quotaUs: ctx.quotaUs, cpu: CPU });
+  const variant = VARIANTS.get(quality);
   const t0 = performance.now();
-  const cli = spawnCli(['launch', 'browser', '--url', ctx.url, '--quality', quality], {
+  const cli = spawnCli(['launch', 'browser', '--url', ctx.url, '--quality', variant?.preset ?? quality], {
     home: ctx.home,
-    env: { DISPLAY: ctx.display.name, HACKSTREAM_XPRA: WRAPPER, PIZ_ROOT: ROOTFS, PIZ_CGROUP_PROCS: box.procsFiles.join(' ') },
+    env: {
+      DISPLAY: ctx.display.name,
+      HACKSTREAM_XPRA: WRAPPER,
+      PIZ_ROOT: ROOTFS,
+      PIZ_CGROUP_PROCS: variant?.native ? '' : box.procsFiles.join(' '),
+      PIZ_XPRA_EXTRA: variant?.extra.join(' ') ?? '',
+      PIZ_NATIVE: variant?.native ? '1' : '',
+    },
   });
   let id: string | undefined;
   try {
@@ -288,7 +308,7 @@ try {
     const token = (await api.login(USER.username, USER.password)).accessToken;
     const ctx: Ctx = { api, token, home, display, url: page.url, quotaUs: calibration.quotaUs };
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const q of QUALITIES) {
+      for (const q of [...QUALITIES, ...VARIANTS.keys()]) {
         progress(`round ${round}: attaching at ${q} (the armel client starts slowly under qemu)`);
         try {
           runs.push(await attached(ctx, q, round));

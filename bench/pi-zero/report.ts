@@ -1,5 +1,5 @@
 /* bench/pi-zero's Markdown (stdout without --json). */
-import type { Rollup } from './cgroup.js';
+import { PERIOD_US, type Rollup } from './cgroup.js';
 
 export interface Calibration {
   /** The published Pi Zero figure the quota is fitted to (openssl aes-256-cbc, 16 KiB blocks, kB/s). */
@@ -61,8 +61,8 @@ export function report(r: Result): string {
   const lines = [
     `Run of ${r.started}: ${r.machine.cpus}, ${r.machine.memoryGiB} GiB; load ${r.machine.loadAtStart} at the start, ${r.machine.loadAtEnd} at the end; ${r.machine.qemu}.`,
     '',
-    `Calibration: the armel \`openssl speed -elapsed -evp aes-256-cbc\` (16 KiB blocks) under qemu-user did ${c.fullCoreKBps.toFixed(0)} kB/s on one whole host core; ` +
-      `a Pi Zero does ${c.piZeroKBps} kB/s, so the box gets ${c.quotaUs} µs per 100 ms (${(c.quotaUs / 1000).toFixed(1)} % of one host core); inside it openssl did ${c.boxedKBps.toFixed(0)} kB/s.`,
+    `Calibration: the armel \`openssl speed -evp aes-256-cbc\` (16 KiB blocks) under qemu-user did ${c.fullCoreKBps.toFixed(0)} kB/s per CPU second of a host core; ` +
+      `a Pi Zero does ${c.piZeroKBps} kB/s (sbc-bench, \`-elapsed\`), so the box gets ${c.quotaUs} µs per ${PERIOD_US / 1000} ms (${((100 * c.quotaUs) / PERIOD_US).toFixed(1)} % of one host core); inside the box \`-elapsed\` gave ${c.boxedKBps.toFixed(0)} kB/s.`,
     '',
     '| preset | RSS / PSS settled (MiB) | RSS / PSS after scrolling (MiB) | box peak (MiB, incl. page cache) | swap (box bytes / smaps KiB) | fps scrolling | key→pixel p50 / p95 (ms) | CPU % of the simulated core idle / keys / scroll | kB/s down idle / keys / scroll | attach → page (s) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
