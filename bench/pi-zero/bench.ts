@@ -312,6 +312,8 @@ try {
         progress(`round ${round}: attaching at ${q} (the armel client starts slowly under qemu)`);
         try {
           runs.push(await attached(ctx, q, round));
+          // Each run's figures as they come, so a run stopped half-way still leaves them.
+          progress(`result ${JSON.stringify(runs.at(-1))}`);
         } catch (err) {
           progress(`${q} round ${round} failed: ${(err as Error).message}`);
         }
