@@ -283,6 +283,13 @@ async function attached(ctx: Ctx, quality: string, round: number): Promise<Run> 
 const base = testSessions({ instanceId: 'hs-bench-pi-zero', network: { name: 'hs-bench-pi-zero', bridge: 'hsb-pizero0' } });
 let display: Display | undefined;
 let page: { url: string; close(): Promise<void> } | undefined;
+// Stopped by hand (runs can be long under qemu): still take down the Xvfb and the sessions.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    display?.close();
+    void cleanupSessions(base).finally(() => process.exit(130));
+  });
+}
 try {
   const started = new Date();
   const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
