@@ -13,7 +13,7 @@
 export const QUALITY_PRESETS = {
   low: [
     '--encoding=rgb', '--encodings=rgb,jpeg', '--quality=35', '--min-quality=20', '--speed=50', '--min-speed=20', '--auto-refresh-delay=0', '--opengl=no',
-    '--tray=no', '--system-tray=no', '--notifications=no', '--speaker=no', '--microphone=no', '--webcam=no', '--printing=no', '--xsettings=no', '--bell=no', '--av-sync=no',
+    '--tray=no', '--system-tray=no', '--notifications=no', '--webcam=no', '--printing=no', '--xsettings=no', '--bell=no', '--av-sync=no',
   ],
   auto: [],
   high: ['--quality=90', '--min-quality=70', '--speed=30'],

@@ -28,7 +28,8 @@ describe('cli --quality', () => {
       assert.ok(o.includes('--auto-refresh-delay=0'));
       assert.ok(!o.some((x) => x.startsWith('--bandwidth-limit=')));
       assert.ok(o.includes('--opengl=no'));
-      for (const off of ['--tray=no', '--notifications=no', '--speaker=no', '--microphone=no', '--webcam=no', '--printing=no']) assert.ok(o.includes(off), off);
+      for (const off of ['--tray=no', '--notifications=no', '--webcam=no', '--printing=no']) assert.ok(o.includes(off), off);
+      // Sound is the audio switch's (attach.ts audioOptions): disabled unless --audio, whatever the preset.
       const quality = Number(o.find((x) => x.startsWith('--quality='))?.split('=')[1]);
       assert.ok(quality >= 30 && quality <= 40, `quality ${quality}`);
       // bench/client: speed 90 / min-speed 70 sent over 10x the bytes of speed 30–50 while scrolling.
