@@ -1,8 +1,10 @@
 # Shared helpers for the start and test scripts. Sourced, not run.
 log() { printf '[hackstream] %s\n' "$*" >&2; }
 
-# Installs node_modules when missing or older than package-lock.json.
+# Installs node_modules when missing or older than package-lock.json. A node_modules that is a
+# symlink (a git worktree sharing another checkout's) is left alone: npm ci would empty the other.
 ensure_node_modules() {
+  [ -L node_modules ] && return 0
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     log "installing npm dependencies (npm ci)…"
     npm ci --no-audit --no-fund
