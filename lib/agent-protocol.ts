@@ -83,6 +83,7 @@ export const sessionPolicySchema = z
     webcam: z.boolean(),
     downloads: z.boolean(),
     fileUrls: z.boolean(),
+    downloadMaxMb: z.number().int().min(1).max(100).optional(),
   })
   .strict();
 

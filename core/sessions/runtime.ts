@@ -16,6 +16,8 @@ export interface SessionPolicy {
   downloads: boolean;
   /** Firefox may open file:// URLs. */
   fileUrls: boolean;
+  /** The largest download sent to the client (MB); the image's default (100) when absent. */
+  downloadMaxMb?: number;
 }
 
 export interface SessionLimits {
