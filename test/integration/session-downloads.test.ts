@@ -22,6 +22,10 @@ import { LABELS } from '../../core/sessions/runtime.js';
 
 const FILE = randomBytes(300 * 1024);
 const SHA = createHash('sha256').update(FILE).digest('hex');
+/** Over the 1 MB cap of the third case. */
+const BIG = randomBytes(1536 * 1024);
+/** What /report.bin serves (each case sets it). */
+let served = FILE;
 const hostIp = hostAddress();
 const USER = { username: 'downloads-user', password: 'Downloads-User-Password-42' };
 
@@ -35,8 +39,8 @@ async function servePage(): Promise<typeof page> {
   const server = http.createServer((req, res) => {
     if (req.url === '/report.bin') {
       hits++;
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-disposition': 'attachment; filename="report.bin"', 'content-length': FILE.length });
-      res.end(FILE);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-disposition': 'attachment; filename="report.bin"', 'content-length': served.length });
+      res.end(served);
       return;
     }
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -82,10 +86,17 @@ after(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-for (const allowed of [true, false]) {
-  describe(`downloads with the policy ${allowed ? 'on' : 'off'}`, () => {
+const CASES = [
+  { name: 'the policy on', policy: { fileTransfer: true, downloads: true }, file: FILE, expect: 'arrives' },
+  { name: 'the policy off', policy: { fileTransfer: true, downloads: false }, file: FILE, expect: 'blocked' },
+  { name: 'a file over the cap', policy: { fileTransfer: true, downloads: true, downloadMaxMb: 1 }, file: BIG, expect: 'too-large' },
+] as const;
+
+for (const c of CASES) {
+  const allowed = c.expect !== 'blocked';
+  describe(`downloads with ${c.name}`, () => {
     const base = testSessions();
-    const sessions = { ...base, network: { ...base.network, allow: [`${hostIp}/32`] }, policy: { fileTransfer: true, downloads: allowed } };
+    const sessions = { ...base, network: { ...base.network, allow: [`${hostIp}/32`] }, policy: c.policy };
     let api: TestApi;
     before(async () => {
       api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
@@ -96,7 +107,13 @@ for (const allowed of [true, false]) {
       await cleanupSessions(sessions);
     });
 
-    it(allowed ? 'the downloaded file arrives on the client byte for byte' : "Firefox's download is blocked and nothing arrives", { timeout: 240_000 }, async () => {
+    const title = {
+      arrives: 'the downloaded file arrives on the client byte for byte',
+      blocked: "Firefox's download is blocked and nothing arrives",
+      'too-large': 'the download stays in the session with a note why, and nothing arrives',
+    }[c.expect];
+    it(title, { timeout: 240_000 }, async () => {
+      served = c.file;
       const saveTo = mkdtempSync(join(tmpdir(), 'hs-downloads-client-'));
       dirs.push(saveTo);
       const token = (await api.login(USER.username, USER.password)).accessToken;
@@ -106,7 +123,18 @@ for (const allowed of [true, false]) {
         await waitForSession(api, token, s.session_id, (v) => { assert.ok(!client.exited(), `the client exited: ${client.output()}`); return v.state === 'connected'; }, 90_000).catch((err: Error) => {
           throw new Error(`${err.message}; the client said: ${client.output()}`);
         });
-        if (allowed) {
+        if (c.expect === 'too-large') {
+          const note = await until(
+            async () => {
+              const r = await execIn(sessions.instanceId, s.session_id, ['/bin/bash', '-c', 'cat /tmp/hs/home/Web-Downloads/report.bin.not-sent.txt 2>/dev/null || true']);
+              return r.out.trim() || undefined;
+            },
+            120_000,
+            'no note that the file was not sent',
+          );
+          assert.match(note, /report\.bin is \d+ bytes, over the 1 MB download limit: not sent to the client/);
+          assert.deepEqual(readdirSync(saveTo), [], 'nothing arrived on the client');
+        } else if (allowed) {
           const got = await until(
             async () => {
               const f = join(saveTo, 'report.bin');
