@@ -18,7 +18,7 @@ DOWNLOADS = os.environ.get("HS_WEB_DOWNLOADS", "/tmp/hs/home/Web-Downloads")
 SOCKET_DIR = "/tmp/hs/xpra"
 DISPLAY = ":100"
 SCAN_S = 0.5
-SENT_MARK = ".not-sent.txt"
+NOT_SENT_NOTE = ".not-sent.txt"
 
 
 def max_bytes():
@@ -38,7 +38,7 @@ def complete_files(names):
     out = []
     present = set(names)
     for name in names:
-        if name.endswith(".part") or name.endswith(SENT_MARK) or name + ".part" in present:
+        if name.endswith(".part") or name.endswith(NOT_SENT_NOTE) or name + ".part" in present:
             continue
         try:
             st = os.lstat(os.path.join(DOWNLOADS, name))
@@ -54,9 +54,9 @@ def send(path):
     env = dict(os.environ, PATH="/usr/bin:/bin")
     r = subprocess.run(
         ["/usr/bin/xpra", "control", DISPLAY, "--socket-dirs=" + SOCKET_DIR, "send-file", path, "noopen", "*"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False,
     )
-    return r.returncode == 0, r.stdout.decode("utf8", "replace").strip().splitlines()[-1:] or [""]
+    return r.returncode == 0
 
 
 def main():
@@ -80,13 +80,13 @@ def main():
                 done.add(key)
                 why = "%s is %d bytes, over the %d MB download limit: not sent to the client" % (name, size, limit // 1048576)
                 log("refused", file=name, size=size, limitMb=limit // 1048576)
-                with open(path + SENT_MARK, "w") as f:
+                with open(path + NOT_SENT_NOTE, "w") as f:
                     f.write(why + "\n")
                 continue
             try:
-                ok, last = send(path)
-            except (OSError, subprocess.SubprocessError) as e:
-                ok, last = False, [str(e)]
+                ok = send(path)
+            except (OSError, subprocess.SubprocessError):
+                ok = False
             if ok:
                 done.add(key)
                 log("sent", file=name, size=size)
