@@ -65,9 +65,11 @@ export class Reaper {
     try {
       const now = Date.now();
       const rows = await this.deps.dataSource.getRepository(SessionEntity).find({ where: { instanceId: this.deps.instanceId, endedAt: IsNull(), state: In(RUNNING) } });
+      const due = new Set<string>();
       for (const row of rows) {
         const reason = dueReason(row, now);
         if (!reason) continue;
+        due.add(row.id);
         await this.t
           .withLock(row.id, async () => {
             // Looked at again under the lock: a client may have attached, or the session ended.
@@ -77,7 +79,7 @@ export class Reaper {
           })
           .catch((err: unknown) => this.t.log.warn({ err: (err as Error).message, sessionId: row.id, reason }, 'stopping a due session failed; will retry'));
       }
-      await this.stopInputIdle(rows);
+      await this.stopInputIdle(rows.filter((r) => !due.has(r.id)));
       await this.pool.fill();
     } catch (err) {
       this.t.log.warn({ err: (err as Error).message }, 'session sweep failed; will retry');
