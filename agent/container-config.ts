@@ -91,6 +91,7 @@ function sessionEnv(spec: SessionSpec, port: number): string[] {
     `HS_DOWNLOADS=${flag(p.downloads)}`,
     `HS_FILE_URLS=${flag(p.fileUrls)}`,
   ];
+  if (p.downloadMaxMb !== undefined) env.push(`HS_DOWNLOAD_MAX_MB=${p.downloadMaxMb}`);
   if (spec.url) env.push(`HS_URL=${spec.url}`);
   return env;
 }

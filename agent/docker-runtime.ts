@@ -21,6 +21,7 @@ import { checkLimits, MB, sessionContainerConfig } from './container-config.js';
 import { ContainerStartError, NotOwnedError } from './errors.js';
 import { ExitWatcher } from './docker-events.js';
 import { ensureImage, imageTag } from './image.js';
+import { parseXpraActivity } from './xpra-info.js';
 import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, firewallApplied, NetworkIsolationError, type NetworkOptions } from './network.js';
 import {
   LABELS,
@@ -28,6 +29,7 @@ import {
   type ContainerExit,
   type ProgressFn,
   type RuntimeContainer,
+  type SessionActivity,
   type SessionLimits,
   type SessionRuntime,
   type SessionSpec,
@@ -68,6 +70,15 @@ const DEFAULT_READY_TIMEOUT_MS = 60_000;
 /** Engine calls other than create's wait and exec get this long before we call the engine hung. */
 const CALL_TIMEOUT_MS = 30_000;
 const LOG_TAIL = 20;
+/**
+ * The session user's `xpra info` on the session's own socket, filtered to the lines activity
+ * reads (agent/xpra-info.ts). A fixed command: the activity method runs nothing else.
+ */
+const XPRA_ACTIVITY_CMD = [
+  '/bin/bash',
+  '-c',
+  'set -o pipefail; PATH=/usr/bin:/bin /usr/bin/xpra info --socket-dirs=/tmp/hs/xpra :100 2>/dev/null | { grep -E "^(clients=|client\\.([0-9]+\\.)?idle_time=)" || true; }',
+];
 
 /**
  * Writes the session's TLS key to the container's stdin and closes it (the container is
@@ -205,6 +216,15 @@ export class DockerRuntime implements SessionRuntime {
       await this.exec(containerId, ['/usr/local/bin/hs-open', url]);
     }
     this.log.info({ containerId, userId, limits }, 'pool container claimed');
+  }
+
+  /** The session's attached xpra clients and the seconds since their latest input. */
+  async activity(containerId: string): Promise<SessionActivity> {
+    const info = await this.owned(containerId);
+    if (!info?.State.Running) throw new Error('the session container is not running');
+    const r = await this.call(() => execInContainer(this.docker, containerId, XPRA_ACTIVITY_CMD, { user: '1000:1000', timeoutMs: 10_000 }));
+    if (r.exitCode !== 0) throw new Error(`xpra info exited with code ${r.exitCode}`);
+    return parseXpraActivity(r.output);
   }
 
   async remove(containerId: string): Promise<void> {

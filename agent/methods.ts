@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../lib/log.js';
 import { AGENT_PROTOCOL_VERSIONS, type AgentLimits, type AgentMethod, type AgentParams, type AgentResults } from '../lib/agent-protocol.js';
-import { RuntimeUnavailableError, type RuntimeContainer, type SessionRuntime, type SessionSpec } from '../core/sessions/runtime.js';
+import { RuntimeUnavailableError, type RuntimeContainer, type SessionActivity, type SessionRuntime, type SessionSpec } from '../core/sessions/runtime.js';
 import type { ContainerUsage, RuntimeStatus } from './docker-runtime.js';
 import { AgentError, ContainerStartError } from './errors.js';
 import { checkContainerLimits, Ledger } from './limits.js';
@@ -19,6 +19,7 @@ export interface AgentEngine extends SessionRuntime {
   create(spec: SessionSpec, opts?: { signal?: AbortSignal; profileSource?: string }): Promise<RuntimeContainer>;
   usage(): Promise<ContainerUsage[]>;
   status(): Promise<RuntimeStatus>;
+  activity(containerId: string): Promise<SessionActivity>;
 }
 
 /** A profile change the agent made, for its audit trail. */
@@ -86,6 +87,7 @@ export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVers
       return {};
     },
     list: async () => ({ containers: await engine.list() }),
+    activity: (p) => engine.activity(p.containerId),
     async profileEnsure(p) {
       const r = await profileStore().ensure(p.userId, p.sizeMb);
       if (r.created) profiles?.audit({ action: 'profile_created', userId: p.userId, details: { sizeMb: r.usage.sizeMb } });

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { ApiClient } from './api.js';
 import { CliError, EXIT } from './errors.js';
@@ -68,9 +68,27 @@ export function xpraArgs(c: Connect, dialHost: string, files: { ca: string; toke
   ];
 }
 
+/**
+ * Files the session sends (its downloads, when its policy allows them: docs/downloads.md) are
+ * saved, never opened, and never asked about: xpra's file transfer on, opening files off.
+ */
+export function fileTransferOptions(): string[] {
+  return ['--file-transfer=yes', '--open-files=no'];
+}
+
+/**
+ * Where xpra saves the files the session sends: HACKSTREAM_DOWNLOAD_DIR, else
+ * ~/Downloads/HackStream (created, 0700). xpra 3.1's client reads only XPRA_DOWNLOAD_DIR.
+ */
+export function downloadDir(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.HACKSTREAM_DOWNLOAD_DIR || join(homedir(), 'Downloads', 'HackStream');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
 function runXpra(xpra: string, args: string[]): Promise<number> {
   // Debian's xpra first: pyenv and friends put a foreign python3 ahead of /usr/bin.
-  const env = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` };
+  const env = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}`, XPRA_DOWNLOAD_DIR: downloadDir() };
   return new Promise((resolve, reject) => {
     const child = spawn(xpra, args, { stdio: ['ignore', 'inherit', 'inherit'], env });
     const forward = (sig: NodeJS.Signals) => child.kill(sig);
@@ -177,7 +195,7 @@ function prepareRun(dir: string, c: Connect, st: AttachState): string[] {
   const files = { ca: join(dir, 'ca.pem'), token: join(dir, 'token') };
   writeFileSync(files.ca, c.ca_cert, { mode: 0o600 });
   writeFileSync(files.token, c.token, { mode: 0o600 });
-  return xpraArgs(c, st.dialHost ?? c.host, files, st.quality, st.audio ?? false);
+  return [...xpraArgs(c, st.dialHost ?? c.host, files, st.quality, st.audio ?? false), ...fileTransferOptions()];
 }
 
 /**
@@ -187,10 +205,11 @@ function prepareRun(dir: string, c: Connect, st: AttachState): string[] {
  * The shell runs xpra and calls `hackstream __resume <xpra exit code>` when it exits.
  */
 function handOff(dir: string, xpra: string, c: Connect, st: AttachState): never {
-  const args = prepareRun(dir, c, { ...st, started: Date.now() });
-  if ([xpra, ...args].some((a) => a.includes('\n'))) throw new CliError(EXIT.FAILURE, 'an xpra argument contains a line break');
+  // The shell runs the lines as a command: env sets xpra's download folder (see downloadDir).
+  const args = ['/usr/bin/env', `XPRA_DOWNLOAD_DIR=${downloadDir()}`, xpra, ...prepareRun(dir, c, { ...st, started: Date.now() })];
+  if (args.some((a) => a.includes('\n'))) throw new CliError(EXIT.FAILURE, 'an xpra argument contains a line break');
   writeFileSync(join(dir, 'state.json'), JSON.stringify({ ...st, started: Date.now() } satisfies AttachState), { mode: 0o600 });
-  writeFileSync(join(dir, 'xpra.args'), `${[xpra, ...args].join('\n')}\n`, { mode: 0o600 });
+  writeFileSync(join(dir, 'xpra.args'), `${args.join('\n')}\n`, { mode: 0o600 });
   throw new HandOff();
 }
 

@@ -41,7 +41,7 @@ export const AGENT_ERROR_CODES = [
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
-export const AGENT_METHODS = ['hello', 'status', 'prepare', 'create', 'allowToken', 'claim', 'remove', 'list', 'profileEnsure', 'profileUsage', 'profileDelete'] as const;
+export const AGENT_METHODS = ['hello', 'status', 'prepare', 'create', 'allowToken', 'claim', 'remove', 'list', 'profileEnsure', 'profileUsage', 'profileDelete', 'activity'] as const;
 export type AgentMethod = (typeof AGENT_METHODS)[number];
 
 // ---- building blocks ------------------------------------------------------------------
@@ -83,6 +83,7 @@ export const sessionPolicySchema = z
     webcam: z.boolean(),
     downloads: z.boolean(),
     fileUrls: z.boolean(),
+    downloadMaxMb: z.number().int().min(1).max(100).optional(),
   })
   .strict();
 
@@ -143,6 +144,9 @@ export const claimParams = z
 
 export const removeParams = z.object({ containerId: containerIdSchema }).strict();
 
+/** activity: a session container's xpra clients and their last input (nothing else is asked of it). */
+export const activityParams = z.object({ containerId: containerIdSchema }).strict();
+
 export const profileEnsureParams = z.object({ userId: profileUserId, sizeMb: profileMb }).strict();
 export const profileUserParams = z.object({ userId: profileUserId }).strict();
 
@@ -158,6 +162,7 @@ export const PARAMS = {
   profileEnsure: profileEnsureParams,
   profileUsage: profileUserParams,
   profileDelete: profileUserParams,
+  activity: activityParams,
 } as const satisfies Record<AgentMethod, z.ZodType>;
 
 export type AgentParams = { [M in AgentMethod]: z.output<(typeof PARAMS)[M]> };
@@ -238,6 +243,17 @@ export const profileUsageSchema = z
   .strict();
 export type ProfileUsage = z.output<typeof profileUsageSchema>;
 
+/**
+ * What xpra says of a session's clients: how many are attached, and the seconds since the
+ * most recent input (keyboard, pointer) of any of them; null when none is attached.
+ */
+export const sessionActivitySchema = z
+  .object({
+    clients: z.number().int().min(0).max(1000),
+    idleSeconds: z.number().int().min(0).max(10 * 365 * 86_400).nullable(),
+  })
+  .strict();
+
 export const RESULTS = {
   hello: z
     .object({
@@ -259,6 +275,7 @@ export const RESULTS = {
   profileUsage: z.object({ usage: profileUsageSchema.nullable() }).strict(),
   /** deleted false: there was none. */
   profileDelete: z.object({ deleted: z.boolean() }).strict(),
+  activity: sessionActivitySchema,
 } as const satisfies Record<AgentMethod, z.ZodType>;
 
 export type AgentResults = { [M in AgentMethod]: z.output<(typeof RESULTS)[M]> };

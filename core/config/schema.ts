@@ -131,6 +131,11 @@ export const sessionsSchema = z
         webcam: onOff(false),
         downloads: onOff(true),
         fileUrls: onOff(false),
+        /**
+         * The largest download sent to the client, in MB (docs/downloads.md). At most 100:
+         * xpra 3.1's own file-size-limit on both ends.
+         */
+        downloadMaxMb: z.number().int().min(1).max(100).default(100),
       })
       .strict()
       .prefault({}),

@@ -29,6 +29,7 @@ import {
   type ContainerExit,
   type ProgressFn,
   type RuntimeContainer,
+  type SessionActivity,
   type SessionLimits,
   type SessionRuntime,
   type SessionSpec,
@@ -156,6 +157,11 @@ export class AgentRuntime implements SessionRuntime {
 
   async profileDelete(userId: string): Promise<boolean> {
     return (await this.call('profileDelete', { userId })).deleted;
+  }
+
+  /** The session's xpra clients and their last input (the reaper's input idleness). */
+  activity(containerId: string): Promise<SessionActivity> {
+    return this.call('activity', { containerId });
   }
 
   /** Engine, image, network and firewall as the agent sees them (for /ready). */

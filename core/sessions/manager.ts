@@ -75,7 +75,8 @@ export class SessionManager {
     this.launcher = new Launcher(this.t, this.pool, { config, instanceId, quotas: deps.quotas, audit: deps.audit, certs: deps.certs, prep: this.prep });
     this.tokens = new ConnectTokens({ config, publicHost: deps.publicHost, connectPort: deps.connectPort, kv: deps.kv, runtime, routes: deps.routes, audit: deps.audit, caPem: deps.certs.caPem });
     this.attach = new AttachTracker(this.t, deps.tunnels);
-    this.reaper = new Reaper(this.t, this.pool, { instanceId, dataSource, sweepIntervalMs: config.sweepIntervalMs });
+    const activity = runtime.activity ? { activity: runtime.activity.bind(runtime) } : undefined;
+    this.reaper = new Reaper(this.t, this.pool, { instanceId, dataSource, sweepIntervalMs: config.sweepIntervalMs, ...(activity ? { activity } : {}) });
     this.reconciler = new Reconciler(this.t, this.pool, this.attach, {
       instanceId,
       dataSource,

@@ -16,6 +16,8 @@ export interface SessionPolicy {
   downloads: boolean;
   /** Firefox may open file:// URLs. */
   fileUrls: boolean;
+  /** The largest download sent to the client (MB); the image's default (100) when absent. */
+  downloadMaxMb?: number;
 }
 
 export interface SessionLimits {
@@ -74,6 +76,13 @@ export interface ContainerExit {
 
 export type ProgressFn = (line: string) => void;
 
+/** A session's attached clients as its xpra server sees them (the reaper's input idleness). */
+export interface SessionActivity {
+  clients: number;
+  /** Seconds since the latest keyboard or pointer input of any attached client; null with none attached. */
+  idleSeconds: number | null;
+}
+
 export interface SessionRuntime {
   /**
    * Checks the engine, builds the image when it is missing (reporting progress) and sets up
@@ -102,6 +111,11 @@ export interface SessionRuntime {
    * for an operator when not. Optional: a runtime without it is taken as able.
    */
   status?(): Promise<{ ready: boolean; reason: string | null }>;
+  /**
+   * The session's attached clients and their last input, from xpra. Optional: without it the
+   * reaper times out only sessions with no client attached.
+   */
+  activity?(containerId: string): Promise<SessionActivity>;
   /** Called when one of this instance's containers exits (crash, OOM, stop). */
   onExit(listener: (exit: ContainerExit) => void): () => void;
   close(): Promise<void>;

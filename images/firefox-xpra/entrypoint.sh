@@ -128,6 +128,11 @@ fi
 XPRA_DOWNLOAD_DIR="$HS/home/Downloads" xpra "${xpra_args[@]}" &
 XPRA_PID=$!
 
+# Downloads reach the attached client through xpra's file transfer (hs-downloads.py).
+if [ "$HS_DOWNLOADS" = 1 ] && [ "$HS_FILE_TRANSFER" = 1 ]; then
+  python3 /usr/local/lib/hackstream/hs-downloads.py &
+fi
+
 # docker stop: let xpra say goodbye to its client, but never for longer than about a second
 # (the session is ephemeral; nothing needs saving).
 on_term() {

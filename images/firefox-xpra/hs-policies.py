@@ -10,6 +10,9 @@ import sys
 HOME = os.environ.get("HOME", "/tmp/hs/home")
 # An existing folder nobody can write (the root FS is read-only): downloads fail there.
 NO_DOWNLOADS_DIR = "/usr/share/hackstream/no-downloads"
+# Firefox's downloads, apart from ~/Downloads (where files the client sends land), so that
+# hs-downloads sends the client only what came from the web.
+WEB_DOWNLOADS_DIR = os.path.join(HOME, "Web-Downloads")
 
 
 def on(name):
@@ -67,7 +70,7 @@ def policies():
         "AllowFileSelectionDialogs": on("HS_FILE_TRANSFER") or file_urls,
         "PromptForDownloadLocation": False,
         "StartDownloadsInTempDirectory": False,
-        "DownloadDirectory": os.path.join(HOME, "Downloads") if downloads else NO_DOWNLOADS_DIR,
+        "DownloadDirectory": WEB_DOWNLOADS_DIR if downloads else NO_DOWNLOADS_DIR,
     }
     if not file_urls:
         # Also covers view-source:file:// (the filter checks the inner URL).
@@ -76,5 +79,7 @@ def policies():
 
 
 if __name__ == "__main__":
+    if on("HS_DOWNLOADS"):
+        os.makedirs(WEB_DOWNLOADS_DIR, mode=0o700, exist_ok=True)
     json.dump(policies(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

@@ -10,6 +10,7 @@ import {
   RuntimeUnavailableError,
   type ContainerExit,
   type RuntimeContainer,
+  type SessionActivity,
   type SessionLimits,
   type SessionRuntime,
   type SessionSpec,
@@ -34,9 +35,11 @@ export interface FakeContainer extends RuntimeContainer {
   limits: SessionLimits;
   claimedBy: string | null;
   tokens: string[];
+  /** What activity() answers for it (as xpra would): default no client attached. */
+  activity: SessionActivity;
 }
 
-export type FakeCall = 'prepare' | 'create' | 'claim' | 'allowToken' | 'remove' | 'list';
+export type FakeCall = 'prepare' | 'create' | 'claim' | 'allowToken' | 'remove' | 'list' | 'activity';
 
 export class FakeRuntime implements SessionRuntime {
   readonly containers = new Map<string, FakeContainer>();
@@ -81,6 +84,7 @@ export class FakeRuntime implements SessionRuntime {
       limits: spec.limits,
       claimedBy: null,
       tokens: [],
+      activity: { clients: 0, idleSeconds: null },
     };
     this.containers.set(c.containerId, c);
     return this.view(c);
@@ -111,6 +115,12 @@ export class FakeRuntime implements SessionRuntime {
     this.calls.push({ method: 'list' });
     this.check('list');
     return [...this.containers.values()].map((c) => this.view(c));
+  }
+
+  async activity(containerId: string): Promise<SessionActivity> {
+    this.calls.push({ method: 'activity', containerId });
+    this.check('activity');
+    return { ...this.running(containerId).activity };
   }
 
   onExit(listener: (exit: ContainerExit) => void): () => void {
@@ -145,6 +155,7 @@ export class FakeRuntime implements SessionRuntime {
       limits: { memoryMb: 256, cpus: 1, pids: 64 },
       claimedBy: null,
       tokens: [],
+      activity: { clients: 0, idleSeconds: null },
     };
     this.containers.set(c.containerId, c);
     return c;

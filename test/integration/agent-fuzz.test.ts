@@ -54,6 +54,7 @@ const validParams = (): Record<string, Record<string, Json>> => ({
   profileEnsure: { userId: randomUUID(), sizeMb: 64 },
   profileUsage: { userId: randomUUID() },
   profileDelete: { userId: randomUUID() },
+  activity: { containerId: 'a'.repeat(64) },
 });
 
 /** One field out of range (or a key too many) per method; every one must be refused. */
@@ -115,6 +116,12 @@ const MUTATIONS: Record<string, Mutation[]> = {
     [['containerId'], ''],
     [['containerId'], { $ne: null }],
     [['force'], true],
+  ],
+  // Two numbers back, nothing to run: a command, a user or a path is a key too many.
+  activity: [
+    [['containerId'], '../../etc'],
+    [['cmd'], ['id']],
+    [['user'], 'root'],
   ],
   // A profile is named by a user id that must be a uuid; its size is bounded twice.
   profileEnsure: [

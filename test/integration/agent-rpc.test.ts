@@ -153,6 +153,7 @@ describe('agent RPC (real socket, engine, image, audit table)', () => {
     assert.equal(c.pooled, true);
     assert.ok(c.upstream && net.isIPv4(c.upstream.host));
     assert.ok((await client.list()).some((x) => x.containerId === c.containerId && x.running));
+    assert.deepEqual(await client.activity(c.containerId), { clients: 0, idleSeconds: null }, 'xpra answers activity: nobody attached');
     const hash = createHash('sha256').update('a connect token').digest('hex');
     await client.allowToken(c.containerId, hash, new Date(Date.now() + 30_000));
     await client.claim(c.containerId, 'user-2', 'https://example.org/', { memoryMb: 768, cpus: 1, pids: 200 });
@@ -213,6 +214,14 @@ describe('agent RPC (real socket, engine, image, audit table)', () => {
         code: 'NOT_OWNED',
         action: 'authz_fail',
         target: 'allowToken',
+      },
+      { desc: 'activity of a foreign container', line: JSON.stringify({ v: 1, id: 6, method: 'activity', params: { containerId: foreignId } }), code: 'NOT_OWNED', action: 'authz_fail', target: 'activity' },
+      {
+        desc: 'activity with a command to run',
+        line: JSON.stringify({ v: 1, id: 7, method: 'activity', params: { containerId: foreignId, cmd: ['id'] } }),
+        code: 'VALIDATION_FAILED',
+        action: 'input_validation_fail',
+        target: 'activity',
       },
       { desc: 'removing a foreign container', line: JSON.stringify({ v: 1, id: 4, method: 'remove', params: { containerId: foreignId } }), code: 'NOT_OWNED', action: 'authz_fail', target: 'remove' },
       {

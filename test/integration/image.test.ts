@@ -305,7 +305,7 @@ describe('session image', { timeout: 15 * 60_000 }, () => {
 
     it('switches downloads and file:// the other way', async () => {
       const p = await policiesOf(['HS_DOWNLOADS=1', 'HS_FILE_URLS=1', 'HS_PRINTING=0']);
-      assert.equal(p.DownloadDirectory, '/tmp/hs/home/Downloads');
+      assert.equal(p.DownloadDirectory, '/tmp/hs/home/Web-Downloads');
       assert.equal(p.WebsiteFilter, undefined);
       assert.equal(p.PrintingEnabled, false);
     });

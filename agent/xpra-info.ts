@@ -1,0 +1,25 @@
+/*
+ * Reading a session's activity from `xpra info` (xpra 3.1): `clients=N` counts the attached
+ * clients (the info request itself excluded); each client's `idle_time` is the whole seconds
+ * since its last keyboard or pointer event (xpra/server/source/idle_mixin.py). With one client
+ * the key is `client.idle_time`, with several `client.<i>.idle_time`.
+ */
+import type { SessionActivity } from '../core/sessions/runtime.js';
+
+/** The info lines activity needs (a filter for the exec: the full dump runs to thousands of lines). */
+export const ACTIVITY_LINE = /^(?:clients=\d+|client\.(?:\d+\.)?idle_time=\d+)$/;
+
+/** The activity in `xpra info` output; throws when it does not say how many clients are attached. */
+export function parseXpraActivity(output: string): SessionActivity {
+  let clients: number | undefined;
+  let idleSeconds: number | null = null;
+  for (const raw of output.split('\n')) {
+    const line = raw.trim();
+    if (!ACTIVITY_LINE.test(line)) continue;
+    const value = Number(line.slice(line.indexOf('=') + 1));
+    if (line.startsWith('clients=')) clients = value;
+    else idleSeconds = idleSeconds === null ? value : Math.min(idleSeconds, value);
+  }
+  if (clients === undefined) throw new Error('xpra info did not report its clients');
+  return { clients, idleSeconds: clients > 0 ? idleSeconds : null };
+}
