@@ -126,6 +126,9 @@ async function withApi<T>(cfg: typeof sessions, fn: (api: TestApi, token: string
     return await fn(api, (await api.login('bench', 'bench-password-1')).accessToken);
   } finally {
     await api.close();
+    // Its containers go with it: the next phase's control plane (another image, another CA)
+    // would otherwise adopt this one's pool container, whose certificate it cannot verify.
+    await cleanupSessions(cfg);
   }
 }
 
