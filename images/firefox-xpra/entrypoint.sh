@@ -53,8 +53,15 @@ chmod 0755 "$HS/firefox-policies"
 # JS, ~18 MB) stay in the image, read-only and shared by every container's page cache; the
 # profile's startupCache is a link to them (Firefox cannot rewrite them there, and need not:
 # same build).
-cp -R --preserve=mode,timestamps /usr/share/hackstream/profile "$HS/profile" || fail "cannot seed the Firefox profile"
-ln -s /usr/share/hackstream/startup-cache "$HS/profile/startupCache"
+# A persistent profile (profile "persist": the owner's volume, already mounted at $HS/profile) is
+# not seeded: it is the user's own, with its own keys, made by Firefox at its first start; it
+# only gets the link to the shared start-up caches once (it keeps the link across sessions).
+if mountpoint -q "$HS/profile" 2>/dev/null; then
+  [ -e "$HS/profile/startupCache" ] || ln -s /usr/share/hackstream/startup-cache "$HS/profile/startupCache"
+else
+  cp -R --preserve=mode,timestamps /usr/share/hackstream/profile "$HS/profile" || fail "cannot seed the Firefox profile"
+  ln -s /usr/share/hackstream/startup-cache "$HS/profile/startupCache"
+fi
 : >"$HS/tokens"
 : >"$HS/spent"
 
