@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { PNG } from 'pngjs';
 
@@ -15,17 +15,36 @@ export interface Display {
   close(): void;
 }
 
-/** An X server of our own (Xvfb) on a free display number; -noreset: it would refuse clients while resetting after its last one left. */
+/**
+ * An X server of our own (Xvfb) on a display number Xvfb picks itself (`-displayfd`: no race with
+ * another test starting one at the same moment); -noreset: it would refuse clients while
+ * resetting after its last one left.
+ */
 export async function startXvfb(width = 1280, height = 800): Promise<Display> {
-  let n = 150 + Math.floor(Math.random() * 100);
-  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
+  const xvfb: ChildProcess = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset'], {
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+  });
+  const fd = xvfb.stdio[3] as NodeJS.ReadableStream;
+  const n = await new Promise<number>((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => fail(new Error('Xvfb did not start within 10 s')), 10_000);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      xvfb.kill('SIGKILL');
+      reject(err);
+    };
+    fd.on('data', (d: Buffer) => {
+      text += d.toString();
+      const m = /^(\d+)\n/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    xvfb.once('exit', (code) => fail(new Error(`Xvfb exited (${code}) before it chose a display`)));
+    xvfb.once('error', fail);
+  });
   const name = `:${n}`;
-  const xvfb: ChildProcess = spawn('Xvfb', [name, '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset'], { stdio: 'ignore' });
-  const end = Date.now() + 10_000;
-  while (!existsSync(`/tmp/.X11-unix/X${n}`)) {
-    if (Date.now() > end || xvfb.exitCode !== null) throw new Error(`Xvfb did not start on ${name}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
   return { name, width, height, close: () => void xvfb.kill('SIGTERM') };
 }
 
