@@ -16,6 +16,12 @@ const TYPES: Record<string, string> = {
   '.map': 'application/json',
 };
 
+/**
+ * Debian links some of the client's libraries to its shared copies (js/lib/jquery.js →
+ * /usr/share/javascript/jquery/jquery.js, package libjs-jquery): those are followed too.
+ */
+const SHARED_JS = '/usr/share/javascript/';
+
 /** Only the client's assets; never its index.html or connect.html (inline scripts, password in the URL). */
 const ALLOWED = /^(?:js|css|icons)\/[A-Za-z0-9_][A-Za-z0-9_./-]{0,200}$|^favicon\.(?:png|ico)$/;
 
@@ -32,7 +38,7 @@ export async function xpraAsset(root: string, rel: string): Promise<StaticFile |
   try {
     const base = await realpath(root);
     const file = await realpath(join(base, rel));
-    if (!file.startsWith(base + sep)) return undefined;
+    if (!file.startsWith(base + sep) && !file.startsWith(SHARED_JS)) return undefined;
     return { body: await readFile(file), type };
   } catch {
     return undefined;
