@@ -69,6 +69,9 @@ const XPRA_SCRIPTS = [
   'js/Utilities.js',
   'js/MediaSourceUtil.js',
   'js/Client.js',
+  // The window list (addWindowListItem): Client.js calls it for every new window.
+  'js/Menu.js',
+  'js/Menu-custom.js',
 ];
 
 /**
