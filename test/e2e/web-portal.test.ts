@@ -44,6 +44,8 @@ let portal: Page;
 const state: { id?: string; containerId?: string; startedAt?: string } = {};
 let shots = 0;
 const tabLog: string[] = [];
+/** Connect tokens the tabs fetched (read from the responses, to look for them where they must not be). */
+const tokens: string[] = [];
 for (const f of readdirSync(ART)) rmSync(join(ART, f), { force: true, recursive: true });
 const shotPath = (name: string) => join(ART, `${String(++shots).padStart(2, '0')}-${name}.png`);
 
@@ -88,6 +90,11 @@ async function openInBrowser(p: Page, id: string): Promise<Page> {
   tab.on('pageerror', (e) => tabLog.push(`pageerror: ${e.message}`));
   await tab.waitForLoadState('domcontentloaded');
   return tab;
+}
+
+async function sessionState(id: string): Promise<string | undefined> {
+  const listed = (await portal.evaluate(`fetch('/web/api/sessions').then((r) => r.json())`)) as { items: { session_id: string; state: string }[] };
+  return listed.items.find((s) => s.session_id === id)?.state;
 }
 
 async function theContainer() {
@@ -147,6 +154,10 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
 
   it('a user signs in: HttpOnly, Secure, SameSite=Strict cookies; nothing in localStorage', async () => {
     alice = await newContext();
+    alice.on('response', (r) => {
+      if (!/\/web\/api\/sessions\/[0-9a-f-]+\/connect$/.test(r.url())) return;
+      r.json().then((b: { token?: string }) => b.token && tokens.push(b.token), () => undefined);
+    });
     portal = await signIn(alice, USER);
     assert.equal((await portal.textContent('#who'))?.trim(), USER.username);
     const cookies = await alice.cookies();
@@ -180,12 +191,15 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
     const tab = await openInBrowser(portal, state.id);
     assert.equal(tab.url(), `${origin()}/xpra/session.html#${state.id}`);
     await magentaIn(tab, 'page-in-tab');
+    // An open tab is an attached client: the edge counts its relay like a tunnel.
+    await until(async () => ((await sessionState(state.id!)) === 'connected' ? true : undefined), 60_000, 'the session did not become connected');
     const c = await theContainer();
     state.containerId = c.Id;
     state.startedAt = c.State.StartedAt;
     // The page came from our server, fetched by Firefox inside the session's container.
     assert.ok(page.hits.some((h) => h.method === 'GET' && h.path === '/'), 'the page server was asked for the page');
     await tab.close();
+    await until(async () => ((await sessionState(state.id!)) === 'idle' ? true : undefined), 60_000, 'the session did not become idle once the tab closed');
   });
 
   it('closing the tab leaves the session running; reopening shows it again from the same container', { timeout: 150_000 }, async () => {
@@ -258,7 +272,21 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
     }
   });
 
+  it('the connect tokens the tabs used are in no URL, history entry, console or server log', async () => {
+    assert.ok(tokens.length >= 2, `a token per opened tab, saw ${tokens.length}`);
+    const history = String(await portal.evaluate('JSON.stringify([location.href, history.length])'));
+    const logs = server.logs().join('\n');
+    for (const t of tokens) {
+      assert.match(t, /^hsc_/);
+      assert.ok(!history.includes(t));
+      assert.ok(!tabLog.some((l) => l.includes(t)), 'not in the tab console');
+      assert.ok(!logs.includes(t), 'not in the server log');
+    }
+  });
+
   it('signing out ends the cookie session', async () => {
+    await portal.bringToFront();
+    await portal.screenshot({ path: shotPath('portal-before-sign-out') });
     await portal.click('#sign-out');
     await portal.waitForSelector('#sign-in');
     const status = await portal.evaluate(`fetch('/web/api/me').then((r) => r.status)`);

@@ -139,8 +139,10 @@ function App() {
       setMe(m);
       setItems((await call<{ items: Session[] }>('GET', '/sessions')).items);
       setNow(Date.now());
-    } catch {
-      setMe(null);
+    } catch (err) {
+      // Only a refused cookie signs the user out here; a busy or restarting server keeps the page.
+      if (err instanceof CallError && err.info.status === 401) setMe(null);
+      else setMe((m) => (m === undefined ? null : m));
     }
   }, []);
   useEffect(() => {
