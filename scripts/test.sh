@@ -23,6 +23,8 @@ apt_install slapd ldap-utils oathtool
 apt_install e2fsprogs mount util-linux
 # The bookmark e2e test reads Firefox's places database (sqlite3) to know the bookmark is stored.
 apt_install sqlite3
+# The portal's tests drive Debian's Chromium with playwright-core; xpra (the host's) ships the HTML5 client the portal serves.
+apt_install chromium xpra
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries

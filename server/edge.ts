@@ -11,6 +11,7 @@ import type { Config } from '../core/config/schema.js';
 import { ControlLink } from '../gateway/control-link.js';
 import { createForwarder } from '../gateway/forward.js';
 import { Gateway } from '../gateway/gateway.js';
+import { sessionUpgrade } from '../gateway/ws-session.js';
 import type { Logger } from '../lib/log.js';
 import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
 
@@ -67,6 +68,22 @@ export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<
     throw err;
   }
   const forwarder = createForwarder({ socketPath: sockets.api, logger });
+  // A session counts as attached while a tunnel (by SNI) or a browser relay (WebSocket) is open.
+  const tunnelCounts = new Map<string, number>();
+  const relayCounts = new Map<string, number>();
+  const reportAttached = (hostname: string, counts: Map<string, number>, open: number) => {
+    if (open === 0) counts.delete(hostname);
+    else counts.set(hostname, open);
+    link.reportTunnels(hostname, (tunnelCounts.get(hostname) ?? 0) + (relayCounts.get(hostname) ?? 0));
+  };
+  const upgrade = sessionUpgrade({
+    socketPath: sockets.api,
+    routes,
+    limits: config.gateway,
+    fallback: forwarder.upgrade,
+    onRelays: (hostname, open) => reportAttached(hostname, relayCounts, open),
+    logger,
+  });
   const gw = new Gateway({
     publicHost: config.publicHost,
     limits: config.gateway,
@@ -74,11 +91,11 @@ export async function buildEdge(config: EdgeConfig, opts: EdgeOptions): Promise<
     apiCert: link.apiCert,
     acmeChallenges: link.acme,
     app: forwarder.handle,
-    onUpgrade: forwarder.upgrade,
+    onUpgrade: upgrade,
     logger,
   });
   gateway = gw;
-  gw.onTunnelChange((hostname, open) => link.reportTunnels(hostname, open));
+  gw.onTunnelChange((hostname, open) => reportAttached(hostname, tunnelCounts, open));
   const metricsTimer = setInterval(() => link.reportMetrics(gw.metrics()), METRICS_EVERY_MS);
   metricsTimer.unref();
   let closing: Promise<void> | undefined;

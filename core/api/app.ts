@@ -17,6 +17,7 @@ import type { ProfileService } from '../profiles/service.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { systemRoutes, type Probe } from './routes/system.js';
 import { userRoutes } from './routes/users.js';
+import { webRouter } from '../web/routes.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -68,6 +69,8 @@ export function createApi(deps: ApiDeps): Koa<ApiState> {
     await next();
   });
   app.use(bodyLimit());
+  // The portal, xpra's HTML5 client and the portal's cookie API (core/web, docs/web.md).
+  app.use(webRouter({ control: deps.control, ...(deps.sessions ? { sessions: deps.sessions } : {}) }));
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

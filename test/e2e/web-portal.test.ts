@@ -1,0 +1,295 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { PNG } from 'pngjs';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { Screenshot, until, type Rgb } from '../helpers/display.js';
+import { hostAddress, servePage, startServer, type PageServer, type ServerProcess } from '../helpers/e2e.js';
+import { PUBLIC_HOST } from '../helpers/gateway.js';
+import { cleanupSessions, containersOf, docker, testSessions } from '../helpers/sessions.js';
+import { scratchDirs } from '../helpers/tmp.js';
+import { apiCall } from '../helpers/web.js';
+
+/*
+ * Issue 14, first slice, in real Chromium: the portal signs a user in, launches Firefox on a
+ * page this test serves, and opens the session in a tab with xpra's HTML5 client, relayed by
+ * the edge over the API port. Checks are on the tab's pixels; screenshots in artifacts/web/.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ART = join(ROOT, 'artifacts', 'web');
+mkdirSync(ART, { recursive: true });
+const PAGE = readFileSync(join(import.meta.dirname, '../fixtures/e2e/page.html'), 'utf8');
+const MAGENTA: Rgb = { r: 255, g: 0, b: 255 };
+const TOLERANCE = 48;
+// #block is 560×220; JPEG smears its edges: half of it is a block no other page shows.
+const BLOCK_PIXELS = 60_000;
+// No spaces: session URLs may not hold whitespace.
+const HOSTILE = `http://example.invalid/"><img/src=x/onerror=alert(1)><script>alert(2)</script>?q="><img/src=x/onerror=alert(3)>`;
+
+const scratch = scratchDirs('hs-web-');
+const base = testSessions();
+const hostIp = hostAddress();
+const sessions = { ...base, network: { ...base.network, allow: [`${hostIp}/32`] } };
+const USER = { username: 'web-user', password: 'Web-User-Password-4217' };
+const OTHER = { username: 'web-other', password: 'Web-Other-Password-4217' };
+
+let server: ServerProcess;
+let page: PageServer;
+let browser: Browser;
+let alice: BrowserContext;
+let portal: Page;
+const state: { id?: string; containerId?: string; startedAt?: string } = {};
+let shots = 0;
+const tabLog: string[] = [];
+/** Connect tokens the tabs fetched (read from the responses, to look for them where they must not be). */
+const tokens: string[] = [];
+for (const f of readdirSync(ART)) rmSync(join(ART, f), { force: true, recursive: true });
+const shotPath = (name: string) => join(ART, `${String(++shots).padStart(2, '0')}-${name}.png`);
+
+function origin(): string {
+  return `https://${PUBLIC_HOST}:${server.port}`;
+}
+
+async function newContext(): Promise<BrowserContext> {
+  return browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+}
+
+async function signIn(ctx: BrowserContext, who: { username: string; password: string }): Promise<Page> {
+  const p = await ctx.newPage();
+  await p.goto(`${origin()}/`);
+  await p.fill('#username', who.username);
+  await p.fill('#password', who.password);
+  await p.click('#sign-in');
+  await p.waitForSelector('#sign-out');
+  return p;
+}
+
+/** Polls the tab's screenshots until the magenta block shows; keeps that one (or the last, on failure). */
+async function magentaIn(tab: Page, name: string): Promise<void> {
+  let last: Buffer | undefined;
+  try {
+    last = await until(async () => {
+      const buf = await tab.screenshot();
+      last = buf;
+      return new Screenshot(PNG.sync.read(buf)).find(MAGENTA, { tolerance: TOLERANCE, minCount: BLOCK_PIXELS }) ? buf : undefined;
+    }, 90_000, 'the page\'s magenta block did not show in the tab');
+    new Screenshot(PNG.sync.read(last)).save(shotPath(name));
+  } catch (err) {
+    if (last) new Screenshot(PNG.sync.read(last)).save(shotPath(`FAILED-${name}`));
+    throw err;
+  }
+}
+
+/** Opens the session from the portal's "Open in browser" button; the new tab. */
+async function openInBrowser(p: Page, id: string): Promise<Page> {
+  const [tab] = await Promise.all([p.context().waitForEvent('page'), p.click(`tr[data-session="${id}"] button.open`)]);
+  tab.on('console', (m) => tabLog.push(`${m.type()}: ${m.text()}`));
+  tab.on('pageerror', (e) => tabLog.push(`pageerror: ${e.message}`));
+  await tab.waitForLoadState('domcontentloaded');
+  return tab;
+}
+
+async function sessionState(id: string): Promise<string | undefined> {
+  const listed = (await portal.evaluate(`fetch('/web/api/sessions').then((r) => r.json())`)) as { items: { session_id: string; state: string }[] };
+  return listed.items.find((s) => s.session_id === id)?.state;
+}
+
+async function theContainer() {
+  const mine = (await containersOf(sessions.instanceId)).filter((c) => c.State === 'running');
+  assert.equal(mine.length, 1, `one running container, found ${mine.length}`);
+  return docker.getContainer(mine[0]!.Id).inspect();
+}
+
+before(async () => {
+  page = await servePage(PAGE, hostIp);
+  server = await startServer({ dataDir: scratch(), publicHost: PUBLIC_HOST, config: { sessions } });
+  const admin = await apiCall(server, 'POST', '/v1/login', { body: { username: 'admin', password: server.adminPassword } });
+  assert.equal(admin.status, 200, JSON.stringify(admin.json));
+  const token = (admin.json as { accessToken: string }).accessToken;
+  for (const u of [USER, OTHER]) {
+    const r = await apiCall(server, 'POST', '/v1/users', { token, body: { ...u, role: 'user' } });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+  }
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', `--host-resolver-rules=MAP ${PUBLIC_HOST} 127.0.0.1`],
+  });
+});
+
+after(async () => {
+  const parts: [string, () => Promise<unknown>][] = [
+    ['browser', async () => browser?.close()],
+    ['server', async () => {
+      const code = await server?.stop();
+      writeFileSync(join(ART, 'server.log'), `${(server?.logs() ?? []).join('\n')}\n(exit ${code})\n`);
+      writeFileSync(join(ART, 'tabs.log'), tabLog.join('\n'));
+    }],
+    ['page', async () => page?.close()],
+    ['sessions', () => cleanupSessions(sessions)],
+  ];
+  for (const [what, part] of parts) await part().catch((err: unknown) => process.stderr.write(`web cleanup (${what}): ${String(err)}\n`));
+});
+
+describe('the portal and a session in a browser tab (real Chromium)', { timeout: 400_000 }, () => {
+  it('serves the portal with a strict CSP, and refuses a state change without the CSRF header', async () => {
+    const r = await apiCall(server, 'GET', '/');
+    assert.equal(r.status, 200);
+    const csp = String(r.headers['content-security-policy']);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    const x = await apiCall(server, 'GET', '/xpra/session.html');
+    assert.doesNotMatch(String(x.headers['content-security-policy']), /unsafe-inline|unsafe-eval/);
+    assert.match(String(x.headers['content-security-policy']), /frame-ancestors 'none'/);
+    // xpra's own pages (inline scripts, a password in the URL) are not served.
+    assert.equal((await apiCall(server, 'GET', '/xpra/connect.html')).status, 404);
+    const noCsrf = await apiCall(server, 'POST', '/web/api/login', { body: USER });
+    assert.equal(noCsrf.status, 403);
+    const crossSite = await apiCall(server, 'POST', '/web/api/login', { body: USER, headers: { 'x-hackstream-csrf': '1', origin: 'https://evil.example' } });
+    assert.equal(crossSite.status, 403);
+  });
+
+  it('a user signs in: HttpOnly, Secure, SameSite=Strict cookies; nothing in localStorage', async () => {
+    alice = await newContext();
+    alice.on('response', (r) => {
+      if (!/\/web\/api\/sessions\/[0-9a-f-]+\/connect$/.test(r.url())) return;
+      r.json().then((b: { token?: string }) => b.token && tokens.push(b.token), () => undefined);
+    });
+    portal = await signIn(alice, USER);
+    assert.equal((await portal.textContent('#who'))?.trim(), USER.username);
+    const cookies = await alice.cookies();
+    const at = cookies.find((c) => c.name === '__Host-hs_at');
+    assert.ok(at, 'the access cookie is set');
+    assert.equal(at.httpOnly, true);
+    assert.equal(at.secure, true);
+    assert.equal(at.sameSite, 'Strict');
+    assert.equal(await portal.evaluate('localStorage.length + sessionStorage.length'), 0);
+    assert.equal(await portal.evaluate('document.cookie'), '', 'no cookie readable by scripts');
+  });
+
+  it('launches Firefox on the test page with a quality preset; the list shows it live with its age', { timeout: 150_000 }, async () => {
+    await portal.fill('#launch-url', page.url);
+    await portal.selectOption('#launch-quality', 'low');
+    await portal.click('#launch');
+    const row = portal.locator('tr[data-session]');
+    await row.first().waitFor({ timeout: 120_000 });
+    state.id = (await row.first().getAttribute('data-session')) ?? undefined;
+    assert.ok(state.id);
+    await until(async () => {
+      const st = (await portal.textContent(`tr[data-session="${state.id}"] td.state`).catch(() => null)) ?? '';
+      return /^(ready|idle|connected)$/.test(st) ? st : undefined;
+    }, 120_000, 'the session did not become ready');
+    assert.equal((await portal.textContent(`tr[data-session="${state.id}"] td.url`))?.trim(), page.url);
+    await portal.screenshot({ path: shotPath('portal-session-listed') });
+  });
+
+  it('"Open in browser" shows the page in the tab (by pixels); the token is in no URL', { timeout: 150_000 }, async () => {
+    assert.ok(state.id);
+    const tab = await openInBrowser(portal, state.id);
+    assert.equal(tab.url(), `${origin()}/xpra/session.html#${state.id}`);
+    await magentaIn(tab, 'page-in-tab');
+    // An open tab is an attached client: the edge counts its relay like a tunnel.
+    await until(async () => ((await sessionState(state.id!)) === 'connected' ? true : undefined), 60_000, 'the session did not become connected');
+    const c = await theContainer();
+    state.containerId = c.Id;
+    state.startedAt = c.State.StartedAt;
+    // The page came from our server, fetched by Firefox inside the session's container.
+    assert.ok(page.hits.some((h) => h.method === 'GET' && h.path === '/'), 'the page server was asked for the page');
+    await tab.close();
+    await until(async () => ((await sessionState(state.id!)) === 'idle' ? true : undefined), 60_000, 'the session did not become idle once the tab closed');
+  });
+
+  it('closing the tab leaves the session running; reopening shows it again from the same container', { timeout: 150_000 }, async () => {
+    assert.ok(state.id);
+    await portal.reload();
+    await portal.waitForSelector(`tr[data-session="${state.id}"]`);
+    assert.match((await portal.textContent(`tr[data-session="${state.id}"] td.state`)) ?? '', /^(ready|idle|connected)$/);
+    const tab = await openInBrowser(portal, state.id);
+    await magentaIn(tab, 'page-in-reopened-tab');
+    const c = await theContainer();
+    assert.equal(c.Id, state.containerId, 'the same container');
+    assert.equal(c.State.StartedAt, state.startedAt, 'not restarted');
+    await tab.close();
+  });
+
+  it("another user can neither get a token for the session nor open its WebSocket", { timeout: 60_000 }, async () => {
+    assert.ok(state.id);
+    const bob = await newContext();
+    try {
+      const p = await signIn(bob, OTHER);
+      const token = await p.evaluate(`fetch('/web/api/sessions/${state.id}/connect', {method: 'POST', headers: {'x-hackstream-csrf': '1'}}).then((r) => r.status)`);
+      assert.equal(token, 404);
+      const ws = await p.evaluate(`new Promise((resolve) => {
+        const ws = new WebSocket('wss://' + location.host + '/web/ws/${state.id}', 'binary');
+        ws.onopen = () => { ws.close(); resolve('open'); };
+        ws.onerror = () => resolve('refused');
+      })`);
+      assert.equal(ws, 'refused');
+      // The owner's own browser reaches it (the check above can fail).
+      const own = await portal.evaluate(`new Promise((resolve) => {
+        const ws = new WebSocket('wss://' + location.host + '/web/ws/${state.id}', 'binary');
+        ws.onopen = () => { ws.close(); resolve('open'); };
+        ws.onerror = () => resolve('refused');
+      })`);
+      assert.equal(own, 'open');
+      // Without a cookie at all.
+      const anon = await apiCall(server, 'GET', `/web/ws/${state.id}`, {
+        headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13', origin: origin() },
+      });
+      assert.equal(anon.status, 401);
+    } finally {
+      await bob.close();
+    }
+  });
+
+  it('hostile text in a session URL renders as text (no element, no script)', { timeout: 150_000 }, async () => {
+    const bob = await newContext();
+    try {
+      const p = await signIn(bob, OTHER);
+      const dialogs: string[] = [];
+      p.on('dialog', (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      await p.fill('#launch-url', HOSTILE);
+      await p.click('#launch');
+      await p.locator('tr[data-session], form.launch .error').first().waitFor({ timeout: 120_000 });
+      assert.equal(await p.locator('form.launch .error').count(), 0, `the launch failed: ${await p.locator('form.launch .error').textContent().catch(() => '')}`);
+      const listed = (await p.evaluate(`fetch('/web/api/sessions').then((r) => r.json())`)) as { items: { url: string }[] };
+      const url = listed.items[0]?.url ?? '';
+      assert.match(url, /^http:\/\/example\.invalid\//);
+      assert.equal((await p.textContent('tr[data-session] td.url'))?.trim(), url, 'the stored URL, character for character');
+      assert.equal(await p.locator('#sessions img, #sessions script').count(), 0);
+      assert.deepEqual(dialogs, []);
+      await p.screenshot({ path: shotPath('hostile-url-as-text') });
+      await p.click('tr[data-session] button.stop');
+      await p.waitForSelector('#no-sessions', { timeout: 60_000 });
+    } finally {
+      await bob.close();
+    }
+  });
+
+  it('the connect tokens the tabs used are in no URL, history entry, console or server log', async () => {
+    assert.ok(tokens.length >= 2, `a token per opened tab, saw ${tokens.length}`);
+    const history = String(await portal.evaluate('JSON.stringify([location.href, history.length])'));
+    const logs = server.logs().join('\n');
+    for (const t of tokens) {
+      assert.match(t, /^hsc_/);
+      assert.ok(!history.includes(t));
+      assert.ok(!tabLog.some((l) => l.includes(t)), 'not in the tab console');
+      assert.ok(!logs.includes(t), 'not in the server log');
+    }
+  });
+
+  it('signing out ends the cookie session', async () => {
+    await portal.bringToFront();
+    await portal.screenshot({ path: shotPath('portal-before-sign-out') });
+    await portal.click('#sign-out');
+    await portal.waitForSelector('#sign-in');
+    const status = await portal.evaluate(`fetch('/web/api/me').then((r) => r.status)`);
+    assert.equal(status, 401);
+  });
+});
