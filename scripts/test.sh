@@ -36,7 +36,58 @@ npx tsc -p tsconfig.json --noEmit
 
 export HACKSTREAM_TEST_REDIS_URL=${HACKSTREAM_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 mapfile -t files < <(find test -name '*.test.ts' | sort)
-if [ $# -gt 0 ]; then files=("$@"); fi
-log "running ${#files[@]} test files…"
+run_tests() { node --import tsx --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec "$@"; }
 # A hung test fails after 10 minutes instead of holding CI until its limit.
-exec node --import tsx --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec "${files[@]}"
+if [ $# -gt 0 ]; then
+  log "running $# test file(s)…"
+  run_tests "$@"
+  exit
+fi
+
+# Three lanes side by side keep CI under its 30 minutes; each runs its files one at a time.
+#  - solo (first, alone): tests that move the session image's tag aside or rebuild it.
+#  - docker: sessions on the default network and the e2e tests (X servers, real clients).
+#  - isolated: sessions on a network and instance id of their own (test/helpers/sessions.ts
+#    testSessions), so they never meet the docker lane's containers, routes or firewall chains.
+#  - plain: no container at all (unit, contract, the API, auth, plugins, the gateway).
+# Every server a test starts has its own data dir, hence its own instance id and reconciler.
+solo=() docker=() isolated=() plain=()
+for f in "${files[@]}"; do
+  base=$(basename "$f" .test.ts)
+  case "$f" in
+    test/integration/image-build-cancel.test.ts | test/integration/image.test.ts) solo+=("$f") ;;
+    test/unit/* | test/contract/*) plain+=("$f") ;;
+    test/e2e/*) docker+=("$f") ;;
+    *)
+      case "$base" in
+        api-* | auth-* | audit-* | certs-* | acme-* | cli-sso | edge-link | gateway-* | plugin-* | plugins-* | route-table-* | \
+          store-kv-faults | store-postgres-faults | tls-profile | supervisor | supervisor-privileges) plain+=("$f") ;;
+        *) if grep -q 'testSessions' "$f"; then isolated+=("$f"); else docker+=("$f"); fi ;;
+      esac
+      ;;
+  esac
+done
+log "running ${#files[@]} test files: ${#solo[@]} alone, then three lanes (docker ${#docker[@]}, isolated ${#isolated[@]}, plain ${#plain[@]})…"
+mkdir -p artifacts
+status=0
+run_tests "${solo[@]}" || status=1
+run_tests "${isolated[@]}" >artifacts/test-lane-isolated.log 2>&1 &
+isolated_pid=$!
+run_tests "${plain[@]}" >artifacts/test-lane-plain.log 2>&1 &
+plain_pid=$!
+# Ctrl-C or a CI cancel stops the background lanes too.
+trap 'kill "$isolated_pid" "$plain_pid" 2>/dev/null' EXIT
+run_tests "${docker[@]}" || status=1
+wait "$isolated_pid" || status=1
+wait "$plain_pid" || status=1
+trap - EXIT
+for lane in isolated plain; do
+  printf '\n===== lane "%s" (artifacts/test-lane-%s.log) =====\n' "$lane" "$lane"
+  cat "artifacts/test-lane-$lane.log"
+done
+if [ "$status" -ne 0 ]; then
+  log "FAILED: see the ✖ lines above (each lane's summary ends its part)"
+else
+  log "all lanes passed"
+fi
+exit "$status"
