@@ -19,8 +19,8 @@ Manages local accounts from the server's shell, with the server's configuration
 (HACKSTREAM_CONFIG, HACKSTREAM_DATA_DIR, HACKSTREAM_DATABASE_URL…). Every change is audited
 (actor "cli:<os user>") and reaches the enabled plugins' audit sinks (the plugins are started
 for the command); a new password, disable and a role change end the user's tokens, and
-the running server ends their live sessions at its next reconciliation (every
-sessions.reconcileIntervalSeconds, 10 s by default).
+the running server ends their live sessions at once (it is told through the store; if
+that message is lost, at its next reconciliation, every sessions.reconcileIntervalSeconds).
 
 Commands:
   create <username> [--role user|admin] [--password-stdin]

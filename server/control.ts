@@ -22,6 +22,8 @@ import { loadPlugins } from '../core/plugin/loader.js';
 import { pluginStorageProvider } from '../core/plugin/storage.js';
 import { ProfileService } from '../core/profiles/service.js';
 import { SessionManager } from '../core/sessions/manager.js';
+import type { Listener } from '../core/store/notifications.js';
+import { USER_REVOKED_CHANNEL } from '../core/auth/users.js';
 import type { SessionRuntime } from '../core/sessions/runtime.js';
 import { openDatabase, type Database } from '../core/store/database.js';
 import { openKv, type KeyValueStore } from '../core/store/kv.js';
@@ -216,6 +218,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
   server.on('clientError', (_err, socket: Duplex) => socket.destroy());
 
   let closing: Promise<void> | undefined;
+  let userRevoked: Listener | undefined;
   return {
     config,
     certs,
@@ -240,11 +243,16 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       });
       chmodSync(sockets.api, 0o660);
       sessions.start();
+      // A user disabled (or whose password or role changed) by another process — the admin CLI,
+      // another control plane — loses their sessions now, not at the next reconcile pass.
+      const catchUp = () => void sessions.reconcile().catch(() => {});
+      userRevoked = db.listen(USER_REVOKED_CHANNEL, { message: catchUp, reconnected: catchUp });
       if (opts.sessionsReadiness) sessions.prepareInBackground();
     },
     close() {
       // Reverse order of creation: nothing is closed while something opened after it still runs.
       closing ??= (async () => {
+        await userRevoked?.close();
         // Sessions keep running (the next start adopts them); only the manager's timers stop.
         await sessions.close();
         server.closeIdleConnections();

@@ -9,6 +9,12 @@ import { passwordProblem } from './password-policy.js';
 import type { PasswordHasher } from './passwords.js';
 import { quotaColumns, quotaOverride, type QuotaPatch } from './quotas.js';
 
+/**
+ * Postgres NOTIFY channel: a user was disabled, or their password or role changed (their tokens
+ * were revoked). Control ends their live sessions on it at once (core/sessions/reconciler.ts).
+ */
+export const USER_REVOKED_CHANNEL = 'hackstream_user_revoked';
+
 /** Letters and digits first, then also . _ @ -; case-insensitively unique. */
 export const usernameSchema = z
   .string()
@@ -163,7 +169,11 @@ export class Users {
       Object.assign(user, changes);
       if (revoke) user.tokenEpoch += 1;
       const saved = await repo.save(user);
-      if (revoke) await revokeRefreshTokens(tx.manager, user.id);
+      if (revoke) {
+        await revokeRefreshTokens(tx.manager, user.id);
+        // Delivered at commit to every control plane on this store (the admin CLI is another process).
+        await tx.manager.query('SELECT pg_notify($1, $2)', [USER_REVOKED_CHANNEL, user.id]);
+      }
       await tx.audit({
         actor: actor.id,
         action: patch.role !== undefined && patch.role !== existing.role ? 'privilege_permissions_changed' : 'user_updated',

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { listen, type Listener, type NotificationHandlers } from './notifications.js';
 import { DataSource, type DataSourceOptions, type LogLevel } from 'typeorm';
 import { redactUrl, type Logger } from '../../lib/log.js';
 import { startEmbeddedStore, type EmbeddedStore, type RunAs } from './embedded.js';
@@ -40,6 +41,8 @@ export interface Database {
   readonly kind: 'postgres' | 'embedded';
   /** One round trip; throws when the database cannot answer (for /ready). */
   ping(): Promise<void>;
+  /** LISTEN on `channel` over a connection of its own (core/store/notifications.ts). */
+  listen(channel: string, handlers: NotificationHandlers): Listener;
   close(): Promise<void>;
 }
 
@@ -85,14 +88,24 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     throw new Error(`database: cannot open ${where}: ${(err as Error).message}`, { cause: err });
   }
   let closing: Promise<void> | undefined;
+  const listenConfig: pg.ClientConfig = embedded
+    ? { host: embedded.socketDir, port: embedded.port, user: embedded.user, database: embedded.database, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS }
+    : { connectionString: opts.databaseUrl, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, keepAlive: true };
+  const listeners = new Set<Listener>();
   return {
     dataSource,
     kind,
     async ping() {
       await dataSource.query('SELECT 1');
     },
+    listen(channel, handlers) {
+      const l = listen(listenConfig, channel, handlers, logger);
+      listeners.add(l);
+      return l;
+    },
     close() {
       closing ??= (async () => {
+        await Promise.all([...listeners].map((l) => l.close()));
         try {
           if (dataSource.isInitialized) await dataSource.destroy();
         } finally {
