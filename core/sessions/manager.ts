@@ -165,6 +165,19 @@ export class SessionManager {
     return this.tokens.issue(row, user.id, ctx.sourceIp ?? null);
   }
 
+  /**
+   * Where a relay the edge opens itself (the browser's WebSocket) must dial and what it must
+   * verify: the session's hostname and the session CA. Owner only, running sessions only; no
+   * connect token is issued (the edge, not a client, opens this connection).
+   */
+  async relayTarget(user: User, id: string): Promise<{ sni: string; caPem: string }> {
+    const row = await this.get(user, id);
+    if (!RUNNING.includes(row.state) || !row.hostname) {
+      throw new AppError('SESSION_NOT_RUNNING', `the session is ${row.state}; launch a new one`);
+    }
+    return { sni: row.hostname, caPem: this.deps.certs.caPem };
+  }
+
   /** Idempotent: stopping a stopped session answers its final state. */
   async stop(user: User, id: string, ctx: CallerContext = {}): Promise<SessionView> {
     const row = await this.get(user, id);

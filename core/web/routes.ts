@@ -159,8 +159,8 @@ function portalApi(deps: WebDeps): AnyRoute[] {
         // Asked by the edge for a WebSocket upgrade it holds: the browser's cookie and Origin.
         checkOrigin(ctx, true);
         const { p, row } = await own(ctx);
-        const c = await needSessions().connect(p.user, row.id, caller(ctx));
-        ctx.body = { sni: c.sni, ca_cert: c.ca_cert, session: sessionView(row).session_id };
+        const t = await needSessions().relayTarget(p.user, row.id);
+        ctx.body = { sni: t.sni, ca_cert: t.caPem, session: sessionView(row).session_id };
       },
     }),
   ];

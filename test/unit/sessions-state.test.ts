@@ -194,4 +194,17 @@ describe('sessions core with a fake runtime', () => {
     assert.equal((await s.row(bystander.session.session_id)).state, 'ready', 'another user’s session runs on');
     assert.equal(await s.manager.endUserSessions(s.user.id, 'user-disabled', { id: 'admin-1' }), 0, 'nothing left to end');
   });
+  it("relayTarget (the edge's own WebSocket relay): the session's hostname and CA, owner only, running only, and no connect token", async () => {
+    s = await startFakeSessions();
+    const { session, connect } = await s.manager.create(s.user, LAUNCH);
+    const c = s.runtime.bySession(session.session_id);
+    const tokensBefore = c?.tokens.length;
+    const t = await s.manager.relayTarget(s.user, session.session_id);
+    assert.deepEqual(t, { sni: connect.sni, caPem: connect.ca_cert });
+    assert.equal(c?.tokens.length, tokensBefore, 'no token was allowed in the container');
+    assert.deepEqual((await s.audit(session.session_id, 'session_connect_token')).length, 1, "only the launch's token is audited");
+    await assert.rejects(s.manager.relayTarget(s.other, session.session_id), (err: { code?: string }) => err.code === 'NOT_FOUND');
+    await s.manager.stop(s.user, session.session_id);
+    await assert.rejects(s.manager.relayTarget(s.user, session.session_id), (err: { code?: string }) => err.code === 'SESSION_NOT_RUNNING');
+  });
 });
