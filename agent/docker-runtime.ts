@@ -62,6 +62,8 @@ export interface DockerRuntimeOptions {
 /** A live container's share of the host (the agent checks its limits against these). */
 export interface ContainerUsage {
   containerId: string;
+  /** The session label ('' when missing): lets the ledger tell a reservation's container when it shows. */
+  sessionId: string;
   memoryMb: number;
 }
 
@@ -262,7 +264,7 @@ export class DockerRuntime implements SessionRuntime {
           if (statusCode(err) === 404) return null;
           throw err;
         });
-        return { containerId: c.Id, memoryMb: Math.ceil((info?.HostConfig.Memory ?? 0) / MB) };
+        return { containerId: c.Id, sessionId: c.Labels[LABELS.session] ?? '', memoryMb: Math.ceil((info?.HostConfig.Memory ?? 0) / MB) };
       }),
     );
   }

@@ -35,20 +35,22 @@ export function checkContainerLimits(l: SessionLimits, limits: AgentLimits): voi
 
 export class Ledger {
   private lock: Promise<void> = Promise.resolve();
-  /** In-flight creates: a reservation per request until the container shows in usage(). */
-  private readonly pending = new Map<symbol, number>();
+  /** In-flight creates and resizes: a reservation per request until it is released. */
+  private readonly pending = new Map<symbol, { memoryMb: number; sessionId: string | null }>();
 
   constructor(
     private readonly limits: AgentLimits,
     private readonly usage: () => Promise<ContainerUsage[]>,
   ) {}
 
-  /** Reserves room for a new container of `memoryMb`; the returned function releases it. */
-  admit(memoryMb: number): Promise<() => void> {
+  /**
+   * Reserves room for session `sessionId`'s new container of `memoryMb`; the returned function
+   * releases it. Once that container shows in usage() it is counted there, not twice.
+   */
+  admit(memoryMb: number, sessionId: string): Promise<() => void> {
     return this.serial(async () => {
       const live = await this.usage();
-      const count = live.length + this.pending.size;
-      const memory = live.reduce((a, c) => a + c.memoryMb, 0) + [...this.pending.values()].reduce((a, m) => a + m, 0);
+      const { count, memory } = this.totals(live);
       if (count + 1 > this.limits.maxContainers) {
         throw new AgentError('LIMIT_EXCEEDED', `the agent runs at most ${this.limits.maxContainers} containers (${count} live or starting)`);
       }
@@ -56,7 +58,7 @@ export class Ledger {
         throw new AgentError('LIMIT_EXCEEDED', `memory limits would sum to ${memory + memoryMb} MB, over the agent's ${this.limits.memoryMb} MB`);
       }
       const key = Symbol('create');
-      this.pending.set(key, memoryMb);
+      this.pending.set(key, { memoryMb, sessionId });
       return () => {
         this.pending.delete(key);
       };
@@ -71,17 +73,30 @@ export class Ledger {
     return this.serial(async () => {
       const live = await this.usage();
       const current = live.find((c) => c.containerId === containerId)?.memoryMb ?? 0;
-      const memory = live.reduce((a, c) => a + c.memoryMb, 0) + [...this.pending.values()].reduce((a, m) => a + m, 0);
+      const { memory } = this.totals(live);
       const total = memory - current + memoryMb;
       if (total > this.limits.memoryMb) {
         throw new AgentError('LIMIT_EXCEEDED', `memory limits would sum to ${total} MB, over the agent's ${this.limits.memoryMb} MB`);
       }
       const key = Symbol('resize');
-      this.pending.set(key, Math.max(0, memoryMb - current));
+      this.pending.set(key, { memoryMb: Math.max(0, memoryMb - current), sessionId: null });
       return () => {
         this.pending.delete(key);
       };
     });
+  }
+
+  /**
+   * Live containers plus reservations, a create's reservation left out once its container is
+   * in `live` (a create racing another's admission would otherwise count twice).
+   */
+  private totals(live: ContainerUsage[]): { count: number; memory: number } {
+    const shown = new Set(live.map((c) => c.sessionId).filter((id) => id !== ''));
+    const open = [...this.pending.values()].filter((p) => p.sessionId === null || !shown.has(p.sessionId));
+    return {
+      count: live.length + open.filter((p) => p.sessionId !== null).length,
+      memory: live.reduce((a, c) => a + c.memoryMb, 0) + open.reduce((a, p) => a + p.memoryMb, 0),
+    };
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

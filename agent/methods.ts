@@ -109,7 +109,7 @@ export function agentMethods(engine: AgentEngine, limits: AgentLimits, agentVers
   }
 
   async function start(p: AgentParams['create'], ctx: CallContext, profileSource: string | undefined): Promise<AgentResults['create']> {
-    const release = await ledger.admit(p.limits.memoryMb);
+    const release = await ledger.admit(p.limits.memoryMb, p.sessionId);
     try {
       ctx.signal.throwIfAborted();
       const c = await engine.create(p, { signal: ctx.signal, ...(profileSource !== undefined ? { profileSource } : {}) }).catch((err: unknown) => {

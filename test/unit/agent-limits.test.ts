@@ -38,22 +38,35 @@ describe('agent limits', () => {
   });
 
   it('the ledger counts in-flight creates, so racing creates cannot pass a limit together', async () => {
-    const live: ContainerUsage[] = [{ containerId: 'a', memoryMb: 1000 }];
+    const live: ContainerUsage[] = [{ containerId: 'a', sessionId: 'sa', memoryMb: 1000 }];
     const ledger = new Ledger(limits, async () => live);
-    const results = await Promise.allSettled([ledger.admit(1000), ledger.admit(1000), ledger.admit(500)]);
+    const results = await Promise.allSettled([ledger.admit(1000, 's1'), ledger.admit(1000, 's2'), ledger.admit(500, 's3')]);
     assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected'], 'three containers at most');
     const [release] = results;
     assert.equal(release.status, 'fulfilled');
     if (release.status === 'fulfilled') release.value();
-    await assert.rejects(ledger.admit(1001), isLimit, 'memory: 1000 live + 1000 pending + 1001 > 3000');
-    const ok = await ledger.admit(1000);
+    await assert.rejects(ledger.admit(1001, 's4'), isLimit, 'memory: 1000 live + 1000 pending + 1001 > 3000');
+    const ok = await ledger.admit(1000, 's5');
     ok();
+  });
+
+  it("a create's reservation is not counted again once its container shows in usage (the race agent-rpc found)", async () => {
+    const live: ContainerUsage[] = [];
+    const two = { ...limits, maxContainers: 2 };
+    const ledger = new Ledger(two, async () => live);
+    const releaseFirst = await ledger.admit(1000, 's1');
+    // The first create's container exists before its reservation is released (it is still starting).
+    live.push({ containerId: 'c1', sessionId: 's1', memoryMb: 1000 });
+    const releaseSecond = await ledger.admit(1000, 's2');
+    await assert.rejects(ledger.admit(500, 's3'), isLimit, 'two live or starting: the third is refused');
+    releaseFirst();
+    releaseSecond();
   });
 
   it('a resize counts only the growth of that container', async () => {
     const live: ContainerUsage[] = [
-      { containerId: 'a', memoryMb: 1000 },
-      { containerId: 'b', memoryMb: 1500 },
+      { containerId: 'a', sessionId: 'sa', memoryMb: 1000 },
+      { containerId: 'b', sessionId: 'sb', memoryMb: 1500 },
     ];
     const ledger = new Ledger(limits, async () => live);
     (await ledger.resize('a', 1500))();
