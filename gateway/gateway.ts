@@ -9,7 +9,8 @@ import { newHelloScan, parseClientHello, type HelloScan } from './client-hello.j
 import { HelloBuffer } from './hello-buffer.js';
 import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from '../lib/edge-metrics.js';
 import { Listeners } from '../lib/listeners.js';
-import { isAdmitted, type RouteTable, type Upstream } from '../lib/route-table.js';
+import { isAdmitted, normalizeAddress, type RouteTable, type Upstream } from '../lib/route-table.js';
+import { ALERT_ACCESS_DENIED, ALERT_UNRECOGNIZED_NAME, PLAIN_HTTP_RESPONSE } from './refusals.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
 import { Tunnel, type TunnelOwner } from './tunnel.js';
 import { TunnelSet } from './tunnel-set.js';
@@ -25,15 +26,6 @@ export interface GatewayOptions {
   onUpgrade?: UpgradeHandler;
   logger: Logger;
 }
-
-/** TLS alert, fatal, unrecognized_name (RFC 6066 §3): the answer to an unknown SNI. */
-const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
-/** TLS alert, fatal, access_denied (RFC 8446 §6.2): a client not admitted to the route, or one too many. */
-const ALERT_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]);
-const PLAIN_HTTP_BODY = 'This port speaks TLS only. Use https:// (or xpra ssl://) to reach HackStream.\n';
-const PLAIN_HTTP_RESPONSE =
-  'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n' +
-  `Content-Length: ${Buffer.byteLength(PLAIN_HTTP_BODY)}\r\n\r\n${PLAIN_HTTP_BODY}`;
 
 /** See Gateway#onTunnelChange. */
 export type TunnelListener = (hostname: string, openTunnels: number) => void;
@@ -226,7 +218,7 @@ export class Gateway {
     if (this.closing) return this.reject(socket, 'shutting_down');
     if (this.open >= this.opts.limits.maxConnections) return this.reject(socket, 'capacity');
     // remoteAddress is a getpeername(2); only for connections that got past the cheap checks.
-    const ip = normalizeIp(socket.remoteAddress);
+    const ip = socket.remoteAddress ? normalizeAddress(socket.remoteAddress) : 'unknown';
     if ((this.perIp.get(ip) ?? 0) >= this.opts.limits.maxConnectionsPerIp) return this.reject(socket, 'per_ip_limit');
     if ((this.pendingPerIp.get(ip) ?? 0) >= this.opts.limits.maxPendingPerIp) return this.reject(socket, 'pending_limit');
 
@@ -274,7 +266,7 @@ export class Gateway {
       case 'ok':
         return this.dispatch(socket, view, result.serverName, result.alpn);
       case 'not-tls':
-        if (result.http) return this.answerPlainHttp(socket);
+        if (result.http) return this.answer(socket, 'plain_http', PLAIN_HTTP_RESPONSE);
         return this.reject(socket, 'not_tls');
       case 'too-large':
         return this.reject(socket, 'too_large');
@@ -329,24 +321,24 @@ export class Gateway {
       return this.handOver(socket, hello, (s) => this.terminator.terminate(s));
     }
     const upstream = this.opts.routes.lookup(serverName);
-    if (!upstream) return this.alert(socket, 'unknown_sni', ALERT_UNRECOGNIZED_NAME);
+    if (!upstream) return this.answer(socket, 'unknown_sni', ALERT_UNRECOGNIZED_NAME);
     // Only the address that asked for a connect token reaches the session's xpra, and only a few at once.
     const ip = (socket as EdgeSocket)[CONN]?.ip ?? 'unknown';
     if (!isAdmitted(upstream, ip, Date.now())) {
       this.log.info({ hostname: serverName, ip }, 'tunnel refused: address not admitted');
-      return this.alert(socket, 'not_admitted', ALERT_ACCESS_DENIED);
+      return this.answer(socket, 'not_admitted', ALERT_ACCESS_DENIED);
     }
     if (this.tunnels.count(serverName) >= this.opts.limits.maxTunnelsPerRoute) {
       this.log.warn({ hostname: serverName, ip }, 'tunnel refused: too many tunnels to this route');
-      return this.alert(socket, 'route_tunnel_limit', ALERT_ACCESS_DENIED);
+      return this.answer(socket, 'route_tunnel_limit', ALERT_ACCESS_DENIED);
     }
     this.tunnel(socket, hello, serverName, upstream);
   }
 
-  /** Answers with a fatal TLS alert, then closes. */
-  private alert(socket: net.Socket, reason: RejectReason, alert: Buffer): void {
+  /** Sends `reply` (a fatal TLS alert, or the plain-HTTP 400), then closes. */
+  private answer(socket: net.Socket, reason: RejectReason, reply: Buffer | string): void {
     this.counters.rejected[reason]++;
-    socket.end(alert);
+    socket.end(reply);
     socket.setTimeout(1000, () => socket.destroy());
   }
 
@@ -374,12 +366,6 @@ export class Gateway {
     this.tunnelListeners.emit(hostname, this.tunnelCount(hostname));
   }
 
-  private answerPlainHttp(socket: net.Socket): void {
-    this.counters.rejected.plain_http++;
-    socket.end(PLAIN_HTTP_RESPONSE);
-    socket.setTimeout(1000, () => socket.destroy());
-  }
-
   /**
    * Ends every tunnel to `hostname` (the route stays). A withdrawn route calls it (the session
    * is gone); an operator can call it to drop a session's clients. Returns how many it ended.
@@ -393,9 +379,4 @@ function bump(map: Map<string, number>, key: string, delta: number): void {
   const n = (map.get(key) ?? 0) + delta;
   if (n <= 0) map.delete(key);
   else map.set(key, n);
-}
-
-function normalizeIp(addr: string | undefined): string {
-  if (!addr) return 'unknown';
-  return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
 }
