@@ -13,15 +13,15 @@ import {
   isLocalEngine,
   parseDockerHost,
   pingEngine,
-  readLines,
   statusCode,
   type EngineAddress,
 } from './docker-engine.js';
 import { checkLimits, MB, sessionContainerConfig } from './container-config.js';
-import { ContainerStartError, NotOwnedError } from './errors.js';
+import { handOverKey, untilReady } from './container-start.js';
+import { NotOwnedError } from './errors.js';
 import { ExitWatcher } from './docker-events.js';
 import { ensureImage, imageTag } from './image.js';
-import { parseXpraActivity } from './xpra-info.js';
+import { parseXpraActivity, XPRA_ACTIVITY_CMD } from './xpra-info.js';
 import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, firewallApplied, NetworkIsolationError, type NetworkOptions } from './network.js';
 import {
   LABELS,
@@ -71,32 +71,6 @@ export const DEFAULT_XPRA_PORT = 14500;
 const DEFAULT_READY_TIMEOUT_MS = 60_000;
 /** Engine calls other than create's wait and exec get this long before we call the engine hung. */
 const CALL_TIMEOUT_MS = 30_000;
-const LOG_TAIL = 20;
-/**
- * The session user's `xpra info` on the session's own socket, filtered to the lines activity
- * reads (agent/xpra-info.ts). A fixed command: the activity method runs nothing else.
- */
-const XPRA_ACTIVITY_CMD = [
-  '/bin/bash',
-  '-c',
-  'set -o pipefail; PATH=/usr/bin:/bin /usr/bin/xpra info --socket-dirs=/tmp/hs/xpra :100 2>/dev/null | { grep -E "^(clients=|client\\.([0-9]+\\.)?idle_time=)" || true; }',
-];
-
-/**
- * Writes the session's TLS key to the container's stdin and closes it (the container is
- * created with StdinOnce, so the engine then closes the entrypoint's stdin: end of the key).
- * The key thus never appears in the container's config (inspect, the engine's files); it
- * passes through the engine's in-memory pipe into the container's tmpfs.
- */
-function handOverKey(stdin: NodeJS.ReadWriteStream, keyPem: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    stdin.once('error', reject);
-    stdin.end(keyPem, () => {
-      stdin.off('error', reject);
-      resolve();
-    });
-  });
-}
 
 export class DockerRuntime implements SessionRuntime {
   readonly docker: Docker;
@@ -314,40 +288,11 @@ export class DockerRuntime implements SessionRuntime {
   /** Follows the container's output until HACKSTREAM-READY, a failure, its exit, the timeout or an abort. */
   private async waitReady(container: Docker.Container, signal?: AbortSignal): Promise<void> {
     const stream = await this.call(() => container.logs({ follow: true, stdout: true, stderr: true }));
-    const tail: string[] = [];
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(
-          () => reject(new ContainerStartError(`the session container was not ready within ${this.readyTimeoutMs} ms`, 'timeout', [...tail])),
-          this.readyTimeoutMs,
-        );
-        onAbort = () => reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
-        signal?.addEventListener('abort', onAbort, { once: true });
-        if (signal?.aborted) onAbort();
-        readLines(stream, (line, source) => {
-          tail.push(line);
-          if (tail.length > LOG_TAIL) tail.shift();
-          if (source === 'stdout' && /^HACKSTREAM-READY\s*$/.test(line)) resolve();
-          const failed = /^HACKSTREAM-FAILED\s*(.*)$/.exec(line);
-          if (failed) reject(new ContainerStartError(`the session container failed: ${failed[1] || 'no reason given'}`, 'failed', [...tail]));
-        });
-        stream.on('error', (err: Error) => reject(isConnectionError(err) ? engineUnavailable(this.address, err) : err));
-        // The log ends when the container stops: report how it ended.
-        stream.on('end', () => {
-          container.inspect().then((info) => {
-            const { ExitCode: code, OOMKilled: oom } = info.State;
-            const msg = `the session container exited with code ${code}${oom ? ' (out of memory)' : ''} before it was ready`;
-            reject(new ContainerStartError(msg, 'exited', [...tail], code, oom));
-          }, reject);
-        });
-      });
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener('abort', onAbort);
-      (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-    }
+    await untilReady(container, stream, {
+      timeoutMs: this.readyTimeoutMs,
+      ...(signal ? { signal } : {}),
+      streamError: (err) => (isConnectionError(err) ? engineUnavailable(this.address, err) : err),
+    });
   }
 
   private async exec(containerId: string, cmd: string[]): Promise<void> {

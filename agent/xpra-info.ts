@@ -23,3 +23,13 @@ export function parseXpraActivity(output: string): SessionActivity {
   if (clients === undefined) throw new Error('xpra info did not report its clients');
   return { clients, idleSeconds: clients > 0 ? idleSeconds : null };
 }
+
+/**
+ * The session user's `xpra info` on the session's own socket, filtered to the lines activity
+ * reads (parseXpraActivity). A fixed command: the activity method runs nothing else.
+ */
+export const XPRA_ACTIVITY_CMD = [
+  '/bin/bash',
+  '-c',
+  'set -o pipefail; PATH=/usr/bin:/bin /usr/bin/xpra info --socket-dirs=/tmp/hs/xpra :100 2>/dev/null | { grep -E "^(clients=|client\\.([0-9]+\\.)?idle_time=)" || true; }',
+];
