@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -8,10 +7,9 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { EXIT } from '../../client/errors.js';
 import { startApi, type TestApi } from '../helpers/api.js';
-import { runCli, spawnCli, type RunningCli } from '../helpers/cli.js';
+import { configureAndLogin, runCli, spawnCli, type RunningCli } from '../helpers/cli.js';
 import { screenshot, startXvfb, until, windowGeometry, xdotool, type Display, type Rgb } from '../helpers/display.js';
 import { artifacts, hostAddress, servePage, type PageServer } from '../helpers/e2e.js';
-import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { clientNetwork, type ClientNetwork } from '../helpers/netns.js';
 import { cleanupSessions, containersOf, docker, testSessions } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
@@ -188,11 +186,7 @@ describe('the client survives its network going away', { timeout: 420_000 }, () 
   it('launches from the namespace and the page is clicked; attached for a minute (past the refresh idle lifetime)', { timeout: 180_000 }, async (t) => {
     t.diagnostic(`screenshots and logs: ${art.dir}; client namespace ${net.name} at ${net.clientIp}, server at ${net.hostIp}:${api.port}`);
     home = scratch();
-    const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
-    const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', net.hostIp, '--ca-fingerprint', fingerprint], { home, netns: net.name });
-    assert.equal(conf.code, 0, conf.stderr);
-    const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n`, netns: net.name });
-    assert.equal(login.code, 0, login.stderr);
+    await configureAndLogin(api, USER, home, { address: net.hostIp, netns: net.name });
 
     cli = spawnCli(['launch', 'browser', '--url', page.url, '--quality', 'low'], { home, netns: net.name, env: { DISPLAY: display.name } });
     state.id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 90_000);

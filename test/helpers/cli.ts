@@ -1,5 +1,10 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PUBLIC_HOST } from './gateway.js';
 
 /** What users run from a checkout: the shell wrapper, which runs client/cli.ts with tsx. */
 export const BIN = fileURLToPath(new URL('../../bin/hackstream', import.meta.url));
@@ -82,4 +87,22 @@ export function spawnCli(args: string[], o: { home: string; env?: NodeJS.Process
       if (code === undefined) child.kill('SIGTERM');
     },
   };
+}
+
+/**
+ * `hackstream configure` against a test server (its API certificate pinned by fingerprint,
+ * dialled at `address`), then `hackstream login` as `user`, both in `home`; asserts both worked.
+ */
+export async function configureAndLogin(
+  server: { dataDir: string; port: number },
+  user: { username: string; password: string },
+  home: string,
+  o: { address?: string; netns?: string } = {},
+): Promise<void> {
+  const fingerprint = new X509Certificate(readFileSync(join(server.dataDir, 'certs', 'api.crt'))).fingerprint256;
+  const ns = o.netns ? { netns: o.netns } : {};
+  const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${server.port}`, '--address', o.address ?? '127.0.0.1', '--ca-fingerprint', fingerprint], { home, ...ns });
+  assert.equal(conf.code, 0, conf.stderr);
+  const login = await runCli(['login'], { home, stdin: `${user.username}\n${user.password}\n`, ...ns });
+  assert.equal(login.code, 0, login.stderr);
 }

@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { EXIT } from '../../client/errors.js';
 import { startApi, type TestApi } from '../helpers/api.js';
-import { runCli, spawnCli } from '../helpers/cli.js';
+import { configureAndLogin, spawnCli } from '../helpers/cli.js';
 import { startXvfb, type Display } from '../helpers/display.js';
-import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { cleanupSessions, testSessions, waitForSession } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
@@ -41,11 +37,7 @@ after(async () => {
 describe('hackstream launch with the real xpra client', () => {
   it('attaches through the gateway, re-attaches by itself when the tunnel is cut, and ends when the session stops', { timeout: 120_000 }, async () => {
     const home = scratch();
-    const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
-    const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', '127.0.0.1', '--ca-fingerprint', fingerprint], { home });
-    assert.equal(conf.code, 0, conf.stderr);
-    const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n` });
-    assert.equal(login.code, 0, login.stderr);
+    await configureAndLogin(api, USER, home);
 
     const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display!.name } });
     try {

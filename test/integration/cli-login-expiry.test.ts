@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { EXIT } from '../../client/errors.js';
 import { startApi, type TestApi } from '../helpers/api.js';
-import { runCli, spawnCli } from '../helpers/cli.js';
+import { configureAndLogin, spawnCli } from '../helpers/cli.js';
 import { startXvfb, until, type Display } from '../helpers/display.js';
-import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { cleanupSessions, testSessions } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
@@ -49,11 +45,7 @@ async function session(id: string): Promise<{ state: string; hostname: string | 
 describe('the login ends while a session is attached', () => {
   it('past the absolute lifetime a dropped connection ends the CLI with AUTH and "log in again", the session left running', { timeout: 180_000 }, async () => {
     const home = scratch();
-    const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
-    const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', '127.0.0.1', '--ca-fingerprint', fingerprint], { home });
-    assert.equal(conf.code, 0, conf.stderr);
-    const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n` });
-    assert.equal(login.code, 0, login.stderr);
+    await configureAndLogin(api, USER, home);
     // The family ends at the latest here (the server counts from within the login call).
     const familyEnd = Date.now() + ABSOLUTE_MS;
 

@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT } from '../../client/errors.js';
 import { startApi, type TestApi } from '../helpers/api.js';
-import { runCli, spawnCli, type RunningCli } from '../helpers/cli.js';
+import { configureAndLogin, spawnCli, type RunningCli } from '../helpers/cli.js';
 import { startXvfb, until, type Display } from '../helpers/display.js';
-import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { clientNetwork, type ClientNetwork } from '../helpers/netns.js';
 import { cleanupSessions, testSessions, waitForSession } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
@@ -38,11 +34,7 @@ before(async () => {
   await api.createUser(USER.username, USER.password);
   token = (await api.login(USER.username, USER.password)).accessToken;
   home = scratch();
-  const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
-  const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', net.hostIp, '--ca-fingerprint', fingerprint], { home, netns: net.name });
-  assert.equal(conf.code, 0, conf.stderr);
-  const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n`, netns: net.name });
-  assert.equal(login.code, 0, login.stderr);
+  await configureAndLogin(api, USER, home, { address: net.hostIp, netns: net.name });
 });
 
 after(async () => {

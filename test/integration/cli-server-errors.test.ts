@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { EXIT } from '../../client/errors.js';
 import { startApi } from '../helpers/api.js';
-import { runCli } from '../helpers/cli.js';
-import { PUBLIC_HOST } from '../helpers/gateway.js';
+import { configureAndLogin, runCli } from '../helpers/cli.js';
 import { cleanupSessions, testSessions } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
@@ -45,12 +41,8 @@ describe('hackstream launch when the server cannot start a session', () => {
       const api = await startApi({ db: 'postgres', config: { sessions } });
       try {
         await api.createUser(USER.username, USER.password);
-        const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
         const home = scratch();
-        const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', '127.0.0.1', '--ca-fingerprint', fingerprint], { home });
-        assert.equal(conf.code, 0, conf.stderr);
-        const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n` });
-        assert.equal(login.code, 0, login.stderr);
+        await configureAndLogin(api, USER, home);
 
         const r = await runCli(['launch', 'browser', '--no-attach'], { home });
         assert.equal(r.code, c.exit, `exit ${r.code}\n${r.stderr}`);
