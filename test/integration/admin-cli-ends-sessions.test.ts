@@ -49,8 +49,9 @@ describe('admin CLI: disabling a user ends their live sessions on the running se
     const containerGone = async () => !(await containersOf(sessions.instanceId)).some((c) => c.Labels[LABELS.session] === s.session_id);
     assert.ok(await waitFor(() => isClosed, 30_000), 'the attached client was cut (the route was withdrawn)');
     assert.ok(await waitFor(containerGone, 30_000), 'the container was removed');
-    const view = (await api.request('GET', `/v1/sessions/${s.session_id}`, { token: admin })).json as SessionView;
-    assert.equal(view.state, 'stopped');
+    // The container goes before the row is finished (route, container, then stopped): wait for the state.
+    const state = async () => ((await api.request('GET', `/v1/sessions/${s.session_id}`, { token: admin })).json as SessionView).state;
+    assert.ok(await waitFor(async () => (await state()) === 'stopped', 30_000), `the session ended stopped (now ${await state()})`);
     const rows = await api.request('GET', `/v1/audit?user=${s.session_id}&action=session_stopped`, { token: admin });
     const stop = (rows.json as { items: Array<{ details: Record<string, unknown> }> }).items[0];
     assert.deepEqual([stop?.details.reason, stop?.details.cause], ['admin', 'user-disabled']);
