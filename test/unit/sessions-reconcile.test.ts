@@ -60,11 +60,16 @@ describe('reconciler with a fake runtime', () => {
     await s.until('the pool adopted the warm container', () => (s.manager.poolSize() === 1 ? true : undefined));
     assert.ok(runtime.containers.has(warm.containerId), 'the warm pool container is kept, not replaced');
     assert.equal(runtime.containers.has(stray.containerId), false, 'the unknown container is removed');
-    assert.deepEqual(
-      (await s.audit(stray.sessionId)).map((r) => [r.action, r.details.correction]),
-      [['session_reconciled', 'row-missing']],
-    );
-    const adopted = await s.audit(kept.session.session_id, 'session_adopted');
+    // The container goes before its audit row is written: wait for the row, then check it.
+    const strayRows = await s.until("the stray container's removal is audited", async () => {
+      const rows = (await s.audit(stray.sessionId)).map((r) => [r.action, r.details.correction]);
+      return rows.length > 0 ? rows : undefined;
+    });
+    assert.deepEqual(strayRows, [['session_reconciled', 'row-missing']]);
+    const adopted = await s.until('the adoption is audited', async () => {
+      const rows = await s.audit(kept.session.session_id, 'session_adopted');
+      return rows.length > 0 ? rows : undefined;
+    });
     assert.equal(adopted.length, 1);
     // Routed again, admitting nobody until a client asks for a connect token.
     assert.deepEqual(s.routes.lookup(kept.connect.sni), { ...runtime.bySession(kept.session.session_id)?.upstream, admit: [] });
