@@ -74,8 +74,8 @@ export class SessionManager {
     this.pool = new SessionPool(this.t, { config, instanceId, dataSource, runtime, certs: deps.certs, prep: this.prep });
     this.launcher = new Launcher(this.t, this.pool, { config, instanceId, quotas: deps.quotas, audit: deps.audit, certs: deps.certs, prep: this.prep });
     this.tokens = new ConnectTokens({ config, publicHost: deps.publicHost, connectPort: deps.connectPort, kv: deps.kv, runtime, routes: deps.routes, audit: deps.audit, caPem: deps.certs.caPem });
-    this.attach = new AttachTracker(this.t, deps.tunnels);
     const activity = runtime.activity ? { activity: runtime.activity.bind(runtime) } : undefined;
+    this.attach = new AttachTracker(this.t, deps.tunnels, activity);
     this.reaper = new Reaper(this.t, this.pool, { instanceId, dataSource, sweepIntervalMs: config.sweepIntervalMs, ...(activity ? { activity } : {}) });
     this.reconciler = new Reconciler(this.t, this.pool, this.attach, {
       instanceId,

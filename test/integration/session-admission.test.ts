@@ -68,7 +68,7 @@ describe('session admission: tunnels only from the address that asked for the co
 
     const open = await dial(s.connect, '127.0.0.1');
     assert.ok('socket' in open);
-    await waitForSession(api, alice, s.session_id, (v) => v.state === 'connected');
+    assert.ok(await waitFor(() => api.gw.app.gateway.tunnelCount(s.connect.sni) === 1, 30_000), 'the admitted tunnel is open');
     const expires = Date.parse(s.connect.expires_at);
     assert.ok(await waitFor(() => Date.now() > expires + 250, 30_000), 'the connect token expired');
     assert.deepEqual(await dial(s.connect, '127.0.0.1'), { refused: 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED' }, 'no new tunnel once the token expired');
