@@ -13,27 +13,26 @@ import type { User } from '../store/entities.js';
 
 type QuotaColumns = Pick<
   User,
-  'quotaMaxSessions' | 'quotaCpuMillicores' | 'quotaMemoryMb' | 'quotaIdleTimeoutS' | 'quotaMaxDurationS' | 'quotaStorageMb'
+  'quotaMaxSessions' | 'quotaCpuMillicores' | 'quotaMemoryMb' | 'quotaIdleTimeoutS' | 'quotaMaxDurationS' | 'quotaStorageMb' | 'quotaProfileMb'
 >;
 
 /** A change to a user's overrides: a number sets a field, null returns it to the role default. */
 export type QuotaPatch = { [K in keyof Quota]?: number | null };
 
-const FIELDS: { [K in keyof Quota]: { column: keyof QuotaColumns; toDb: (v: number) => number; fromDb: (v: number) => number } } = {
+const FIELDS: { [K in keyof Quota]-?: { column: keyof QuotaColumns; toDb: (v: number) => number; fromDb: (v: number) => number } } = {
   maxSessions: { column: 'quotaMaxSessions', toDb: (v) => v, fromDb: (v) => v },
   cpus: { column: 'quotaCpuMillicores', toDb: (v) => Math.round(v * 1000), fromDb: (v) => v / 1000 },
   memoryMb: { column: 'quotaMemoryMb', toDb: (v) => v, fromDb: (v) => v },
   idleTimeoutMinutes: { column: 'quotaIdleTimeoutS', toDb: (v) => v * 60, fromDb: (v) => Math.round(v / 60) },
   maxDurationMinutes: { column: 'quotaMaxDurationS', toDb: (v) => v * 60, fromDb: (v) => Math.round(v / 60) },
   storageMb: { column: 'quotaStorageMb', toDb: (v) => v, fromDb: (v) => v },
+  profileMb: { column: 'quotaProfileMb', toDb: (v) => v, fromDb: (v) => v },
 };
 
 /** The user's overrides in API units (only the fields that are set). */
 export function quotaOverride(user: QuotaColumns): Partial<Quota> {
   const out: { -readonly [K in keyof Quota]?: number } = {};
   for (const [field, f] of Object.entries(FIELDS) as [keyof Quota, (typeof FIELDS)[keyof Quota]][]) {
-    // profileMb has no per-user column (yet): the policy's value applies.
-    if (!f) continue;
     const v = user[f.column];
     if (v !== null) out[field] = f.fromDb(v);
   }
@@ -45,7 +44,7 @@ export function quotaColumns(patch: QuotaPatch): Partial<QuotaColumns> {
   const out: Partial<Record<keyof QuotaColumns, number | null>> = {};
   for (const [field, f] of Object.entries(FIELDS) as [keyof Quota, (typeof FIELDS)[keyof Quota]][]) {
     const v = patch[field];
-    if (f && v !== undefined) out[f.column] = v === null ? null : f.toDb(v);
+    if (v !== undefined) out[f.column] = v === null ? null : f.toDb(v);
   }
   return out;
 }

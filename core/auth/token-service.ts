@@ -262,6 +262,7 @@ interface UserRow {
   quota_idle_timeout_s: number | null;
   quota_max_duration_s: number | null;
   quota_storage_mb: number | null;
+  quota_profile_mb: number | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -281,6 +282,7 @@ function userFromRow(r: UserRow): User {
     quotaIdleTimeoutS: r.quota_idle_timeout_s,
     quotaMaxDurationS: r.quota_max_duration_s,
     quotaStorageMb: r.quota_storage_mb,
+    quotaProfileMb: r.quota_profile_mb,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

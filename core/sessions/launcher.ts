@@ -9,7 +9,6 @@ import type { Audit } from '../auth/audit.js';
 import type { Quotas } from '../auth/quotas.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
-import { refuseWhileLive } from '../profiles/service.js';
 import { SessionEntity, type Session, type User } from '../store/entities.js';
 import type { SessionPool, PoolEntry } from './pool.js';
 import type { RuntimePreparation } from './preparation.js';
@@ -24,6 +23,8 @@ export interface LauncherDeps {
   audit: Audit;
   certs: { issue(hostname: string): Promise<{ certPem: string; keyPem: string }> };
   prep: RuntimePreparation;
+  /** A persist launch's volume: refuses while one is live (PROFILE_IN_USE), else creates or checks it. */
+  prepareProfile: (user: User, log: Logger) => Promise<void>;
 }
 
 export class Launcher {
@@ -57,9 +58,10 @@ export class Launcher {
           user,
           { action: 'session.create', profile: input.profile },
           async () => {
-            // Again under the user's quota lock: of two persist launches at once, the second sees the first's row.
-            if (input.profile === 'persist') await refuseWhileLive(this.t.deps.dataSource, user.id);
             await this.pool.checkCapacity(limits.memoryMb, pooled ? pooled.memoryMb : 0);
+            // The volume only once the quota and the host admit the launch, under the user's quota
+            // lock: of two persist launches at once, the second sees the first's row.
+            if (input.profile === 'persist') await this.deps.prepareProfile(user, log);
             return this.record(id, user, input, limits, timing, pooled, sourceIp);
           },
           log,

@@ -72,7 +72,7 @@ export class SessionManager {
     this.t = new Transitions(deps);
     this.prep = new RuntimePreparation(runtime, this.t.log);
     this.pool = new SessionPool(this.t, { config, instanceId, dataSource, runtime, certs: deps.certs, prep: this.prep });
-    this.launcher = new Launcher(this.t, this.pool, { config, instanceId, quotas: deps.quotas, audit: deps.audit, certs: deps.certs, prep: this.prep });
+    this.launcher = new Launcher(this.t, this.pool, { config, instanceId, quotas: deps.quotas, audit: deps.audit, certs: deps.certs, prep: this.prep, prepareProfile: (user, log) => preparePersistentProfile(deps, user, log) });
     this.tokens = new ConnectTokens({ config, publicHost: deps.publicHost, connectPort: deps.connectPort, kv: deps.kv, runtime, routes: deps.routes, audit: deps.audit, caPem: deps.certs.caPem });
     const activity = runtime.activity ? { activity: runtime.activity.bind(runtime) } : undefined;
     this.attach = new AttachTracker(this.t, deps.tunnels, activity);
@@ -133,7 +133,6 @@ export class SessionManager {
   // ---- API operations -------------------------------------------------------------------
 
   async create(user: User, input: CreateSessionInput, ctx: CallerContext = {}): Promise<{ session: SessionView; connect: ConnectDescriptor }> {
-    if (input.profile === 'persist') await preparePersistentProfile(this.deps, user, ctx.log);
     const sourceIp = ctx.sourceIp ?? null;
     const started = await this.launcher.launch(user, input, sourceIp, ctx.log ?? this.t.log);
     const connect = await this.tokens.issue(started, user.id, sourceIp);

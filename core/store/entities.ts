@@ -57,6 +57,8 @@ export interface User {
   quotaIdleTimeoutS: number | null;
   quotaMaxDurationS: number | null;
   quotaStorageMb: number | null;
+  /** The persistent profile's size (MB); null: the policy's. */
+  quotaProfileMb: number | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -158,6 +160,7 @@ export const UserEntity = new EntitySchema<User>({
     quotaIdleTimeoutS: optionalInt('quota_idle_timeout_s'),
     quotaMaxDurationS: optionalInt('quota_max_duration_s'),
     quotaStorageMb: optionalInt('quota_storage_mb'),
+    quotaProfileMb: optionalInt('quota_profile_mb'),
     createdAt,
     updatedAt,
   },

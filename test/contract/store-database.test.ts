@@ -67,7 +67,7 @@ for (const kind of DATABASE_KINDS) {
       const applied: { name: string }[] = await ds().query('SELECT name FROM typeorm_migrations');
       assert.deepEqual(
         applied.map((r) => r.name),
-        ['Initial1764000000000', 'SessionRuntime1764100000000', 'PluginsV21765000000000'],
+        ['Initial1764000000000', 'SessionRuntime1764100000000', 'PluginsV21765000000000', 'QuotaProfile1766000000000'],
       );
     });
 

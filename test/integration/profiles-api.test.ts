@@ -245,4 +245,29 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     const started = answers.find((r) => r.status === 201)?.json as CreatedSession;
     await stop('bob', started.session_id);
   });
+  it('a persist launch the quota refuses creates no volume (the volume comes after the quota check); profileMb overridden per user', async () => {
+    const r = await call('POST', '/v1/users', 'admin', { username: 'carol', password: 'carol password 1', quota: { maxSessions: 1 } });
+    assert.equal(r.status, 201, r.text);
+    ids.carol = (r.json as { id: string }).id;
+    tokens.carol = await login('carol', 'carol password 1');
+    const running = await call('POST', '/v1/sessions', 'carol', { app: 'firefox' });
+    assert.equal(running.status, 201, running.text);
+    const refused = await call('POST', '/v1/sessions', 'carol', { app: 'firefox', profile: 'persist' });
+    assert.equal(refused.status, 409, refused.text);
+    assert.equal(errorCode(refused), 'QUOTA_EXCEEDED');
+    assert.equal(await profileUsage('carol'), null, 'no volume for a refused launch');
+    assert.equal(existsSync(volume('carol')), false);
+    await stop('carol', (running.json as CreatedSession).session_id);
+
+    // A per-user override of the profile's size (the role's is PROFILE_MB).
+    const patched = await call('PATCH', `/v1/users/${ids.carol}`, 'admin', { quota: { profileMb: 96 } });
+    assert.equal(patched.status, 200, patched.text);
+    const quotas = (await call('GET', '/v1/quotas', 'carol')).json as { quota: { profileMb: number } };
+    assert.equal(quotas.quota.profileMb, 96);
+    const own = await launch('carol');
+    assert.equal((await profileUsage('carol'))?.sizeMb, 96, 'the volume has the override size');
+    await stop('carol', own.session_id);
+    const bad = await call('PATCH', `/v1/users/${ids.carol}`, 'admin', { quota: { profileMb: 1 } });
+    assert.equal(bad.status, 400, bad.text);
+  });
 });

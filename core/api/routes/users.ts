@@ -16,6 +16,7 @@ const quotaPatch = z.strictObject({
   idleTimeoutMinutes: quotaFields.idleTimeoutMinutes.nullable().optional(),
   maxDurationMinutes: quotaFields.maxDurationMinutes.nullable().optional(),
   storageMb: quotaFields.storageMb.nullable().optional(),
+  profileMb: quotaFields.profileMb.nullable().optional(),
 });
 
 const createBody = z.strictObject({
