@@ -32,15 +32,16 @@ export interface AuditCsv {
 
 /**
  * The audit rows the filters of `queryAudit` select (user, action, from, to; limit and cursor
- * are ignored), newest first, as CSV. Every text field went through the export escape.
+ * are ignored), newest first, as CSV, read `pageSize` rows at a time. Every text field went
+ * through the export escape.
  */
-export async function auditCsv(dataSource: DataSource, input: AuditQueryInput, maxRows = AUDIT_CSV_MAX_ROWS): Promise<AuditCsv> {
+export async function auditCsv(dataSource: DataSource, input: AuditQueryInput, maxRows = AUDIT_CSV_MAX_ROWS, pageSize = AUDIT_QUERY_MAX_LIMIT): Promise<AuditCsv> {
   const { limit: _limit, cursor: _cursor, ...filters } = parseAuditQuery({ ...input, limit: AUDIT_QUERY_MAX_LIMIT });
   const lines = [AUDIT_CSV_COLUMNS.join(',')];
   let cursor: string | undefined;
   let truncated = false;
   for (;;) {
-    const page = await queryAudit(dataSource, { ...filters, limit: AUDIT_QUERY_MAX_LIMIT, ...(cursor ? { cursor } : {}) });
+    const page = await queryAudit(dataSource, { ...filters, limit: pageSize, ...(cursor ? { cursor } : {}) });
     for (const item of page.items) {
       if (lines.length - 1 >= maxRows) {
         truncated = true;
