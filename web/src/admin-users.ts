@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { call } from './api.js';
 import { errorText, html, QUOTA_FIELDS, QUOTA_LABELS, valueOf, type QuotaField, type UserView } from './admin-common.js';
 
@@ -50,18 +50,26 @@ function EditUser(props: { user: UserView; onDone: (msg: string) => void; onClos
       setError(errorText(err));
     }
   };
-  const quotaBody = () => {
+  const title = useRef<HTMLHeadingElement>(null);
+  // Keyboard users land in the editor they opened.
+  useEffect(() => title.current?.focus(), []);
+  const saveQuota = () => {
     const q: Record<string, number | null> = {};
-    for (const f of QUOTA_FIELDS) q[f] = quota[f].trim() === '' ? null : Number(quota[f]);
-    return { quota: q };
+    for (const f of QUOTA_FIELDS) {
+      const text = quota[f].trim();
+      const n = Number(text);
+      if (text !== '' && !Number.isFinite(n)) return setError(`${QUOTA_LABELS[f]}: a number, or empty for the role's default`);
+      q[f] = text === '' ? null : n;
+    }
+    void save({ quota: q }, `Quota of ${u.username} saved.`);
   };
   return html`<section class="card" id="edit-user" aria-labelledby="edit-title">
-    <h2 id="edit-title">Edit ${u.username}</h2>
+    <h2 id="edit-title" tabindex="-1" ref=${title}>Edit ${u.username}</h2>
     <form class="inline" id="role-form" onSubmit=${(e: Event) => { e.preventDefault(); void save({ role }, `${u.username} is now ${role}.`); }}>
       <label>Role<select id="edit-role" value=${role} onChange=${(e: Event) => setRole(valueOf(e))}><option value="user">user</option><option value="admin">admin</option></select></label>
       <button type="submit">Save role</button>
     </form>
-    <form id="quota-form" onSubmit=${(e: Event) => { e.preventDefault(); void save(quotaBody(), `Quota of ${u.username} saved.`); }}>
+    <form id="quota-form" onSubmit=${(e: Event) => { e.preventDefault(); saveQuota(); }}>
       <fieldset><legend>Quota override (empty: the role's default)</legend>
       <div class="grid">${QUOTA_FIELDS.map((f) => html`<label>${QUOTA_LABELS[f]}<input id=${`quota-${f}`} inputmode="decimal" value=${quota[f]} onInput=${(e: Event) => setQuota({ ...quota, [f]: valueOf(e) })} /></label>`)}</div>
       </fieldset>
