@@ -70,7 +70,7 @@ export function createApi(deps: ApiDeps): Koa<ApiState> {
   });
   app.use(bodyLimit());
   // The portal, xpra's HTML5 client and the portal's cookie API (core/web, docs/web.md).
-  app.use(webRouter({ control: deps.control, ...(deps.sessions ? { sessions: deps.sessions } : {}) }));
+  app.use(webRouter({ control: deps.control, dataSource: deps.dataSource, ...(deps.sessions ? { sessions: deps.sessions } : {}) }));
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

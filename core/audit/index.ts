@@ -22,3 +22,4 @@ export {
   type AuditQueryInput,
 } from './query.js';
 export { verifyAuditChain, type AuditChainProblem, type AuditChainReport } from './verify.js';
+export { AUDIT_CSV_COLUMNS, AUDIT_CSV_MAX_ROWS, auditCsv, csvCell, type AuditCsv } from './csv.js';

@@ -21,6 +21,7 @@ import { RuntimePreparation } from './preparation.js';
 import { Reaper } from './reaper.js';
 import { Reconciler } from './reconciler.js';
 import type { SessionRuntime } from './runtime.js';
+import { capacitySnapshot, type CapacitySnapshot } from './capacity.js';
 import { LIVE, RUNNING, Transitions, type UserEndReason } from './transitions.js';
 
 export type { UserEndReason };
@@ -113,6 +114,12 @@ export class SessionManager {
   /** Ready pool containers (for /metrics and tests). */
   poolSize(): number {
     return this.pool.size();
+  }
+
+  /** Host memory, this instance's sessions and capacity, the pool and the runtime's readiness (the admin console). */
+  capacity(): Promise<CapacitySnapshot> {
+    const { config, instanceId, dataSource, runtime } = this.deps;
+    return capacitySnapshot({ config, instanceId, dataSource, runtime, usage: () => this.pool.usage(), pool: () => ({ ready: this.pool.size(), starting: this.pool.startingCount() }) });
   }
 
   /** Prepares the runtime now (image, network, firewall) rather than at the first launch; never rejects. */

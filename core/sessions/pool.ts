@@ -71,6 +71,11 @@ export class SessionPool {
     return this.ready.size;
   }
 
+  /** Pool containers being started (not ready yet). */
+  startingCount(): number {
+    return this.starting.size;
+  }
+
   take(): PoolEntry | undefined {
     const first = this.ready.values().next();
     if (first.done) return undefined;

@@ -16,7 +16,7 @@ const built = new Map<string, Promise<Bundle>>();
  * Bundles an entry of web/src with esbuild, once per process, in memory (no CDN, no
  * build step to forget). esbuild is loaded only when the first page is asked for.
  */
-export function bundle(entry: 'portal' | 'xpra-open'): Promise<Bundle> {
+export function bundle(entry: 'portal' | 'xpra-open' | 'admin'): Promise<Bundle> {
   let b = built.get(entry);
   if (!b) {
     b = (async () => {
@@ -25,7 +25,7 @@ export function bundle(entry: 'portal' | 'xpra-open'): Promise<Bundle> {
         entryPoints: [join(SRC, `${entry}.ts`)],
         bundle: true,
         minify: true,
-        format: entry === 'portal' ? 'esm' : 'iife',
+        format: entry === 'xpra-open' ? 'iife' : 'esm',
         target: ['es2020'],
         write: false,
         legalComments: 'none',

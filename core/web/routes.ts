@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Router, { type RouterMiddleware } from '@koa/router';
 import type Koa from 'koa';
+import type { DataSource } from 'typeorm';
 import { z } from 'zod';
 import type { ControlPlane } from '../auth/index.js';
 import { AppError } from '../errors.js';
@@ -9,6 +10,8 @@ import type { ApiState } from '../api/errors.js';
 import { clientIp, route, type AnyRoute, type ApiContext } from '../api/route.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { createSessionBody, sessionView } from '../sessions/view.js';
+import { mountAdminPages } from './admin-pages.js';
+import { mountAdminApi } from './admin-routes.js';
 import { bundle } from './bundle.js';
 import { checkCsrf, checkOrigin, clearSessionCookies, cookieAuth, setSessionCookies } from './cookie-auth.js';
 import { PORTAL_CSP, PORTAL_HTML, XPRA_HTML, xpraCsp } from './pages.js';
@@ -19,6 +22,8 @@ export interface WebDeps {
   sessions?: SessionManager;
   /** xpra's HTML5 client (Debian: /usr/share/xpra/www). */
   xpraWww?: string;
+  /** The audit's database, for the admin console (core/web/admin-routes.ts). */
+  dataSource?: DataSource;
 }
 
 const loginBody = z.strictObject({ username: z.string().min(1).max(256), password: z.string().min(1).max(4096) });
@@ -171,6 +176,9 @@ export function webRouter(deps: WebDeps): Koa.Middleware<ApiState> {
   const router = new Router<ApiState>();
   const open = (): RouterMiddleware<ApiState> => (_ctx, next) => next();
   for (const r of portalApi(deps)) r.mount(router, open);
+  // The admin console (admins only; 404 for anyone else): docs/web.md "The admin console".
+  mountAdminApi(router, deps);
+  mountAdminPages(router, deps.control);
   const www = deps.xpraWww ?? DEFAULT_XPRA_WWW;
   const html = (ctx: Koa.ParameterizedContext<ApiState>, body: string, csp: string) => {
     ctx.set('Content-Security-Policy', csp);

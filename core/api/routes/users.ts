@@ -19,14 +19,14 @@ const quotaPatch = z.strictObject({
   profileMb: quotaFields.profileMb.nullable().optional(),
 });
 
-const createBody = z.strictObject({
+export const createUserBody = z.strictObject({
   username: usernameSchema,
   password,
   role: z.enum(ROLES).default('user'),
   quota: quotaPatch.optional(),
 });
 
-const patchBody = z
+export const patchUserBody = z
   .strictObject({
     disabled: z.boolean().optional(),
     role: z.enum(ROLES).optional(),
@@ -46,7 +46,7 @@ const listQuery = z.strictObject({
 });
 
 /** What of a change ends the user's live sessions (as it revokes their tokens), if anything. */
-function endsSessions(before: User, patch: z.output<typeof patchBody>): UserEndReason | undefined {
+export function endsSessions(before: User, patch: z.output<typeof patchUserBody>): UserEndReason | undefined {
   if (patch.disabled === true && !before.disabled) return 'user-disabled';
   if (patch.password !== undefined) return 'password-reset';
   if (patch.role !== undefined && patch.role !== before.role) return 'role-changed';
@@ -64,7 +64,7 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       method: 'POST',
       path: '/v1/users',
       access: 'admin',
-      body: createBody,
+      body: createUserBody,
       async handle(ctx, { body }) {
         const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
         const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: body.quota } : {}) }, actor);
@@ -86,7 +86,7 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       method: 'PATCH',
       path: '/v1/users/:id',
       access: 'admin',
-      body: patchBody,
+      body: patchUserBody,
       async handle(ctx, { body }) {
         const id = ctx.params.id;
         if (id === undefined) throw new AppError('NOT_FOUND', 'no such user');
