@@ -22,6 +22,7 @@ import { NotOwnedError } from './errors.js';
 import { ExitWatcher } from './docker-events.js';
 import { ensureImage, imageTag } from './image.js';
 import { parseXpraActivity, XPRA_ACTIVITY_CMD } from './xpra-info.js';
+import { tracedStep } from '../lib/tracing.js';
 import { DEFAULT_NETWORK_NAME, ensureSessionNetwork, firewallApplied, NetworkIsolationError, type NetworkOptions } from './network.js';
 import {
   LABELS,
@@ -125,7 +126,7 @@ export class DockerRuntime implements SessionRuntime {
     const config = this.containerConfig(spec, opts.profileSource);
     const t0 = Date.now();
     const log = this.log.child({ sessionId: spec.sessionId });
-    const container = await this.call(() => this.docker.createContainer({ ...config, abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) })).catch((err: unknown) => {
+    const container = await tracedStep('container.create', () => this.call(() => this.docker.createContainer({ ...config, abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS) }))).catch((err: unknown) => {
       // No such image or network: say what sets them up.
       if (statusCode(err) === 404) throw new Error(`${(err as Error).message.trim()} (prepare() builds the image and creates the network)`, { cause: err });
       throw err;
@@ -136,9 +137,9 @@ export class DockerRuntime implements SessionRuntime {
       stdin = await this.call(() => container.attach({ stream: true, stdin: true, hijack: true }));
       // After the hand-over, the attach connection's fate does not matter (readiness decides).
       stdin.on('error', () => undefined);
-      await this.call(() => container.start());
+      await tracedStep('container.start', () => this.call(() => container.start()));
       await this.call(() => handOverKey(stdin!, spec.tls.keyPem));
-      await this.waitReady(container, opts.signal);
+      await tracedStep('container.wait_ready', () => this.waitReady(container, opts.signal));
       const info = await this.call(() => container.inspect());
       const host = info.NetworkSettings.Networks[this.networkName]?.IPAddress;
       if (!host) throw new Error(`the container has no address on network ${this.networkName}`);

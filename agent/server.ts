@@ -22,6 +22,7 @@ import {
   type AgentMethod,
   type AgentParams,
 } from '../lib/agent-protocol.js';
+import { activeSpanFailed, contextFrom, SpanKind, traced, type TraceCarrier } from '../lib/tracing.js';
 import type { ContainerExit } from '../core/sessions/runtime.js';
 import { AUDIT_ACTOR, RefusalAudit, type AgentAudit, type Peer } from './audit.js';
 import { AgentError, AUTHZ_CODES, INPUT_CODES, toAgentError } from './errors.js';
@@ -156,11 +157,17 @@ export class AgentServer {
       return;
     }
     conn.inFlight++;
-    const run = this.run(conn, parsed.id, parsed.method, parsed.params).finally(() => {
+    const run = this.traced(parsed.method, parsed.trace, () => this.run(conn, parsed.id, parsed.method, parsed.params)).finally(() => {
       conn.inFlight--;
       this.running.delete(run);
     });
     this.running.add(run);
+  }
+
+  /** A request that carries control's trace context runs in a span continuing that trace (docs/tracing.md). */
+  private traced(method: AgentMethod, carrier: TraceCarrier | undefined, run: () => Promise<void>): Promise<void> {
+    if (!carrier) return run();
+    return traced(`agent.handle ${method}`, run, { kind: SpanKind.SERVER, parent: contextFrom(carrier), attributes: { 'rpc.system': 'hackstream-agent', 'rpc.method': method } });
   }
 
   private async run(conn: Connection, id: number, method: AgentMethod, params: AgentParams[AgentMethod]): Promise<void> {
@@ -176,6 +183,7 @@ export class AgentServer {
     } catch (err) {
       const e = toAgentError(err);
       if (e.code === 'INTERNAL' && !(err instanceof AgentError)) this.log.error({ method, err: (err as Error).message }, 'agent call failed');
+      activeSpanFailed(e);
       this.refuse(conn, id, method, e);
     }
   }
@@ -209,7 +217,7 @@ function isMethod(m: string): m is AgentMethod {
   return (AGENT_METHODS as readonly string[]).includes(m);
 }
 
-type Parsed = { id: number; method: AgentMethod; params: AgentParams[AgentMethod] } | { error: AgentError; id: number | null; target: string };
+type Parsed = { id: number; method: AgentMethod; params: AgentParams[AgentMethod]; trace?: TraceCarrier } | { error: AgentError; id: number | null; target: string };
 
 /**
  * The request, or the refusal it earns (not JSON, wrong version, schema, unknown method) with
@@ -237,7 +245,8 @@ export function parseRequest(line: string): Parsed {
   if (!isMethod(method)) return refuse('UNKNOWN_METHOD', `unknown method; the agent offers ${AGENT_METHODS.join(', ')}`);
   const params = PARAMS[method].safeParse(envelope.data.params);
   if (!params.success) return refuse('VALIDATION_FAILED', describeIssues(params.error, 'params'));
-  return { id: envelope.data.id, method, params: params.data };
+  const trace = envelope.data.trace;
+  return { id: envelope.data.id, method, params: params.data, ...(trace ? { trace: { traceparent: trace.traceparent, ...(trace.tracestate !== undefined ? { tracestate: trace.tracestate } : {}) } } : {}) };
 }
 
 /** A socket file left by a crashed agent blocks listen(); anything else at the path is an error. */

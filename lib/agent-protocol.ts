@@ -167,6 +167,14 @@ export const PARAMS = {
 
 export type AgentParams = { [M in AgentMethod]: z.output<(typeof PARAMS)[M]> };
 
+/** `traceparent` as W3C Trace Context level 1 writes it (version 00); `tracestate` bounded. */
+export const traceContextSchema = z
+  .object({
+    traceparent: z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'must be a W3C traceparent (00-<trace id>-<span id>-<flags>)'),
+    tracestate: z.string().max(512).optional(),
+  })
+  .strict();
+
 /** The envelope; `params` is checked against the method's schema once the method is known. */
 export const requestSchema = z
   .object({
@@ -174,6 +182,11 @@ export const requestSchema = z
     id: requestId,
     method: z.string().max(64),
     params: z.record(z.string().max(256), z.unknown()),
+    /**
+     * W3C trace context of the caller's span (docs/tracing.md), only when control traces: the
+     * agent's spans for the request continue that trace. Not part of what the agent does.
+     */
+    trace: traceContextSchema.optional(),
   })
   .strict();
 

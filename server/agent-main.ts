@@ -12,6 +12,7 @@ import { openDatabase, type Database } from '../core/store/database.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import type { AgentAudit } from '../agent/audit.js';
 import { buildAgent, databaseAudit } from './agent.js';
+import { startTracing } from '../lib/tracing-sdk.js';
 
 const CRASH_AUDIT_MS = 2_000;
 const STORE_RETRY_MS = 5_000;
@@ -90,6 +91,8 @@ async function main(): Promise<void> {
   const uid = controlUid();
   const gid = uid === 0 ? null : primaryGid(uid);
   if (gid !== null && process.getuid?.() === 0) chownSync(dir, 0, gid);
+  // Off (a no-op) without the config's `tracing` block; flushed after the agent closed.
+  const tracing = await startTracing(config.tracing, 'agent', logger);
   const audit = new StoreAudit(config, logger);
   audit.open();
   onCrash(audit, logger);
@@ -105,6 +108,7 @@ async function main(): Promise<void> {
     void agent
       .close()
       .then(() => audit.close())
+      .then(() => tracing.shutdown())
       .then(
         () => process.exit(0),
         (err: unknown) => {

@@ -24,6 +24,7 @@ import { buildControl, type Control, type ControlOptions, type UpgradeHandler } 
 import { buildEdge, type Edge } from './edge.js';
 import { buildAgent, databaseAudit, type Agent } from './agent.js';
 import { allowUids } from './peers.js';
+import { startTracing } from '../lib/tracing-sdk.js';
 
 export interface HackStream {
   config: Readonly<Config>;
@@ -61,6 +62,8 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   mkdirSync(join(runDir, 'control'), { recursive: true, mode: 0o750 });
   mkdirSync(join(runDir, 'agent'), { recursive: true, mode: 0o750 });
   const me = process.getuid?.() ?? 0;
+  // One SDK for the three parts (service "<serviceName>-app"); off without a `tracing` block.
+  const tracing = await startTracing(config.tracing, 'app', logger);
   // The agent's refusals are audited in control's store, once it is open.
   let store: Database | undefined;
   const agent: Agent = buildAgent({
@@ -91,6 +94,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   } catch (err) {
     await runtime.close();
     await agent.close();
+    await tracing.shutdown();
     throw err;
   }
   store = control.db;
@@ -104,6 +108,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
   } catch (err) {
     await control.close();
     await agent.close();
+    await tracing.shutdown();
     throw err;
   }
   let closing: Promise<void> | undefined;
@@ -127,6 +132,7 @@ export async function createApp(config: Readonly<Config>, opts: AppOptions): Pro
         await edge.close();
         await control.close();
         await agent.close();
+        await tracing.shutdown();
       })();
       return closing;
     },

@@ -8,10 +8,15 @@ import { AgentRuntime } from '../core/sessions/agent-runtime.js';
 import { buildControl, type Control } from './control.js';
 import { allowUids, uidFromEnv } from './peers.js';
 import { runChild, within } from './process-main.js';
+import { startTracing, type Tracing } from '../lib/tracing-sdk.js';
+
+// Off (a no-op) without the config's `tracing` block; flushed after control drained.
+let tracing: Tracing | undefined;
 
 runChild<Control>({
   name: 'control',
   async start(config, logger, runDir) {
+    tracing = await startTracing(config.tracing, 'control', logger);
     const runtime = new AgentRuntime({ socketPath: join(runDir, 'agent', 'agent.sock'), logger });
     const control = await buildControl(config, {
       logger,
@@ -33,9 +38,14 @@ runChild<Control>({
     await control.listen();
     return control;
   },
-  stop: (control) => control.close(),
+  async stop(control) {
+    await control.close();
+    await tracing?.shutdown();
+  },
   async crashed(control, err) {
-    if (!control) return;
+    // What the spans say about the crash is worth the flush (bounded like the audit row).
+    const flushed = tracing ? within(2_000, tracing.shutdown()) : Promise.resolve();
+    if (!control) return flushed;
     await within(
       2_000,
       control.control.audit.record({
@@ -46,5 +56,6 @@ runChild<Control>({
         details: { error: err instanceof Error ? err.message.slice(0, 500) : String(err).slice(0, 500) },
       }),
     );
+    await flushed;
   },
 });

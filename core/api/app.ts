@@ -18,6 +18,7 @@ import { sessionRoutes } from './routes/sessions.js';
 import { systemRoutes, type Probe } from './routes/system.js';
 import { userRoutes } from './routes/users.js';
 import { webRouter } from '../web/routes.js';
+import { requestSpans } from '../tracing-http.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -59,6 +60,7 @@ export function createApi(deps: ApiDeps): Koa<ApiState> {
   // Plugin routes decide their own access: they get the caller (or null) and the client address.
   deps.plugins?.mountRoutes(router, pluginCaller(deps.control));
 
+  app.use(requestSpans());
   app.use(requestContext(deps.logger));
   app.use(errorRenderer());
   app.use(async (ctx, next) => {

@@ -7,6 +7,7 @@ import { createAccountsService } from './accounts.js';
 import { createAudit, pluginAuditService, type Audit } from './audit.js';
 import { AuthFlows } from './flows.js';
 import { login, type LoginDeps } from './login.js';
+import { traced } from '../../lib/tracing.js';
 import { PasswordHasher } from './passwords.js';
 import { PrincipalCache } from './principal-cache.js';
 import { createQuotas, usageService, type Quotas } from './quotas.js';
@@ -85,8 +86,8 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
       return quotas;
     },
     services: { accounts: createAccountsService(users, hasher, logger), usage, audit: pluginAuditService(audit) },
-    login: (attempt, log) => login(loginDeps(), attempt, log),
-    secondFactor: (attempt, log) => verifySecondFactor(loginDeps(), attempt, log),
+    login: (attempt, log) => traced('auth.login', () => login(loginDeps(), attempt, log)),
+    secondFactor: (attempt, log) => traced('auth.login.second_factor', () => verifySecondFactor(loginDeps(), attempt, log)),
     get flows() {
       flows ??= new AuthFlows(loginDeps(), deps.kv);
       return flows;

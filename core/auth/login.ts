@@ -10,6 +10,7 @@ import type { Semaphore } from './semaphore.js';
 import type { LoginThrottle, Refusal } from './throttle.js';
 import type { TokenPair, TokenService } from './token-service.js';
 import type { Users } from './users.js';
+import { annotate, traced } from '../../lib/tracing.js';
 
 const INVALID = 'invalid username or password';
 
@@ -45,8 +46,9 @@ export async function login(deps: LoginDeps, attempt: { username: string; passwo
   await refuseIf(deps, await deps.throttle.reserveAccount(username, ip), attempt, log);
   const decision = await deps.slots.run(async () => {
     await refuseIf(deps, await deps.throttle.checkIp(ip), attempt, log);
-    return deps.plugins.auth.authenticate({ username, password, ip });
+    return traced('auth.password_verify', () => deps.plugins.auth.authenticate({ username, password, ip }));
   });
+  annotate({ 'hackstream.auth.provider': decision.provider ?? 'none', 'hackstream.auth.result': decision.result });
   const account = await resolveAccount(deps, decision, ip);
   if (account.ok && decision.result === 'ok') {
     return finishLogin(deps, account.user, { provider: decision.provider, flow: null, ip }, username, log);
@@ -82,7 +84,7 @@ export async function resolveAccount(deps: Pick<LoginDeps, 'users' | 'audit'>, d
 export async function finishLogin(deps: LoginDeps, user: User, first: FirstFactor, throttleAs: string, log: Logger): Promise<TokenPair> {
   const subject = { userId: user.id, username: user.username, provider: first.provider, ip: first.ip };
   const factors = deps.plugins.auth.secondFactors;
-  const needed = await Promise.all(factors.map((f) => f.required(subject)));
+  const needed = await traced('auth.second_factor_check', () => Promise.all(factors.map((f) => f.required(subject))));
   const required = factors.filter((_, i) => needed[i]).map((f) => f.id);
   if (required.length > 0) {
     const { challengeId, expiresInS } = await deps.challenges.issue({
@@ -97,7 +99,7 @@ export async function finishLogin(deps: LoginDeps, user: User, first: FirstFacto
     throw new AppError('AUTH_SECOND_FACTOR_REQUIRED', 'a second factor is required', { details: { challengeId, factors: required, expiresInS } });
   }
   await deps.throttle.succeeded(throttleAs, first.ip);
-  const pair = await deps.tokens.login(user, first.ip, { provider: first.provider, ...(first.flow ? { flow: first.flow } : {}) });
+  const pair = await traced('auth.token_issue', () => deps.tokens.login(user, first.ip, { provider: first.provider, ...(first.flow ? { flow: first.flow } : {}) }), { attributes: { 'hackstream.user.id': user.id } });
   log.info({ userId: user.id, provider: first.provider, ...(first.flow ? { flow: first.flow } : {}) }, 'login');
   return pair;
 }

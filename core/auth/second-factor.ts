@@ -6,6 +6,7 @@ import type { KeyValueStore } from '../store/kv.js';
 import { loginFailed, refuseIf, type LoginDeps } from './login.js';
 import type { TokenPair } from './token-service.js';
 import { sha256Hex } from './tokens.js';
+import { traced } from '../../lib/tracing.js';
 
 /** What a login that passed its first factor waits with, server-side, for its second. */
 export interface PendingLogin {
@@ -135,7 +136,7 @@ export async function verifySecondFactor(deps: LoginDeps, attempt: SecondFactorA
   }
   const factor = pending.factors.includes(attempt.factor) ? deps.plugins.auth.secondFactors.find((f) => f.id === attempt.factor) : undefined;
   const subject = { userId: pending.userId, username: pending.username, provider: pending.provider, ip };
-  const verdict = factor ? await factor.verify(subject, attempt.response) : { ok: false as const, reason: 'factor-not-offered' };
+  const verdict = factor ? await traced('auth.second_factor_verify', () => factor.verify(subject, attempt.response), { attributes: { 'hackstream.auth.factor': factor.id } }) : { ok: false as const, reason: 'factor-not-offered' };
   if (!verdict.ok) {
     if (left === 0) await deps.challenges.drop(challengeId);
     await loginFailed(deps, { target: pending.username, ip, throttleAs: pending.username, details: { reason: verdict.reason, attemptsLeft: left, ...audited } }, log);
@@ -148,7 +149,7 @@ export async function verifySecondFactor(deps: LoginDeps, attempt: SecondFactorA
     throw new AppError('AUTH_CHALLENGE_INVALID', CHALLENGE_INVALID);
   }
   await deps.throttle.succeeded(pending.username, ip);
-  const pair = await deps.tokens.login(user, ip, audited);
+  const pair = await traced('auth.token_issue', () => deps.tokens.login(user, ip, audited), { attributes: { 'hackstream.user.id': user.id } });
   log.info({ userId: user.id, ...audited }, 'login');
   return pair;
 }

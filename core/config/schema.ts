@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { gatewaySchema } from '../../lib/limits.js';
+import { tracingSchema } from '../../lib/tracing-config.js';
 
 export { gatewaySchema };
 
@@ -211,6 +212,8 @@ export const configSchema = z
     gateway: gatewaySchema.prefault({}),
     tls: tlsSchema.prefault({}),
     sessions: sessionsSchema.prefault({}),
+    /** OpenTelemetry traces (docs/tracing.md); absent: off, no SDK loaded. */
+    tracing: tracingSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -34,6 +34,7 @@ import {
   type SessionRuntime,
   type SessionSpec,
 } from './runtime.js';
+import { currentTraceCarrier, SpanKind, tracedStep } from '../../lib/tracing.js';
 
 /** The agent answered with an error code (a RuntimeCallError of the kind the code means). */
 export class AgentCallError extends RuntimeCallError {
@@ -187,8 +188,12 @@ export class AgentRuntime implements SessionRuntime {
     this.failAll(new RuntimeUnavailableError('the agent runtime is closed'));
   }
 
-  /** One request; resolves with its schema-checked result. */
-  private async call<M extends AgentMethod>(method: M, params: AgentParams[M], timeoutMs = this.opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, progress?: ProgressFn): Promise<AgentResults[M]> {
+  /** One request; resolves with its schema-checked result. Inside a trace, a client span whose context the agent continues. */
+  private call<M extends AgentMethod>(method: M, params: AgentParams[M], timeoutMs = this.opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, progress?: ProgressFn): Promise<AgentResults[M]> {
+    return tracedStep(`agent.rpc ${method}`, () => this.exchange(method, params, timeoutMs, progress), { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'hackstream-agent', 'rpc.method': method } });
+  }
+
+  private async exchange<M extends AgentMethod>(method: M, params: AgentParams[M], timeoutMs: number, progress?: ProgressFn): Promise<AgentResults[M]> {
     const socket = await this.connect();
     const id = this.nextId++;
     const raw = await new Promise<unknown>((resolve, reject) => {
@@ -199,7 +204,8 @@ export class AgentRuntime implements SessionRuntime {
           }, timeoutMs)
         : undefined;
       this.pending.set(id, { method, resolve, reject, timer, ...(progress ? { progress } : {}) });
-      socket.write(`${JSON.stringify({ v: AGENT_PROTOCOL_VERSION, id, method, params })}\n`);
+      const trace = currentTraceCarrier();
+      socket.write(`${JSON.stringify({ v: AGENT_PROTOCOL_VERSION, id, method, params, ...(trace ? { trace } : {}) })}\n`);
     });
     const result = RESULTS[method].safeParse(raw);
     if (!result.success) throw new AgentCallError('INTERNAL', `the agent's ${method} result is malformed: ${describeIssues(result.error)}`);

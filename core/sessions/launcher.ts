@@ -15,6 +15,7 @@ import type { RuntimePreparation } from './preparation.js';
 import { RuntimeCallError, RuntimeUnavailableError, type SessionLimits } from './runtime.js';
 import type { Transitions } from './transitions.js';
 import type { CreateSessionInput } from './view.js';
+import { annotate, traced } from '../../lib/tracing.js';
 
 export interface LauncherDeps {
   config: Readonly<SessionsConfig>;
@@ -38,7 +39,11 @@ export class Launcher {
   ) {}
 
   /** Admits, records and brings up a session; resolves with it ready. */
-  async launch(user: User, input: CreateSessionInput, sourceIp: string | null, log: Logger): Promise<Session> {
+  launch(user: User, input: CreateSessionInput, sourceIp: string | null, log: Logger): Promise<Session> {
+    return traced('session.launch', () => this.start(user, input, sourceIp, log), { attributes: { 'hackstream.session.app': input.app, 'hackstream.session.profile': input.profile } });
+  }
+
+  private async start(user: User, input: CreateSessionInput, sourceIp: string | null, log: Logger): Promise<Session> {
     await this.deps.prep.ensure();
     const { quota } = await this.deps.quotas.describe(user);
     const cfg = this.deps.config;
@@ -51,10 +56,11 @@ export class Launcher {
     const pooled = input.profile === 'persist' ? undefined : this.pool.take();
     const id = pooled?.sessionId ?? randomUUID();
     this.inFlight.add(id);
+    annotate({ 'hackstream.session.id': id, 'hackstream.session.pooled': pooled !== undefined });
     try {
       let row: Session;
       try {
-        row = await this.deps.quotas.admit(
+        row = await traced('quota.check', () => this.deps.quotas.admit(
           user,
           { action: 'session.create', profile: input.profile },
           async () => {
@@ -65,7 +71,7 @@ export class Launcher {
             return this.record(id, user, input, limits, timing, pooled, sourceIp);
           },
           log,
-        );
+        ));
       } catch (err) {
         if (pooled) this.pool.putBack(pooled);
         throw err;
@@ -160,23 +166,23 @@ export class Launcher {
     const timings: Record<string, number> = {};
     let container: Awaited<ReturnType<Launcher['container']>>;
     try {
-      container = await this.container(row, pooled, limits, log, timings);
+      container = await traced('session.container', () => this.container(row, pooled, limits, log, timings));
     } catch (err) {
       throw await this.failed(row, pooled, err, log);
     }
-    const ready = await this.t.transition(
+    const ready = await traced('session.ready', () => this.t.transition(
       row.id,
       ['starting'],
       { state: 'ready', containerId: container.containerId, upstream: container.upstream, idleSince: new Date(), pooled: container.claimed },
       { actor: 'system', action: 'session_ready', details: { pooled: container.claimed } },
-    );
+    ));
     if (!ready) {
       // Stopped while it started: nothing may keep running.
       await this.t.deps.runtime.remove(container.containerId).catch(() => {});
       throw new AppError('SESSION_NOT_RUNNING', 'the session was stopped while it started');
     }
     // Nobody is admitted yet: the connect token issued next admits the caller's address (issue 12).
-    await this.t.deps.routes.add(this.t.hostnameOf(row.id), { host: container.upstream.host, port: container.upstream.port, admit: [] });
+    await traced('route.publish', () => this.t.deps.routes.add(this.t.hostnameOf(row.id), { host: container.upstream.host, port: container.upstream.port, admit: [] }));
     this.t.emit({ type: 'ready', sessionId: row.id, userId: row.userId });
     log.info({ pooled: container.claimed, ...timings, totalMs: Math.round(performance.now() - t0) }, 'session ready');
     return ready;
