@@ -89,7 +89,7 @@ export class Terminator {
    * socket's `remoteAddress` (and `remotePort`), so X-Forwarded-For to control carries it.
    */
   terminate(socket: net.Socket, client?: ProxiedSource): void {
-    if (client) {
+    if (client && socket.remoteAddress) {
       // The TLS socket shares the TCP handle, hence its addresses: they find the client again.
       const key = connectionKey(socket);
       this.proxied.set(key, client);

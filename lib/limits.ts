@@ -52,7 +52,7 @@ export type GatewayLimits = z.output<typeof gatewaySchema>;
  * `address` is not an IP address. The audit keeps the full address; this is for counting only.
  */
 export function limitKey(address: string): string | null {
-  const bare = address.replace(/%.*$/, '');
+  const bare = address.includes('%') ? address.slice(0, address.indexOf('%')) : address;
   const family = isIP(bare);
   if (family === 4) return bare;
   if (family !== 6) return null;
