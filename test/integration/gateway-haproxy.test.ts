@@ -81,6 +81,7 @@ describe('HackStream behind HAProxy (send-proxy-v2, SNI passthrough)', () => {
     haproxy = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     haproxy.stdout?.on('data', (d: Buffer) => (haproxyLog += d.toString()));
     haproxy.stderr?.on('data', (d: Buffer) => (haproxyLog += d.toString()));
+    haproxy.on('error', (err) => (haproxyLog += `${err.message} (is the haproxy package installed? scripts/test.sh installs it)\n`));
     const listening = await waitFor(
       () =>
         haproxy.exitCode === null &&

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { Gateway } from '../../gateway/gateway.js';
 import { gatewaySchema } from '../../lib/limits.js';
 import { silentLogger } from '../../lib/log.js';
@@ -274,6 +275,34 @@ describe('the edge on [::] behind trusted load balancers (gateway.proxyProtocol)
     await closed(stall);
     assert.equal(rejected('proxy_timeout'), timeouts + 1);
     assert.equal(gw.metrics().pendingConnections, 0);
+  });
+
+  it('300 mutated and truncated headers from a trusted peer: each connection is closed and counted, the edge keeps serving', async () => {
+    const sum = () => Object.values(gw.metrics().rejected).reduce((a, b) => a + b, 0);
+    const before = { rejected: sum(), terminated: gw.metrics().terminated, routed: gw.metrics().routed };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.constant(v2('198.51.100.7')), fc.constant(v2('2001:db8::7')), fc.constant(Buffer.from(v1('198.51.100.7')))),
+        fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 4 }),
+        fc.nat(),
+        async (header, flips, cut) => {
+          const bytes = Buffer.from(header);
+          for (const [at, value] of flips) bytes[at % bytes.length] = value;
+          // Whatever it is, the peer then hangs up: a header that still parsed waits for a ClientHello that never comes.
+          const raw = await dial(port, LB4);
+          raw.end(bytes.subarray(0, 1 + (cut % bytes.length)));
+          await closed(raw);
+        },
+      ),
+      { numRuns: 300 },
+    );
+    assert.ok(await waitFor(() => sum() === before.rejected + 300, 5_000), `${sum() - before.rejected} of 300 counted`);
+    assert.equal(gw.metrics().terminated, before.terminated, 'none reached TLS');
+    assert.equal(gw.metrics().routed, before.routed);
+    assert.equal(gw.metrics().pendingConnections, 0);
+    const raw = await dial(port, LB4);
+    raw.write(v2('198.51.100.7', 1234));
+    assert.deepEqual(await whoAmI(await secure(raw, API_HOST)), { ip: '198.51.100.7', port: 1234 });
   });
 
   it('an untrusted peer with a header is refused (proxy_untrusted); without one it is served as itself', async () => {
