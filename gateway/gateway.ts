@@ -2,13 +2,18 @@ import { once } from 'node:events';
 import type http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import net, { type AddressInfo } from 'node:net';
-import type { GatewayLimits } from '../lib/limits.js';
+import { limitKey, type GatewayLimits } from '../lib/limits.js';
 import type { Logger } from '../lib/log.js';
 import type { AcmeChallengeStore, CertificateSource } from '../lib/tls.js';
-import { newHelloScan, parseClientHello, type HelloScan } from './client-hello.js';
+import { newHelloScan, parseClientHello } from './client-hello.js';
+import { CONN, destroyOnError, type Conn, type EdgeSocket } from './conn.js';
 import { HelloBuffer } from './hello-buffer.js';
+import { IpCaps } from './ip-caps.js';
+import { proxyStep } from './proxy-step.js';
 import { emptyRejects, type GatewayMetricsSnapshot, type RejectReason } from '../lib/edge-metrics.js';
 import { Listeners } from '../lib/listeners.js';
+import { looksLikeProxyHeader } from '../lib/proxy-protocol.js';
+import { TrustedPeers } from '../lib/proxy-protocol-trust.js';
 import { isAdmitted, normalizeAddress, type RouteTable, type Upstream } from '../lib/route-table.js';
 import { ALERT_ACCESS_DENIED, ALERT_UNRECOGNIZED_NAME, PLAIN_HTTP_RESPONSE } from './refusals.js';
 import { Terminator, type UpgradeHandler } from './terminate.js';
@@ -30,23 +35,6 @@ export interface GatewayOptions {
 /** See Gateway#onTunnelChange. */
 export type TunnelListener = (hostname: string, openTunnels: number) => void;
 
-const CONN = Symbol('hackstream.conn');
-
-/** Per-connection state, kept on the socket itself so that its listeners need no closures. */
-interface Conn {
-  ip: string;
-  /** Still reading the ClientHello. */
-  peeking: boolean;
-  /** The bytes so far, once a ClientHello spans more than one read. */
-  buf: HelloBuffer | null;
-  scan: HelloScan | undefined;
-}
-type EdgeSocket = net.Socket & { [CONN]?: Conn };
-
-function destroyOnError(this: net.Socket): void {
-  this.destroy();
-}
-
 /**
  * The single TLS port. Peeks each connection's ClientHello without consuming it, then:
  * a session hostname in the route table → raw byte tunnel to its upstream; the API host
@@ -60,8 +48,7 @@ export class Gateway {
   private readonly server: net.Server;
   private readonly terminator: Terminator;
   private readonly log: Logger;
-  private readonly perIp = new Map<string, number>();
-  private readonly pendingPerIp = new Map<string, number>();
+  private readonly caps: IpCaps;
   private readonly tunnels = new TunnelSet();
   private readonly terminated = new Set<net.Socket>();
   /**
@@ -84,9 +71,13 @@ export class Gateway {
   private readonly onPeekData: (this: EdgeSocket, chunk: Buffer) => void;
   private readonly onPeekEnd: (this: EdgeSocket) => void;
   private readonly tunnelOwner: TunnelOwner;
+  private readonly trustedPeers: TrustedPeers | null;
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'gateway' });
+    const trusted = opts.limits.proxyProtocol?.trusted;
+    this.trustedPeers = trusted ? new TrustedPeers(trusted) : null;
+    this.caps = new IpCaps(opts.limits);
     this.tunnelListeners = new Listeners(this.log, 'tunnel');
     this.terminator = new Terminator({
       publicHost: opts.publicHost,
@@ -219,13 +210,15 @@ export class Gateway {
     if (this.open >= this.opts.limits.maxConnections) return this.reject(socket, 'capacity');
     // remoteAddress is a getpeername(2); only for connections that got past the cheap checks.
     const ip = socket.remoteAddress ? normalizeAddress(socket.remoteAddress) : 'unknown';
-    if ((this.perIp.get(ip) ?? 0) >= this.opts.limits.maxConnectionsPerIp) return this.reject(socket, 'per_ip_limit');
-    if ((this.pendingPerIp.get(ip) ?? 0) >= this.opts.limits.maxPendingPerIp) return this.reject(socket, 'pending_limit');
+    // A trusted proxy's connections are counted under the client its PROXY header names, once read.
+    const awaitingProxy = this.trustedPeers?.has(ip) ?? false;
+    const key = awaitingProxy ? null : (limitKey(ip) ?? ip);
+    const over = key === null ? null : this.caps.refusal(key);
+    if (over) return this.reject(socket, over);
 
     this.open++;
-    bump(this.perIp, ip, 1);
-    bump(this.pendingPerIp, ip, 1);
-    socket[CONN] = { ip, peeking: true, buf: null, scan: undefined };
+    if (key !== null) this.caps.add(key);
+    socket[CONN] = { ip, key, awaitingProxy, proxied: null, peeking: true, buf: null, scan: undefined };
     this.peeking.set(socket, performance.now() + this.opts.limits.clientHelloTimeoutMs);
     socket.on('close', this.onClientClose);
     socket.on('data', this.onPeekData);
@@ -236,7 +229,7 @@ export class Gateway {
     const c = socket[CONN];
     if (!c) return;
     this.open--;
-    bump(this.perIp, c.ip, -1);
+    if (c.key !== null) this.caps.closed(c.key);
     this.terminated.delete(socket);
     if (c.peeking) this.peekFailed(socket, c, 'closed_early');
   }
@@ -251,11 +244,27 @@ export class Gateway {
       c.buf.append(chunk);
       view = c.buf.view();
     }
+    if (c.awaitingProxy) {
+      const step = proxyStep(c, view);
+      if (step.kind === 'wait') return;
+      if (step.kind === 'refuse') {
+        this.log.debug({ peer: c.ip, reason: step.detail }, 'PROXY header refused');
+        return this.peekFailed(socket, c, step.reason);
+      }
+      // Counted under the client the header names from here on (or the proxy's own address, if none).
+      const key = limitKey(c.ip) ?? c.ip;
+      const over = this.caps.refusal(key);
+      if (over) return this.peekFailed(socket, c, over);
+      c.key = key;
+      this.caps.add(key);
+      if (step.rest.length === 0) return;
+      view = step.rest;
+    }
     const result = parseClientHello(view, this.opts.limits.maxClientHelloBytes, c.scan);
     if (result.kind === 'incomplete') {
       if (!c.buf) {
-        c.buf = new HelloBuffer(Math.max(2048, chunk.length * 2));
-        c.buf.append(chunk);
+        c.buf = new HelloBuffer(Math.max(2048, view.length * 2));
+        c.buf.append(view);
         c.scan = newHelloScan();
       }
       return;
@@ -266,6 +275,8 @@ export class Gateway {
       case 'ok':
         return this.dispatch(socket, view, result.serverName, result.alpn);
       case 'not-tls':
+        // A PROXY header from a peer not trusted to send one (v1's "PROXY " also looks like HTTP).
+        if (looksLikeProxyHeader(view)) return this.reject(socket, 'proxy_untrusted');
         if (result.http) return this.answer(socket, 'plain_http', PLAIN_HTTP_RESPONSE);
         return this.reject(socket, 'not_tls');
       case 'too-large':
@@ -281,7 +292,7 @@ export class Gateway {
     c.buf = null;
     c.scan = undefined;
     this.peeking.delete(socket);
-    bump(this.pendingPerIp, c.ip, -1);
+    if (c.key !== null) this.caps.peeked(c.key);
     socket.off('data', this.onPeekData);
     socket.off('end', this.onPeekEnd);
   }
@@ -297,7 +308,7 @@ export class Gateway {
     for (const [socket, deadline] of this.peeking) {
       if (deadline > now) break;
       const c = socket[CONN];
-      if (c) this.peekFailed(socket, c, 'client_hello_timeout');
+      if (c) this.peekFailed(socket, c, c.awaitingProxy ? 'proxy_timeout' : 'client_hello_timeout');
       else this.peeking.delete(socket);
     }
     for (const [t, deadline] of this.connecting) {
@@ -318,7 +329,8 @@ export class Gateway {
     }
     if (serverName === null || serverName === this.opts.publicHost) {
       this.counters.terminated++;
-      return this.handOver(socket, hello, (s) => this.terminator.terminate(s));
+      const client = (socket as EdgeSocket)[CONN]?.proxied ?? undefined;
+      return this.handOver(socket, hello, (s) => this.terminator.terminate(s, client));
     }
     const upstream = this.opts.routes.lookup(serverName);
     if (!upstream) return this.answer(socket, 'unknown_sni', ALERT_UNRECOGNIZED_NAME);
@@ -373,10 +385,4 @@ export class Gateway {
   closeTunnels(hostname: string): number {
     return this.tunnels.closeHost(hostname);
   }
-}
-
-function bump(map: Map<string, number>, key: string, delta: number): void {
-  const n = (map.get(key) ?? 0) + delta;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
 }

@@ -1,8 +1,10 @@
 import http from 'node:http';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from '../lib/log.js';
 import type { GatewayLimits } from '../lib/limits.js';
+import type { ProxiedSource } from '../lib/proxy-protocol.js';
 import type { AcmeChallengeStore, KeyPair } from '../lib/tls.js';
 import { API_TLS_OPTIONS } from './tls-profile.js';
 
@@ -27,6 +29,8 @@ export class Terminator {
   readonly tlsServer: tls.Server;
   readonly httpServer: http.Server;
   private readonly acmeServer: tls.Server | undefined;
+  /** Clients named by a PROXY header, by the connection's addresses, until its TLS socket exists. */
+  private readonly proxied = new Map<string, ProxiedSource>();
 
   constructor(private readonly opts: TerminatorOptions) {
     const { limits, logger } = opts;
@@ -72,15 +76,38 @@ export class Terminator {
     });
     this.tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
       socket.on('error', () => socket.destroy());
+      if (this.proxied.size > 0) this.adoptClient(socket);
       this.httpServer.emit('connection', socket);
     });
 
     if (opts.acmeChallenges) this.acmeServer = this.createAcmeServer(opts.acmeChallenges);
   }
 
-  /** Hands over a raw socket whose ClientHello bytes were unshifted back into it. */
-  terminate(socket: Duplex): void {
+  /**
+   * Hands over a raw socket whose ClientHello bytes were unshifted back into it. `client`: the
+   * address a trusted proxy's PROXY header named, which the request handlers then see as the TLS
+   * socket's `remoteAddress` (and `remotePort`), so X-Forwarded-For to control carries it.
+   */
+  terminate(socket: net.Socket, client?: ProxiedSource): void {
+    if (client && socket.remoteAddress) {
+      // The TLS socket shares the TCP handle, hence its addresses: they find the client again.
+      const key = connectionKey(socket);
+      this.proxied.set(key, client);
+      socket.once('close', () => this.proxied.delete(key));
+    }
     this.tlsServer.emit('connection', socket);
+  }
+
+  private adoptClient(socket: tls.TLSSocket): void {
+    const key = connectionKey(socket);
+    const client = this.proxied.get(key);
+    if (!client) return;
+    this.proxied.delete(key);
+    Object.defineProperties(socket, {
+      remoteAddress: { value: client.address },
+      remotePort: { value: client.port },
+      remoteFamily: { value: client.address.includes(':') ? 'IPv6' : 'IPv4' },
+    });
   }
 
   /** Whether ACME challenge certs exist for this name (then `answerAcme` handles the connection). */
@@ -147,6 +174,10 @@ export class Terminator {
     });
     return server;
   }
+}
+
+function connectionKey(s: net.Socket): string {
+  return `${s.remoteAddress ?? ''}|${s.remotePort ?? ''}|${s.localAddress ?? ''}|${s.localPort ?? ''}`;
 }
 
 function clientErrorResponse(code: string | undefined): string {

@@ -14,6 +14,12 @@ export const REJECT_REASONS = [
   'not_admitted',
   'route_tunnel_limit',
   'shutting_down',
+  // PROXY protocol (gateway.proxyProtocol): a header from a peer not trusted to send one; a trusted
+  // peer that sent none, a malformed one, or not all of it in time.
+  'proxy_untrusted',
+  'proxy_missing',
+  'proxy_invalid',
+  'proxy_timeout',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

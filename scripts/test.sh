@@ -25,6 +25,8 @@ apt_install e2fsprogs mount util-linux
 apt_install sqlite3
 # The portal's tests drive Debian's Chromium with playwright-core; xpra (the host's) ships the HTML5 client the portal serves.
 apt_install chromium xpra
+# HackStream behind a load balancer (gateway-haproxy): Debian's HAProxy sends PROXY protocol v2.
+apt_install haproxy
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries

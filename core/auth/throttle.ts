@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { limitKey } from '../../lib/limits.js';
 import type { KeyValueStore } from '../store/kv.js';
 import type { AuthSettings } from './settings.js';
 import { sha256Hex } from './tokens.js';
@@ -178,40 +178,11 @@ function accountId(username: string): string {
 }
 
 /**
- * The source a client address belongs to: IPv4 as is, IPv6 by its /64 (one subscriber's
- * usual allocation), IPv4-mapped IPv6 as IPv4. Anything else is hashed into a safe key.
+ * The source a client address belongs to: lib/limits.ts's limitKey (IPv4 as is, IPv6 by its
+ * /64, IPv4-mapped IPv6 as IPv4). Anything else is hashed into a safe key.
  */
 export function sourceKey(ip: string): string {
-  const bare = ip.replace(/%.*$/, '');
-  if (isIP(bare) === 4) return bare;
-  if (isIP(bare) === 6) {
-    const h = ipv6Hextets(bare);
-    if (h.slice(0, 5).every((x) => x === 0) && h[5] === 0xffff) {
-      const [hi = 0, lo = 0] = h.slice(6);
-      return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-    }
-    return `${h
-      .slice(0, 4)
-      .map((x) => x.toString(16))
-      .join(':')}::/64`;
-  }
-  return `x${sha256Hex(ip).slice(0, 32)}`;
-}
-
-/** The eight 16-bit groups of a valid IPv6 address (`::` expanded, a dotted IPv4 tail converted). */
-function ipv6Hextets(ip: string): number[] {
-  const parts = (s: string): number[] =>
-    s === ''
-      ? []
-      : s.split(':').flatMap((p) => {
-          if (!p.includes('.')) return [parseInt(p, 16)];
-          const [a = 0, b = 0, c = 0, d = 0] = p.split('.').map(Number);
-          return [(a << 8) | b, (c << 8) | d];
-        });
-  const [head = '', tail] = ip.split('::');
-  const left = parts(head);
-  const right = tail === undefined ? [] : parts(tail);
-  return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  return limitKey(ip) ?? `x${sha256Hex(ip).slice(0, 32)}`;
 }
 
 /** A source's name in KV keys (a hash of its sourceKey: the KV holds no client address). */
