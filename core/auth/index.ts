@@ -43,6 +43,8 @@ export interface ControlPlane {
   secondFactor(attempt: SecondFactorAttempt, log: Logger): Promise<TokenPair>;
   /** Redirect and device flows. */
   readonly flows: AuthFlows;
+  /** An admin removes the user's second factors (each plugin audits its own); the ids of those removed. */
+  resetSecondFactors(userId: string, by: { userId: string; username: string; ip: string }): Promise<string[]>;
 }
 
 export interface ControlPlaneDeps {
@@ -91,6 +93,11 @@ export function createControlPlane(deps: ControlPlaneDeps): ControlPlane {
     get flows() {
       flows ??= new AuthFlows(loginDeps(), deps.kv);
       return flows;
+    },
+    async resetSecondFactors(userId, by) {
+      const removed: string[] = [];
+      for (const f of deps.plugins().auth.secondFactors) if (await f.reset(userId, by)) removed.push(f.id);
+      return removed;
     },
   };
 }

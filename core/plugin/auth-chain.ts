@@ -60,6 +60,8 @@ export interface HostSecondFactor {
   required(subject: SecondFactorSubject): Promise<boolean>;
   /** A throw, hang or malformed answer is a refusal. */
   verify(subject: SecondFactorSubject, response: string): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Removes the user's factor (true if there was one); false when the plugin has no reset. A failure throws. */
+  reset(userId: string, by: { userId: string; username: string; ip: string }): Promise<boolean>;
 }
 
 export interface HostAuth {
@@ -198,6 +200,10 @@ function hostFactor({ plugin, value: factor }: Owned<SecondFactor>, call: Call):
     required: (subject: SecondFactorSubject) => call(plugin, `${factor.id}.required`, z.boolean(), () => factor.required(subject)).catch(() => true),
     verify: (subject: SecondFactorSubject, response: string) =>
       call(plugin, `${factor.id}.verify`, verifyAnswer, () => factor.verify(subject, response)).catch(() => ({ ok: false, reason: 'factor-error' }) as const),
+    reset: async (userId: string, by: { userId: string; username: string; ip: string }) => {
+      const reset = factor.reset?.bind(factor);
+      return reset ? call(plugin, `${factor.id}.reset`, z.boolean(), () => reset(userId, by)) : false;
+    },
   });
 }
 

@@ -132,6 +132,11 @@ export interface SecondFactor {
   readonly id: string;
   required(subject: SecondFactorSubject): Promise<boolean>;
   verify(subject: SecondFactorSubject, response: string): Promise<{ readonly ok: true } | { readonly ok: false; readonly reason: string }>;
+  /**
+   * Optional: an admin removes the user's factor (the admin console's "reset second factor");
+   * resolves true when there was one to remove. The plugin audits it as its own admin resets.
+   */
+  reset?(userId: string, by: { readonly userId: string; readonly username: string; readonly ip: string }): Promise<boolean>;
 }
 
 export type Role = 'admin' | 'user';

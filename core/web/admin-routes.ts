@@ -147,6 +147,17 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       },
     }),
     route({
+      method: 'POST',
+      path: '/web/api/admin/users/:id/second-factor/reset',
+      access: 'public',
+      async handle(ctx) {
+        const p = principal(ctx);
+        checkCsrf(ctx);
+        const id = await userId(ctx.params.id);
+        ctx.body = { reset: await control.resetSecondFactors(id, { userId: p.id, username: p.username, ip: clientIp(ctx) ?? '' }) };
+      },
+    }),
+    route({
       method: 'GET',
       path: '/web/api/admin/sessions',
       access: 'public',

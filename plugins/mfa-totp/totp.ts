@@ -124,6 +124,7 @@ export class TotpService {
       id: 'totp',
       required: (subject) => this.required(subject),
       verify: (subject, response) => this.verify(subject, response),
+      reset: async (userId, by) => (await this.reset(by, userId)).ok,
     };
   }
 

@@ -25,6 +25,7 @@ const ROUTES: [string, string, unknown?][] = [
   ['GET', '/web/api/admin/users'],
   ['POST', '/web/api/admin/users', { username: 'sneaky', password: 'Sneaky-Password-1234' }],
   ['POST', '/web/api/admin/users/00000000-0000-4000-8000-000000000000', { disabled: true }],
+  ['POST', '/web/api/admin/users/00000000-0000-4000-8000-000000000000/second-factor/reset'],
   ['GET', '/web/api/admin/sessions'],
   ['POST', '/web/api/admin/sessions/00000000-0000-4000-8000-000000000000/stop'],
   ['GET', '/web/api/admin/audit'],

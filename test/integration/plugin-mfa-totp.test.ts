@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { errorCode, startApi, type ApiResponse, type TestApi, type TokenPair } from '../helpers/api.js';
+import { ADMIN, errorCode, startApi, type ApiResponse, type TestApi, type TokenPair } from '../helpers/api.js';
 import { BODY_LIMIT_BYTES } from '../../core/api/body.js';
 import { midStep, oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
 
@@ -187,6 +187,27 @@ describe('mfa-totp through the server', () => {
     assert.equal((await api.request('POST', '/v1/login', { body: { username: u.username, password: PASSWORD } })).status, 200);
     const again = await api.request('DELETE', `${BASE}/users/${u.id}`, { token: admin });
     assert.equal(errorCode(again), 'MFA_TOTP_NOT_ENROLLED');
+  });
+
+  it("the admin console's reset (core's second-factor reset hook): the factor is removed, audited, and the login needs no code", async () => {
+    const u = await enrolled(3000);
+    const CSRF = { 'x-hackstream-csrf': '1' };
+    // The admin's console login: the password, then the bootstrap admin has no factor.
+    const signIn = await api.request('POST', '/web/api/login', { body: ADMIN, headers: CSRF });
+    assert.equal(signIn.status, 204, signIn.text);
+    const cookie = ([] as string[]).concat(signIn.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).join('; ');
+    const reset = (headers: Record<string, string>) => api.request('POST', `/web/api/admin/users/${u.id}/second-factor/reset`, { body: {}, headers: { cookie, ...headers } });
+    assert.equal((await reset({})).status, 403, 'no CSRF header: refused');
+    const login = await api.request('POST', '/v1/login', { body: { username: u.username, password: PASSWORD } });
+    assert.equal(errorCode(login), 'AUTH_SECOND_FACTOR_REQUIRED', 'still enrolled after the refused call');
+    const done = await reset(CSRF);
+    assert.equal(done.status, 200, done.text);
+    assert.deepEqual(done.json, { reset: ['totp'] });
+    const admin = await api.adminToken();
+    const audit = await api.request('GET', `/v1/audit?action=mfa_totp.reset&user=${u.id}`, { token: admin });
+    assert.deepEqual((audit.json as { items: { result: string }[] }).items.map((i) => i.result), ['success']);
+    assert.equal((await api.request('POST', '/v1/login', { body: { username: u.username, password: PASSWORD } })).status, 200);
+    assert.deepEqual((await reset(CSRF)).json, { reset: [] }, 'nothing left to reset');
   });
 
   it('every route needs an access token', async () => {

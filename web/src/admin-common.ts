@@ -39,7 +39,7 @@ export interface UserView {
   createdAt: string;
 }
 
-export const QUOTA_FIELDS = ['maxSessions', 'cpus', 'memoryMb', 'idleTimeoutMinutes', 'maxDurationMinutes', 'storageMb'] as const;
+export const QUOTA_FIELDS = ['maxSessions', 'cpus', 'memoryMb', 'idleTimeoutMinutes', 'maxDurationMinutes', 'storageMb', 'profileMb'] as const;
 export type QuotaField = (typeof QUOTA_FIELDS)[number];
 export const QUOTA_LABELS: Record<QuotaField, string> = {
   maxSessions: 'Sessions at once',
@@ -48,4 +48,5 @@ export const QUOTA_LABELS: Record<QuotaField, string> = {
   idleTimeoutMinutes: 'Idle timeout (min)',
   maxDurationMinutes: 'Maximum duration (min)',
   storageMb: 'Profile storage (MB)',
+  profileMb: 'Profile volume (MB)',
 };

@@ -2,7 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { call } from './api.js';
 import { errorText, html, QUOTA_FIELDS, QUOTA_LABELS, valueOf, type QuotaField, type UserView } from './admin-common.js';
 
-/** Users: list, create, disable/enable, role, quota override, password reset. */
+/** Users: list, create, disable/enable, role, quota override, password or second-factor reset. */
 
 function CreateUser(props: { onDone: (msg: string) => void }) {
   const [username, setUsername] = useState('');
@@ -30,7 +30,7 @@ function CreateUser(props: { onDone: (msg: string) => void }) {
   </form>`;
 }
 
-/** The editor of one user: role, quota override, password reset. */
+/** The editor of one user: role, quota override, password or second-factor reset. */
 function EditUser(props: { user: UserView; onDone: (msg: string) => void; onClose: () => void }) {
   const u = props.user;
   const [role, setRole] = useState<string>(u.role);
@@ -46,6 +46,15 @@ function EditUser(props: { user: UserView; onDone: (msg: string) => void; onClos
     try {
       await call('POST', `/admin/users/${u.id}`, body);
       props.onDone(msg);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  const resetSecondFactor = async () => {
+    setError('');
+    try {
+      const { reset } = await call<{ reset: string[] }>('POST', `/admin/users/${u.id}/second-factor/reset`, {});
+      props.onDone(reset.length ? `Second factor of ${u.username} removed (${reset.join(', ')}); they sign in with the password and enrol again.` : `${u.username} has no second factor to reset.`);
     } catch (err) {
       setError(errorText(err));
     }
@@ -79,7 +88,7 @@ function EditUser(props: { user: UserView; onDone: (msg: string) => void; onClos
       <label>New password<input id="reset-password" type="password" autocomplete="new-password" value=${password} onInput=${(e: Event) => setPassword(valueOf(e))} required /></label>
       <button type="submit">Reset password</button>
     </form>
-    <p class="muted">Second factor: reset with <code>DELETE /v1/plugins/mfa-totp/users/${u.id}</code> (not yet in the console).</p>
+    <button type="button" id="reset-second-factor" onClick=${() => void resetSecondFactor()}>Reset second factor</button>
     <button type="button" onClick=${props.onClose}>Close</button>
     ${error && html`<p class="error" role="alert">${error}</p>`}
   </section>`;
