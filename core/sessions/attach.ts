@@ -2,6 +2,7 @@
  * Follows the edge's tunnel counts: a session with a tunnel that stays open is connected,
  * one whose last tunnel closed is idle (its idle timeout runs from then).
  */
+import { attaches } from '../metrics/registry.js';
 import type { Transitions } from './transitions.js';
 
 /** A tunnel must stay open this long before the session counts as connected (a refused login closes at once). */
@@ -63,6 +64,7 @@ export class AttachTracker {
           ? await t.transition(id, ['ready', 'idle'], { state: 'connected', idleSince: null }, { actor: 'system', action: 'session_connected' })
           : await t.transition(id, ['connected'], { state: 'idle', idleSince: new Date() }, { actor: 'system', action: 'session_idle' });
         if (row) t.emit({ type: attached ? 'connected' : 'idle', sessionId: id, userId: row.userId });
+        if (row && attached) attaches.inc();
       })
       .catch((err: unknown) => t.log.warn({ err: (err as Error).message, sessionId: id }, 'recording attach state failed'));
   }

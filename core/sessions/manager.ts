@@ -115,6 +115,11 @@ export class SessionManager {
     return this.pool.size();
   }
 
+  /** Containers and memory in use on this instance, sessions and pool (for /metrics). */
+  usage(): Promise<{ containers: number; memoryMb: number }> {
+    return this.pool.usage();
+  }
+
   /** Prepares the runtime now (image, network, firewall) rather than at the first launch; never rejects. */
   prepareInBackground(): void {
     this.prep.inBackground();
