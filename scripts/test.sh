@@ -25,6 +25,8 @@ apt_install e2fsprogs mount util-linux
 apt_install sqlite3
 # The portal's tests drive Debian's Chromium with playwright-core; xpra (the host's) ships the HTML5 client the portal serves.
 apt_install chromium xpra
+# The metrics tests: Debian's Prometheus server scrapes a running HackStream; its promtool checks and unit-tests the alerting rules.
+apt_install prometheus
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries
