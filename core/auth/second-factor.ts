@@ -6,6 +6,7 @@ import type { KeyValueStore } from '../store/kv.js';
 import { loginFailed, refuseIf, type LoginDeps } from './login.js';
 import type { TokenPair } from './token-service.js';
 import { sha256Hex } from './tokens.js';
+import { logins } from '../metrics/registry.js';
 
 /** What a login that passed its first factor waits with, server-side, for its second. */
 export interface PendingLogin {
@@ -150,5 +151,6 @@ export async function verifySecondFactor(deps: LoginDeps, attempt: SecondFactorA
   await deps.throttle.succeeded(pending.username, ip);
   const pair = await deps.tokens.login(user, ip, audited);
   log.info({ userId: user.id, ...audited }, 'login');
+  logins.inc({ outcome: 'success' });
   return pair;
 }
