@@ -116,8 +116,14 @@ ${['hackstream', 'hackstream-wrong']
     const r = await api.request('GET', '/v1/metrics', { token: SCRAPE_TOKEN });
     const exposed = exposedNames(r.text);
     exposed.add('up');
-    const dashboard = JSON.parse(readFileSync(join(DEPLOY, 'grafana', 'hackstream.json'), 'utf8')) as { panels: { title: string; targets?: { expr: string }[] }[] };
-    const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: `panel "${p.title}"`, expr: t.expr })));
+    const dashboard = JSON.parse(readFileSync(join(DEPLOY, 'grafana', 'hackstream.json'), 'utf8')) as {
+      panels: { title: string; targets?: { expr: string }[] }[];
+      templating: { list: { name: string; definition?: string }[] };
+    };
+    const exprs = [
+      ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: `panel "${p.title}"`, expr: t.expr }))),
+      ...dashboard.templating.list.filter((v) => v.definition).map((v) => ({ where: `variable ${v.name}`, expr: v.definition ?? '' })),
+    ];
     assert.ok(exprs.length >= 10, 'the dashboard has queries');
     const rulesText = readFileSync(join(DEPLOY, 'prometheus', 'alerts.yml'), 'utf8');
     const ruleExprs = [...rulesText.matchAll(/expr: (\|\n(?: {10}.*\n)+|.*)/g)].map((m) => ({ where: 'alerts.yml', expr: m[1] ?? '' }));
