@@ -27,6 +27,8 @@ export interface EdgeLinkOptions {
   ackTimeoutMs?: number;
 }
 
+const MAX_DEPARTED = 1024;
+
 interface Edge {
   socket: net.Socket;
   pid: number;
@@ -53,6 +55,8 @@ export class EdgeLink {
   private readonly ackWaiters = new Set<{ seq: number; edges: Set<Edge>; done: () => void }>();
   private seq = 0;
   private readonly reportWaiters = new Set<() => void>();
+  /** Last counters of edges that left, by pid: the sums stay monotonic for Prometheus when a worker goes. */
+  private readonly departed = new Map<number, GatewayMetricsSnapshot>();
 
   constructor(private readonly opts: EdgeLinkOptions) {
     this.log = opts.logger.child({ component: 'edge-link' });
@@ -132,7 +136,7 @@ export class EdgeLink {
     return this.metrics();
   }
 
-  /** The edges' counters, summed (their last reports). */
+  /** The edges' counters, summed (their last reports, and those of edges that left); gauges of connected edges only. */
   metrics(): GatewayMetricsSnapshot {
     const sum: GatewayMetricsSnapshot = {
       accepted: 0,
@@ -145,20 +149,30 @@ export class EdgeLink {
       activeConnections: 0,
       pendingConnections: 0,
     };
-    for (const e of this.edges) {
-      const m = e.metrics;
-      if (!m) continue;
+    const addCounters = (m: GatewayMetricsSnapshot) => {
       sum.accepted += m.accepted;
       sum.routed += m.routed;
       sum.terminated += m.terminated;
       for (const r of REJECT_REASONS) sum.rejected[r] += m.rejected[r] ?? 0;
       sum.bytesUpstream += m.bytesUpstream;
       sum.bytesDownstream += m.bytesDownstream;
+    };
+    for (const m of this.departed.values()) addCounters(m);
+    for (const e of this.edges) {
+      const m = e.metrics;
+      if (!m) continue;
+      addCounters(m);
       sum.activeTunnels += m.activeTunnels;
       sum.activeConnections += m.activeConnections;
       sum.pendingConnections += m.pendingConnections;
     }
     return sum;
+  }
+
+  private retire(pid: number, m: GatewayMetricsSnapshot): void {
+    // Bounded: past this many departed workers the oldest is forgotten (one counter reset for Prometheus).
+    if (this.departed.size >= MAX_DEPARTED) this.departed.delete(this.departed.keys().next().value as number);
+    this.departed.set(pid, m);
   }
 
   /** Sends a route change to every edge; resolves when all of them applied it (or after the timeout). */
@@ -216,6 +230,8 @@ export class EdgeLink {
             return;
           }
           edge = { socket, pid: msg.pid, port: msg.port, acked: 0, tunnels: new Map(), metrics: null, reports: 0 };
+          // The same process again (a link blip): its reports still hold what it counted before.
+          this.departed.delete(msg.pid);
           this.welcome(edge);
           return;
         }
@@ -226,6 +242,7 @@ export class EdgeLink {
     socket.once('close', () => {
       if (!edge || !this.edges.delete(edge)) return;
       this.log.info({ pid: edge.pid }, 'edge disconnected');
+      if (edge.metrics) this.retire(edge.pid, edge.metrics);
       for (const w of this.ackWaiters) {
         w.edges.delete(edge);
         if (w.edges.size === 0) w.done();

@@ -23,6 +23,10 @@ export const REJECT_REASONS = [
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
+/**
+ * An edge's counters, sent to control over the edge link (lib/edge-link.ts); control exposes
+ * their sum in its registry (core/metrics/scrape.ts). No prom-client here: the edge stays small.
+ */
 export interface GatewayMetricsSnapshot {
   accepted: number;
   /** Connections piped to a session upstream. */
@@ -36,28 +40,6 @@ export interface GatewayMetricsSnapshot {
   activeTunnels: number;
   activeConnections: number;
   pendingConnections: number;
-}
-
-/** Prometheus text exposition of a snapshot (for /v1/metrics). */
-export function renderPrometheus(m: GatewayMetricsSnapshot): string {
-  const lines: string[] = [];
-  const counter = (name: string, help: string, value: number, type = 'counter') => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
-  };
-  counter('hackstream_gateway_accepted_total', 'TCP connections accepted.', m.accepted);
-  counter('hackstream_gateway_routed_total', 'Connections piped to a session upstream.', m.routed);
-  counter('hackstream_gateway_terminated_total', 'Connections whose TLS the gateway terminated.', m.terminated);
-  lines.push('# HELP hackstream_gateway_rejected_total Connections closed without routing, by reason.');
-  lines.push('# TYPE hackstream_gateway_rejected_total counter');
-  for (const r of REJECT_REASONS) lines.push(`hackstream_gateway_rejected_total{reason="${r}"} ${m.rejected[r]}`);
-  lines.push('# HELP hackstream_gateway_tunnel_bytes_total Bytes relayed through tunnels.');
-  lines.push('# TYPE hackstream_gateway_tunnel_bytes_total counter');
-  lines.push(`hackstream_gateway_tunnel_bytes_total{direction="upstream"} ${m.bytesUpstream}`);
-  lines.push(`hackstream_gateway_tunnel_bytes_total{direction="downstream"} ${m.bytesDownstream}`);
-  counter('hackstream_gateway_active_tunnels', 'Open tunnels.', m.activeTunnels, 'gauge');
-  counter('hackstream_gateway_active_connections', 'Open client connections.', m.activeConnections, 'gauge');
-  counter('hackstream_gateway_pending_connections', 'Connections still sending their ClientHello.', m.pendingConnections, 'gauge');
-  return `${lines.join('\n')}\n`;
 }
 
 export function emptyRejects(): Record<RejectReason, number> {

@@ -27,6 +27,8 @@ apt_install sqlite3
 apt_install chromium xpra
 # HackStream behind a load balancer (gateway-haproxy): Debian's HAProxy sends PROXY protocol v2.
 apt_install haproxy
+# The metrics tests: Debian's Prometheus server scrapes a running HackStream; its promtool checks and unit-tests the alerting rules.
+apt_install prometheus
 ensure_sessions_stack
 # The embedded store's private PostgreSQL server (initdb, postgres).
 ensure_postgres_binaries

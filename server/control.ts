@@ -17,6 +17,11 @@ import { setupCertificates, type Certificates } from '../core/certs/index.js';
 import { configDir, pluginsDirOf } from '../core/config/load.js';
 import type { Config } from '../core/config/schema.js';
 import { EdgeLink } from '../core/edge-link.js';
+import { AuditChainMonitor } from '../core/metrics/audit-chain.js';
+import { controlScrapeSource } from '../core/metrics/control-source.js';
+import { enableDefaultMetrics } from '../core/metrics/registry.js';
+import { scrapeCredentialCheck } from '../core/metrics/scrape-credential.js';
+import { addScrapeSource, METRICS_CONTENT_TYPE, renderMetrics } from '../core/metrics/scrape.js';
 import { startPluginHost, type PluginHost } from '../core/plugin/host.js';
 import { loadPlugins } from '../core/plugin/loader.js';
 import { pluginStorageProvider } from '../core/plugin/storage.js';
@@ -181,6 +186,21 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     emit: (event) => host.sessions.emit(event),
     tunnels: link,
   });
+  enableDefaultMetrics();
+  const removeScrapeSource = addScrapeSource(
+    controlScrapeSource({
+      gateway: () => link.freshMetrics(),
+      dataSource: db.dataSource,
+      instanceId,
+      config: config.sessions,
+      poolReady: () => sessions.poolSize(),
+      usage: () => sessions.usage(),
+      certificates: () => ({ api: certs.api.current().certPem, ca: certs.ca.certPem }),
+      passwordHashEvaluations: () => control.hasher.evaluations,
+      logger,
+    }),
+  );
+  const auditChain = new AuditChainMonitor(db.dataSource, config.metrics.auditVerifyIntervalSeconds * 1000, logger);
   const api = createApi({
     logger,
     control,
@@ -191,7 +211,11 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       ...(opts.sessionsReadiness && runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
     ],
     plugins: host,
-    gatewayMetrics: () => link.freshMetrics(),
+    metrics: {
+      render: renderMetrics,
+      contentType: METRICS_CONTENT_TYPE,
+      isScraper: scrapeCredentialCheck(config.metrics.scrapeTokenSha256),
+    },
     sessions,
     profiles: new ProfileService({ dataSource: db.dataSource, runtime, audit: control.audit, logger }),
   });
@@ -248,11 +272,14 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
       const catchUp = () => void sessions.reconcile().catch(() => {});
       userRevoked = db.listen(USER_REVOKED_CHANNEL, { message: catchUp, reconnected: catchUp });
       if (opts.sessionsReadiness) sessions.prepareInBackground();
+      auditChain.start();
     },
     close() {
       // Reverse order of creation: nothing is closed while something opened after it still runs.
       closing ??= (async () => {
         await userRevoked?.close();
+        removeScrapeSource();
+        await auditChain.close();
         // Sessions keep running (the next start adopts them); only the manager's timers stop.
         await sessions.close();
         server.closeIdleConnections();

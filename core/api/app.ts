@@ -1,7 +1,6 @@
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { DataSource } from 'typeorm';
-import type { GatewayMetricsSnapshot } from '../../lib/edge-metrics.js';
 import type { ControlPlane } from '../auth/index.js';
 import type { Logger } from '../../lib/log.js';
 import type { PluginHost } from '../plugin/host.js';
@@ -12,6 +11,7 @@ import { accessGuard, pluginCaller, type AnyRoute } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { meRoutes } from './routes/me.js';
+import { metricsRoutes, type MetricsEndpoint } from './routes/metrics.js';
 import { profileRoutes } from './routes/profiles.js';
 import type { ProfileService } from '../profiles/service.js';
 import { sessionRoutes } from './routes/sessions.js';
@@ -28,8 +28,8 @@ export interface ApiDeps {
   probes: Probe[];
   /** Mounts plugins' routes under /v1/plugins/<name>. */
   plugins?: PluginHost;
-  /** Gateway counters for /v1/metrics; absent when the API runs without a gateway (tests). */
-  gatewayMetrics?: () => Promise<GatewayMetricsSnapshot>;
+  /** What /v1/metrics serves; absent when the API runs alone (tests): 404 then. */
+  metrics?: MetricsEndpoint;
   /** The session API; absent in tests of the account API alone. */
   sessions?: SessionManager;
   /** Persistent profiles (usage, reset, an admin's delete); absent without sessions. */
@@ -39,7 +39,8 @@ export interface ApiDeps {
 /** Every core route, each with its access level (the RBAC tests walk this table). */
 export function apiRoutes(deps: ApiDeps): AnyRoute[] {
   return [
-    ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
+    ...systemRoutes({ control: deps.control, probes: deps.probes }),
+    ...metricsRoutes(deps.metrics),
     ...authRoutes(deps.control),
     ...meRoutes(deps.control, deps.profiles),
     ...userRoutes(deps.control, deps.sessions),

@@ -1,5 +1,6 @@
 import { AppError } from '../errors.js';
 import type { Logger } from '../../lib/log.js';
+import { logins } from '../metrics/registry.js';
 import type { AuthDecision } from '../plugin/auth-chain.js';
 import type { PluginHost } from '../plugin/host.js';
 import type { User } from '../store/entities.js';
@@ -96,11 +97,13 @@ export async function finishLogin(deps: LoginDeps, user: User, first: FirstFacto
       tokenEpoch: user.tokenEpoch,
     });
     log.info({ userId: user.id, provider: first.provider, factors: required }, 'second factor required');
+    logins.inc({ outcome: 'second_factor_required' });
     throw new AppError('AUTH_SECOND_FACTOR_REQUIRED', 'a second factor is required', { details: { challengeId, factors: required, expiresInS } });
   }
   await deps.throttle.succeeded(throttleAs, first.ip);
   const pair = await traced('auth.token_issue', () => deps.tokens.login(user, first.ip, { provider: first.provider, ...(first.flow ? { flow: first.flow } : {}) }), { attributes: { 'hackstream.user.id': user.id } });
   log.info({ userId: user.id, provider: first.provider, ...(first.flow ? { flow: first.flow } : {}) }, 'login');
+  logins.inc({ outcome: 'success' });
   return pair;
 }
 
@@ -118,10 +121,12 @@ export async function loginFailed(
     log.warn({ ip: failure.ip }, 'client IP banned after repeated failed logins');
   }
   log.info({ reason: failure.details.reason }, 'login failed');
+  logins.inc({ outcome: 'failure' });
 }
 
 export async function refuseIf(deps: Pick<LoginDeps, 'audit'>, refusal: Refusal | null, attempt: { username: string; ip: string }, log: Logger): Promise<void> {
   if (!refusal) return;
+  logins.inc({ outcome: 'throttled' });
   if (refusal.started && refusal.scope === 'account') {
     await deps.audit.record({
       actor: null,

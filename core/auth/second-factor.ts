@@ -7,6 +7,7 @@ import { loginFailed, refuseIf, type LoginDeps } from './login.js';
 import type { TokenPair } from './token-service.js';
 import { sha256Hex } from './tokens.js';
 import { traced } from '../../lib/tracing.js';
+import { logins } from '../metrics/registry.js';
 
 /** What a login that passed its first factor waits with, server-side, for its second. */
 export interface PendingLogin {
@@ -151,5 +152,6 @@ export async function verifySecondFactor(deps: LoginDeps, attempt: SecondFactorA
   await deps.throttle.succeeded(pending.username, ip);
   const pair = await traced('auth.token_issue', () => deps.tokens.login(user, ip, audited), { attributes: { 'hackstream.user.id': user.id } });
   log.info({ userId: user.id, ...audited }, 'login');
+  logins.inc({ outcome: 'success' });
   return pair;
 }

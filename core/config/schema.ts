@@ -164,6 +164,23 @@ export const sessionsSchema = z
   })
   .strict();
 
+/** GET /v1/metrics for Prometheus (docs/metrics.md). */
+export const metricsSchema = z
+  .object({
+    /**
+     * SHA-256 (64 hex digits) of the scrape credential, a random token of at least 32 bytes that
+     * Prometheus sends as `Authorization: Bearer <token>`. Without it only an admin's token reads metrics.
+     */
+    scrapeTokenSha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, 'must be the SHA-256 of the scrape token as 64 hex digits (see docs/metrics.md)')
+      .transform((h) => h.toLowerCase())
+      .optional(),
+    /** How often the audit chain is verified for hackstream_audit_chain_valid; 0 turns it off. */
+    auditVerifyIntervalSeconds: z.number().int().min(0).max(604_800).default(3600),
+  })
+  .strict();
+
 /** A `plugins` key: a built-in or npm package name, or a path (see core/plugin/resolve.ts). */
 const pluginKey = z
   .string()
@@ -214,6 +231,7 @@ export const configSchema = z
     sessions: sessionsSchema.prefault({}),
     /** OpenTelemetry traces (docs/tracing.md); absent: off, no SDK loaded. */
     tracing: tracingSchema.optional(),
+    metrics: metricsSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -232,3 +250,4 @@ export type Config = z.output<typeof configSchema> & { readonly configFile?: str
 export type { GatewayLimits } from '../../lib/limits.js';
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type SessionsConfig = z.output<typeof sessionsSchema>;
+export type MetricsConfig = z.output<typeof metricsSchema>;

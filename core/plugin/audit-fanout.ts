@@ -1,4 +1,5 @@
 import type { Logger } from '../../lib/log.js';
+import { auditSinkDropped, pluginErrors } from '../metrics/registry.js';
 import type { AuditEvent, AuditSink } from './contract.js';
 import type { Owned } from './registrations.js';
 import { withTimeout } from './timeout.js';
@@ -30,6 +31,7 @@ class SinkQueue {
 
   push(event: AuditEvent): void {
     if (this.queue.length >= this.limits.queueMax) {
+      auditSinkDropped.inc({ plugin: this.sink.plugin });
       if (this.dropped++ === 0) this.logger.warn({ plugin: this.sink.plugin }, 'audit sink queue full; dropping events');
       return;
     }
@@ -50,6 +52,7 @@ class SinkQueue {
         await withTimeout(this.limits.writeTimeoutMs, () => this.sink.value.write(current));
       } catch (err) {
         this.logger.error({ err, plugin: this.sink.plugin, auditId: current.id }, 'audit sink write failed');
+        pluginErrors.inc({ plugin: this.sink.plugin, extension: 'audit_sink' });
       }
     }
     // Set in the same synchronous step as the emptiness check, so no push can slip between.

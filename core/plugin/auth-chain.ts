@@ -4,6 +4,7 @@ import type { AuthAttempt, AuthProvider, DeviceFlow, DeviceStart, ExternalIdenti
 import { usernameSchema } from '../auth/users.js';
 import type { Owned, Registrations } from './registrations.js';
 import { withTimeout } from './timeout.js';
+import { pluginErrors } from '../metrics/registry.js';
 
 /**
  * A first factor's verdict; `provider` names the plugin that decided (null: nobody accepted).
@@ -121,6 +122,7 @@ export function createAuthChain(reg: Registrations, logger: Logger, timeoutMs: n
       return r.data;
     }).catch((err: unknown) => {
       logger.error({ err: describe(err), plugin, call: what }, msg);
+      pluginErrors.inc({ plugin, extension: 'auth' });
       throw err;
     });
   const redirect = new Map([...reg.redirectFlows].map((o) => [o.value.id, hostRedirect(o, call)]));

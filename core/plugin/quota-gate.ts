@@ -3,6 +3,7 @@ import type { Logger } from '../../lib/log.js';
 import type { Quota, QuotaDecision, QuotaPolicy, QuotaRequest, QuotaSubject } from './contract.js';
 import type { Owned } from './registrations.js';
 import { withTimeout } from './timeout.js';
+import { pluginErrors } from '../metrics/registry.js';
 
 export interface HostQuota {
   /** The active policy's decision; with no policy, or a failing one, the request is refused. */
@@ -26,6 +27,7 @@ export function createQuotaGate(active: Owned<QuotaPolicy> | undefined, logger: 
         return checked(decision);
       } catch (err) {
         logger.error({ err, plugin: active.plugin }, 'quota policy failed; refusing');
+        pluginErrors.inc({ plugin: active.plugin, extension: 'quota' });
         return UNAVAILABLE;
       }
     },
@@ -35,6 +37,7 @@ export function createQuotaGate(active: Owned<QuotaPolicy> | undefined, logger: 
         return await withTimeout(timeoutMs, () => active.value.effectiveQuota(subject));
       } catch (err) {
         logger.error({ err, plugin: active.plugin }, 'quota policy failed');
+        pluginErrors.inc({ plugin: active.plugin, extension: 'quota' });
         throw new AppError('SERVICE_UNAVAILABLE', 'quotas cannot be read right now', { cause: err });
       }
     },

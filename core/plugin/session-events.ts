@@ -1,4 +1,5 @@
 import type { Logger } from '../../lib/log.js';
+import { pluginErrors } from '../metrics/registry.js';
 import type { SessionEvent, SessionListener } from './contract.js';
 import type { Owned } from './registrations.js';
 
@@ -8,8 +9,10 @@ export interface HostSessions {
 }
 
 export function createSessionEvents(listeners: readonly Owned<SessionListener>[], logger: Logger): HostSessions {
-  const failed = (plugin: string, event: SessionEvent) => (err: unknown) =>
+  const failed = (plugin: string, event: SessionEvent) => (err: unknown) => {
+    pluginErrors.inc({ plugin, extension: 'session_events' });
     logger.error({ err, plugin, sessionId: event.sessionId, event: event.type }, 'session listener failed');
+  };
   return {
     emit(event) {
       const frozen = Object.freeze({ ...event });

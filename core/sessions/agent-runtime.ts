@@ -8,6 +8,7 @@
 import net from 'node:net';
 import type { Logger } from '../../lib/log.js';
 import { readLines } from '../../lib/ndjson.js';
+import { timeAgentCall } from '../metrics/registry.js';
 import {
   AGENT_PROTOCOL_VERSION,
   MAX_RESPONSE_LINE_BYTES,
@@ -196,7 +197,7 @@ export class AgentRuntime implements SessionRuntime {
   private async exchange<M extends AgentMethod>(method: M, params: AgentParams[M], timeoutMs: number, progress?: ProgressFn): Promise<AgentResults[M]> {
     const socket = await this.connect();
     const id = this.nextId++;
-    const raw = await new Promise<unknown>((resolve, reject) => {
+    const raw = await timeAgentCall(method, new Promise<unknown>((resolve, reject) => {
       const timer = Number.isFinite(timeoutMs)
         ? setTimeout(() => {
             this.pending.delete(id);
@@ -206,7 +207,7 @@ export class AgentRuntime implements SessionRuntime {
       this.pending.set(id, { method, resolve, reject, timer, ...(progress ? { progress } : {}) });
       const trace = currentTraceCarrier();
       socket.write(`${JSON.stringify({ v: AGENT_PROTOCOL_VERSION, id, method, params, ...(trace ? { trace } : {}) })}\n`);
-    });
+    }));
     const result = RESULTS[method].safeParse(raw);
     if (!result.success) throw new AgentCallError('INTERNAL', `the agent's ${method} result is malformed: ${describeIssues(result.error)}`);
     return result.data as AgentResults[M];

@@ -6,6 +6,7 @@
  * admitted address that keeps opening tunnels without logging in never keeps a session alive.
  * Without a client count from the runtime, a tunnel that stays open counts (tests' runtimes).
  */
+import { attaches } from '../metrics/registry.js';
 import type { SessionActivity } from './runtime.js';
 import { RUNNING, type Transitions } from './transitions.js';
 
@@ -100,6 +101,7 @@ export class AttachTracker {
           ? await t.transition(id, ['ready', 'idle'], { state: 'connected', idleSince: null }, { actor: 'system', action: 'session_connected' })
           : await t.transition(id, ['connected'], { state: 'idle', idleSince: new Date() }, { actor: 'system', action: 'session_idle' });
         if (row) t.emit({ type: attached ? 'connected' : 'idle', sessionId: id, userId: row.userId });
+        if (row && attached) attaches.inc();
       })
       .catch((err: unknown) => t.log.warn({ err: (err as Error).message, sessionId: id }, 'recording attach state failed'));
   }

@@ -9,6 +9,7 @@ import { normalizeAddress, withAdmission, type RouteTable } from '../../lib/rout
 import type { Audit } from '../auth/audit.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
+import { connectTokensIssued } from '../metrics/registry.js';
 import type { KeyValueStore } from '../store/kv.js';
 import type { Session } from '../store/entities.js';
 import { RuntimeUnavailableError, type SessionRuntime } from './runtime.js';
@@ -53,6 +54,7 @@ export class ConnectTokens {
       result: 'success',
       details: { expiresAt: expiresAt.toISOString() },
     });
+    connectTokensIssued.inc();
     return {
       host: this.deps.publicHost,
       port: this.deps.config.connectPort ?? this.deps.connectPort(),

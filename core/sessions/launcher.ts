@@ -9,6 +9,7 @@ import type { Audit } from '../auth/audit.js';
 import type { Quotas } from '../auth/quotas.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
+import { launchFailed, launchSucceeded } from '../metrics/registry.js';
 import { SessionEntity, type Session, type User } from '../store/entities.js';
 import type { SessionPool, PoolEntry } from './pool.js';
 import type { RuntimePreparation } from './preparation.js';
@@ -185,6 +186,7 @@ export class Launcher {
     await traced('route.publish', () => this.t.deps.routes.add(this.t.hostnameOf(row.id), { host: container.upstream.host, port: container.upstream.port, admit: [] }));
     this.t.emit({ type: 'ready', sessionId: row.id, userId: row.userId });
     log.info({ pooled: container.claimed, ...timings, totalMs: Math.round(performance.now() - t0) }, 'session ready');
+    launchSucceeded(row.app, container.claimed, t0);
     return ready;
   }
 
@@ -193,6 +195,7 @@ export class Launcher {
     const unavailable = err instanceof RuntimeUnavailableError;
     const reason = unavailable ? 'the container engine is unreachable' : `the container did not start: ${(err as Error).message}`;
     log.error({ err: (err as Error).message }, 'session failed to start');
+    launchFailed(unavailable ? 'runtime_unavailable' : err instanceof RuntimeCallError && err.kind === 'limit' ? 'capacity' : 'start_failed');
     // A pool container that failed its claim with the runtime unreachable: gone once it answers (reconciler).
     if (pooled && unavailable) await this.t.deps.runtime.remove(pooled.containerId).catch(() => {});
     await this.t

@@ -122,6 +122,11 @@ export class SessionManager {
     return capacitySnapshot({ config, instanceId, dataSource, runtime, usage: () => this.pool.usage(), pool: () => ({ ready: this.pool.size(), starting: this.pool.startingCount() }) });
   }
 
+  /** Containers and memory in use on this instance, sessions and pool (for /metrics). */
+  usage(): Promise<{ containers: number; memoryMb: number }> {
+    return this.pool.usage();
+  }
+
   /** Prepares the runtime now (image, network, firewall) rather than at the first launch; never rejects. */
   prepareInBackground(): void {
     this.prep.inBackground();

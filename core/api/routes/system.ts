@@ -1,6 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { GatewayMetricsSnapshot } from '../../../lib/edge-metrics.js';
-import { renderPrometheus } from '../../../lib/edge-metrics.js';
 import type { ControlPlane } from '../../auth/index.js';
 import { AppError } from '../../errors.js';
 import { route, type AnyRoute } from '../route.js';
@@ -15,8 +13,8 @@ export interface Probe {
 
 const PROBE_TIMEOUT_MS = 2_000;
 
-/** GET /health (the process is up), GET /ready (its dependencies answer), GET /v1/metrics (admin). */
-export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gatewayMetrics?: () => Promise<GatewayMetricsSnapshot> }): AnyRoute[] {
+/** GET /health (the process is up), GET /ready (its dependencies answer); /v1/metrics is in metrics.ts. */
+export function systemRoutes(deps: { control: ControlPlane; probes: Probe[] }): AnyRoute[] {
   return [
     route({
       method: 'GET',
@@ -42,16 +40,6 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gat
         ctx.body = { status: 'ready' };
       },
     }),
-    route({
-      method: 'GET',
-      path: '/v1/metrics',
-      access: 'admin',
-      async handle(ctx) {
-        const m = await deps.gatewayMetrics?.();
-        ctx.type = 'text/plain; version=0.0.4';
-        ctx.body = (m ? renderPrometheus(m) : '') + accountMetrics(deps.control);
-      },
-    }),
   ];
 }
 
@@ -69,12 +57,3 @@ async function problem(probe: Probe): Promise<string | null> {
 
 /** A probe's own explanation (shown to the operator in /ready's body). */
 export class ProbeFailure extends Error {}
-
-function accountMetrics(control: ControlPlane): string {
-  return [
-    '# HELP hackstream_password_hash_evaluations_total Argon2id hashes and verifies computed (dummy verifies included).',
-    '# TYPE hackstream_password_hash_evaluations_total counter',
-    `hackstream_password_hash_evaluations_total ${control.hasher.evaluations}`,
-    '',
-  ].join('\n');
-}
