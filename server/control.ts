@@ -11,7 +11,6 @@ import type net from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createApi } from '../core/api/app.js';
-import { ProbeFailure } from '../core/api/routes/system.js';
 import { bootstrapNotice, createControlPlane, ensureFirstAdmin, type AuthSettingsInput, type BootstrapInput, type ControlPlane } from '../core/auth/index.js';
 import { setupCertificates, type Certificates } from '../core/certs/index.js';
 import { configDir, pluginsDirOf } from '../core/config/load.js';
@@ -32,6 +31,7 @@ import type { Logger } from '../lib/log.js';
 import { RedisRouteTable } from '../lib/redis-route-table.js';
 import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
 import { controlSockets } from './edge.js';
+import { readinessProbes } from './readiness.js';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -77,18 +77,6 @@ export interface Control {
   listen(): Promise<void>;
   close(): Promise<void>;
 }
-
-/** Rejects with the runtime's reason when no session could start now. */
-async function sessionsReady(runtime: SessionRuntime): Promise<void> {
-  let status: { ready: boolean; reason: string | null };
-  try {
-    status = await runtime.status!();
-  } catch (err) {
-    throw new ProbeFailure(`the session agent does not answer (${(err as Error).message})`);
-  }
-  if (!status.ready) throw new ProbeFailure(status.reason ?? 'sessions cannot start');
-}
-
 
 /** Builds control without listening: store, plugins, certificates, sessions, API. */
 export async function buildControl(config: Readonly<Config>, opts: ControlOptions): Promise<Control> {
@@ -185,11 +173,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     logger,
     control,
     dataSource: db.dataSource,
-    probes: [
-      { name: 'the database', ping: () => db.ping() },
-      { name: 'the key-value store', ping: () => kv.ping() },
-      ...(opts.sessionsReadiness && runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
-    ],
+    probes: readinessProbes({ db, kv, ...(opts.sessionsReadiness ? { runtime } : {}) }),
     plugins: host,
     gatewayMetrics: () => link.freshMetrics(),
     sessions,

@@ -1,22 +1,22 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { GatewayMetricsSnapshot } from '../../../lib/edge-metrics.js';
 import { renderPrometheus } from '../../../lib/edge-metrics.js';
 import type { ControlPlane } from '../../auth/index.js';
-import { AppError } from '../../errors.js';
-import { route, type AnyRoute } from '../route.js';
+import { checkReadiness, describeFailures, type Probe } from '../readiness.js';
+import { clientIp, route, type AnyRoute } from '../route.js';
 
-/** Something /ready checks. */
-export interface Probe {
-  /** What the operator reads when it fails ("the database"). */
-  name: string;
-  /** Resolves when it answers; rejects with the reason for an operator otherwise. */
-  ping(): Promise<void>;
-}
+export { ProbeFailure, type Probe } from '../readiness.js';
 
-const PROBE_TIMEOUT_MS = 2_000;
-
-/** GET /health (the process is up), GET /ready (its dependencies answer), GET /v1/metrics (admin). */
-export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gatewayMetrics?: () => Promise<GatewayMetricsSnapshot> }): AnyRoute[] {
+/**
+ * GET /health (the process lives), GET /ready (this node can start a session now: every
+ * probe's checks, each with its reason when it fails), GET /v1/metrics (admin).
+ */
+export function systemRoutes(deps: {
+  control: ControlPlane;
+  probes: Probe[];
+  /** Refuses a client over /ready's rate limit (429). */
+  readyLimit?: (ip: string) => Promise<void>;
+  gatewayMetrics?: () => Promise<GatewayMetricsSnapshot>;
+}): AnyRoute[] {
   return [
     route({
       method: 'GET',
@@ -31,15 +31,18 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gat
       path: '/ready',
       access: 'public',
       async handle(ctx) {
-        const results = await Promise.all(deps.probes.map(async (p) => ({ name: p.name, problem: await problem(p) })));
-        const down = results.filter((r) => r.problem !== null);
-        if (down.length > 0) {
-          ctx.state.log.warn({ down }, 'not ready');
-          throw new AppError('NOT_READY', `not ready: ${down.map((d) => `${d.name}: ${d.problem}`).join('; ')}`, {
-            headers: { 'Retry-After': '5' },
-          });
+        await deps.readyLimit?.(clientIp(ctx));
+        const { ready, checks } = await checkReadiness(deps.probes);
+        if (ready) {
+          ctx.body = { status: 'ready', checks };
+          return;
         }
-        ctx.body = { status: 'ready' };
+        const message = `not ready: ${describeFailures(checks)}`;
+        ctx.state.log.warn({ checks }, 'not ready');
+        // The error envelope every client reads, plus each check with its reason for the operator.
+        ctx.status = 503;
+        ctx.set('Retry-After', '5');
+        ctx.body = { status: 'not_ready', checks, error: { code: 'NOT_READY', message } };
       },
     }),
     route({
@@ -54,21 +57,6 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[]; gat
     }),
   ];
 }
-
-/** null when the probe answered in time, else what went wrong. */
-async function problem(probe: Probe): Promise<string | null> {
-  const timeout = sleep(PROBE_TIMEOUT_MS, 'did not answer', { ref: false });
-  return Promise.race([
-    probe.ping().then(
-      () => null,
-      (err: unknown) => (err instanceof ProbeFailure ? err.message : 'did not answer'),
-    ),
-    timeout,
-  ]);
-}
-
-/** A probe's own explanation (shown to the operator in /ready's body). */
-export class ProbeFailure extends Error {}
 
 function accountMetrics(control: ControlPlane): string {
   return [
