@@ -133,10 +133,10 @@ export class SessionManager {
   // ---- API operations -------------------------------------------------------------------
 
   async create(user: User, input: CreateSessionInput, ctx: CallerContext = {}): Promise<{ session: SessionView; connect: ConnectDescriptor }> {
-    if (input.profile === 'persist') await preparePersistentProfile(this.deps, user, ctx.log);
+    if (input.profile === 'persist') await preparePersistentProfile(this.deps, user, ctx.log ?? this.t.log);
     const sourceIp = ctx.sourceIp ?? null;
     const started = await this.launcher.launch(user, input, sourceIp, ctx.log ?? this.t.log);
-    const connect = await this.tokens.issue(started, user.id, sourceIp);
+    const connect = await this.tokens.issue(started, user.id, sourceIp, ctx.log ?? this.t.log);
     return { session: sessionView(await this.get(user, started.id)), connect };
   }
 
@@ -162,7 +162,7 @@ export class SessionManager {
     if (!RUNNING.includes(row.state)) {
       throw new AppError('SESSION_NOT_RUNNING', `the session is ${row.state}; launch a new one`);
     }
-    return this.tokens.issue(row, user.id, ctx.sourceIp ?? null);
+    return this.tokens.issue(row, user.id, ctx.sourceIp ?? null, ctx.log ?? this.t.log);
   }
 
   /**
