@@ -32,6 +32,9 @@ import { RedisRouteTable } from '../lib/redis-route-table.js';
 import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
 import { controlSockets } from './edge.js';
 import { readinessProbes } from './readiness.js';
+import { rateLimiter } from '../core/rate-limit.js';
+import { sourceId } from '../core/auth/throttle.js';
+import { MemoryKv } from '../core/store/kv-memory.js';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -168,12 +171,17 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     audit: control.audit,
     emit: (event) => host.sessions.emit(event),
     tunnels: link,
+    connectLimit: rateLimiter({ kv, scope: 'connect', perMinute: config.rateLimits.connectPerMinute, message: 'too many connects to sessions this minute; try again shortly', log: logger }),
   });
+  // Counted in this process (a memory store of its own): /ready must not need the stores it checks.
+  const readyKv = new MemoryKv(logger);
+  const readyLimit = rateLimiter({ kv: readyKv, scope: 'ready', perMinute: config.rateLimits.readyPerMinute, message: 'too many readiness checks from this address; try again shortly', log: logger });
   const api = createApi({
     logger,
     control,
     dataSource: db.dataSource,
     probes: readinessProbes({ db, kv, ...(opts.sessionsReadiness ? { runtime } : {}) }),
+    readyLimit: (ip) => readyLimit(sourceId(ip)),
     plugins: host,
     gatewayMetrics: () => link.freshMetrics(),
     sessions,
@@ -244,6 +252,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
         await link.close();
         await runtime.close();
         await host.close();
+        await readyKv.close();
         await kv.close();
         await db.close();
         await inner.close();

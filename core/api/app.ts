@@ -25,6 +25,8 @@ export interface ApiDeps {
   dataSource: DataSource;
   /** What /ready checks. */
   probes: Probe[];
+  /** Counts a /ready request from a client address; throws 429 past the limit. */
+  readyLimit?: (ip: string) => Promise<void>;
   /** Mounts plugins' routes under /v1/plugins/<name>. */
   plugins?: PluginHost;
   /** Gateway counters for /v1/metrics; absent when the API runs without a gateway (tests). */
@@ -38,7 +40,7 @@ export interface ApiDeps {
 /** Every core route, each with its access level (the RBAC tests walk this table). */
 export function apiRoutes(deps: ApiDeps): AnyRoute[] {
   return [
-    ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
+    ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.readyLimit ? { readyLimit: deps.readyLimit } : {}), ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
     ...authRoutes(deps.control),
     ...meRoutes(deps.control, deps.profiles),
     ...userRoutes(deps.control, deps.sessions),

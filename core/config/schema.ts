@@ -163,6 +163,19 @@ export const sessionsSchema = z
   })
   .strict();
 
+/** Request limits per minute (core/rate-limit.ts; 429 RATE_LIMITED with Retry-After past them). */
+export const rateLimitsSchema = z
+  .object({
+    /** GET /ready per client address (an IPv6 /64 counts as one), counted in each control process. */
+    readyPerMinute: count(120),
+    /**
+     * Connect tokens per user (POST /v1/sessions/:id/connect and the portal's): each one runs a
+     * command in the session's container and writes an audit row. Counted in the key-value store.
+     */
+    connectPerMinute: count(60),
+  })
+  .strict();
+
 /** A `plugins` key: a built-in or npm package name, or a path (see core/plugin/resolve.ts). */
 const pluginKey = z
   .string()
@@ -211,6 +224,7 @@ export const configSchema = z
     gateway: gatewaySchema.prefault({}),
     tls: tlsSchema.prefault({}),
     sessions: sessionsSchema.prefault({}),
+    rateLimits: rateLimitsSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -229,3 +243,4 @@ export type Config = z.output<typeof configSchema> & { readonly configFile?: str
 export type { GatewayLimits } from '../../lib/limits.js';
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type SessionsConfig = z.output<typeof sessionsSchema>;
+export type RateLimitsConfig = z.output<typeof rateLimitsSchema>;

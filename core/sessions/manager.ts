@@ -45,6 +45,8 @@ export interface SessionManagerDeps {
   emit: (event: SessionEvent) => void;
   /** The gateway's tunnel signal (connected ⇄ idle). */
   tunnels?: TunnelSignal;
+  /** Counts a user's connect (keyed by user id); throws 429 past config.rateLimits.connectPerMinute. */
+  connectLimit?: (userId: string) => Promise<void>;
 }
 
 export interface CallerContext {
@@ -158,6 +160,8 @@ export class SessionManager {
   }
 
   async connect(user: User, id: string, ctx: CallerContext = {}): Promise<ConnectDescriptor> {
+    // Before anything else: each connect is a command in the container and an audit row.
+    await this.deps.connectLimit?.(user.id);
     const row = await this.get(user, id);
     if (!RUNNING.includes(row.state)) {
       throw new AppError('SESSION_NOT_RUNNING', `the session is ${row.state}; launch a new one`);

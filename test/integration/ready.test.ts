@@ -26,6 +26,8 @@ interface ReadyBody {
 }
 
 const ALL = ['store', 'kv', 'agent', 'engine', 'image', 'network', 'firewall'];
+/** These tests poll /ready faster than a load balancer would (its limit: api-rate-limits.test.ts). */
+const POLLING = { readyPerMinute: 1_000_000 };
 
 const body = (r: ApiResponse) => r.json as ReadyBody;
 const failed = (r: ApiResponse) => Object.entries(body(r).checks).filter(([, c]) => !c.ok).map(([name]) => name).sort();
@@ -54,7 +56,7 @@ describe('/ready with every dependency up, then Redis refusing', () => {
     const redis = new URL(TEST_REDIS_URL);
     proxy = await startFaultProxy(Number(redis.port || 6379), redis.hostname);
     redis.port = String(proxy.port);
-    api = await startApi({ db: 'postgres', kv: 'redis', sessionsReadiness: true, config: { sessions, redisUrl: redis.toString() } });
+    api = await startApi({ db: 'postgres', kv: 'redis', sessionsReadiness: true, config: { sessions, redisUrl: redis.toString(), rateLimits: POLLING } });
   });
   after(async () => {
     await api?.close();
@@ -91,7 +93,7 @@ describe('/ready with an engine address where nothing listens', () => {
   const sessions = testSessions();
   let api: TestApi;
   before(async () => {
-    api = await startApi({ sessionsReadiness: true, config: { sessions: { ...sessions, dockerHost: `tcp://127.0.0.1:${await freePort()}` } } });
+    api = await startApi({ sessionsReadiness: true, config: { sessions: { ...sessions, dockerHost: `tcp://127.0.0.1:${await freePort()}` }, rateLimits: POLLING } });
   });
   after(async () => {
     await api?.close();
@@ -113,7 +115,7 @@ describe('/ready with a session image tag that does not exist', () => {
   const sessions = testSessions({ image: missing });
   let api: TestApi;
   before(async () => {
-    api = await startApi({ sessionsReadiness: true, config: { sessions } });
+    api = await startApi({ sessionsReadiness: true, config: { sessions, rateLimits: POLLING } });
   });
   after(async () => {
     await api?.close();
@@ -139,7 +141,7 @@ describe('/ready when the agent process stops answering (npm start, agent SIGSTO
   before(async () => {
     const dataDir = scratch();
     const configFile = join(dataDir, 'config.json');
-    writeFileSync(configFile, JSON.stringify({ listen: '127.0.0.1:0', publicHost: PUBLIC_HOST, sessionDomain: 'sessions.test', dataDir, sessions }));
+    writeFileSync(configFile, JSON.stringify({ listen: '127.0.0.1:0', publicHost: PUBLIC_HOST, sessionDomain: 'sessions.test', dataDir, sessions, rateLimits: POLLING }));
     p = spawnHackstream({ HACKSTREAM_CONFIG: configFile });
     port = (JSON.parse(await waitForLine(p, /"msg":"hackstream listening"/, 180_000)) as { port: number }).port;
     const line = await waitForLine(p, /"msg":"child ready".*"child":"agent"|"child":"agent".*"msg":"child ready"/, 60_000);
