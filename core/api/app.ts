@@ -8,6 +8,7 @@ import type { PluginHost } from '../plugin/host.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { bodyLimit } from './body.js';
 import { errorRenderer, requestContext, type ApiState } from './errors.js';
+import { openApiRoute } from './openapi.js';
 import { accessGuard, pluginCaller, type AnyRoute } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
@@ -37,9 +38,12 @@ export interface ApiDeps {
   profiles?: ProfileService;
 }
 
-/** Every core route, each with its access level (the RBAC tests walk this table). */
+/**
+ * Every core route, each with its access level (the RBAC tests walk this table) and its
+ * schemas, and GET /v1/openapi.json, the OpenAPI document generated from them.
+ */
 export function apiRoutes(deps: ApiDeps): AnyRoute[] {
-  return [
+  const routes: AnyRoute[] = [
     ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.readyLimit ? { readyLimit: deps.readyLimit } : {}), ...(deps.gatewayMetrics ? { gatewayMetrics: deps.gatewayMetrics } : {}) }),
     ...authRoutes(deps.control),
     ...meRoutes(deps.control, deps.profiles),
@@ -48,6 +52,8 @@ export function apiRoutes(deps: ApiDeps): AnyRoute[] {
     ...(deps.sessions ? sessionRoutes(deps.sessions) : []),
     ...(deps.profiles ? profileRoutes(deps.control, deps.profiles) : []),
   ];
+  routes.push(openApiRoute(routes));
+  return routes;
 }
 
 /** The Koa app behind the API hostname. Routers stay thin; the work lives in core/auth. */

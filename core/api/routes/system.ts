@@ -3,6 +3,7 @@ import { renderPrometheus } from '../../../lib/edge-metrics.js';
 import type { ControlPlane } from '../../auth/index.js';
 import { checkReadiness, describeFailures, type Probe } from '../readiness.js';
 import { clientIp, route, type AnyRoute } from '../route.js';
+import { healthSchema, readySchema } from '../schemas.js';
 
 export { ProbeFailure, type Probe } from '../readiness.js';
 
@@ -22,6 +23,8 @@ export function systemRoutes(deps: {
       method: 'GET',
       path: '/health',
       access: 'public',
+      summary: 'The process lives',
+      responses: { 200: healthSchema },
       handle(ctx) {
         ctx.body = { status: 'ok' };
       },
@@ -30,6 +33,8 @@ export function systemRoutes(deps: {
       method: 'GET',
       path: '/ready',
       access: 'public',
+      summary: 'This node can start a session now (503 NOT_READY with each check)',
+      responses: { 200: readySchema },
       async handle(ctx) {
         await deps.readyLimit?.(clientIp(ctx));
         const { ready, checks } = await checkReadiness(deps.probes);
@@ -49,6 +54,7 @@ export function systemRoutes(deps: {
       method: 'GET',
       path: '/v1/metrics',
       access: 'admin',
+      responses: { 200: 'text' },
       async handle(ctx) {
         const m = await deps.gatewayMetrics?.();
         ctx.type = 'text/plain; version=0.0.4';
