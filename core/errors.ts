@@ -60,7 +60,7 @@ export const ERRORS = {
   /** Also answered by the edge itself (lib/error-codes.ts). */
   ...SHARED_ERRORS,
   QUOTA_UNAVAILABLE: 503,
-  /** /ready: the database or the key-value store does not answer. */
+  /** /ready: a check failed (the body lists every check with its reason: docs/api.md). */
   NOT_READY: 503,
 } as const satisfies Record<string, number>;
 

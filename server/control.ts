@@ -11,7 +11,6 @@ import type net from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createApi } from '../core/api/app.js';
-import { ProbeFailure } from '../core/api/routes/system.js';
 import { bootstrapNotice, createControlPlane, ensureFirstAdmin, type AuthSettingsInput, type BootstrapInput, type ControlPlane } from '../core/auth/index.js';
 import { setupCertificates, type Certificates } from '../core/certs/index.js';
 import { configDir, pluginsDirOf } from '../core/config/load.js';
@@ -37,6 +36,10 @@ import type { Logger } from '../lib/log.js';
 import { RedisRouteTable } from '../lib/redis-route-table.js';
 import { MemoryRouteTable, type RouteTable } from '../lib/route-table.js';
 import { controlSockets } from './edge.js';
+import { readinessProbes } from './readiness.js';
+import { rateLimiter } from '../core/rate-limit.js';
+import { sourceId } from '../core/auth/throttle.js';
+import { MemoryKv } from '../core/store/kv-memory.js';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -82,18 +85,6 @@ export interface Control {
   listen(): Promise<void>;
   close(): Promise<void>;
 }
-
-/** Rejects with the runtime's reason when no session could start now. */
-async function sessionsReady(runtime: SessionRuntime): Promise<void> {
-  let status: { ready: boolean; reason: string | null };
-  try {
-    status = await runtime.status!();
-  } catch (err) {
-    throw new ProbeFailure(`the session agent does not answer (${(err as Error).message})`);
-  }
-  if (!status.ready) throw new ProbeFailure(status.reason ?? 'sessions cannot start');
-}
-
 
 /** Builds control without listening: store, plugins, certificates, sessions, API. */
 export async function buildControl(config: Readonly<Config>, opts: ControlOptions): Promise<Control> {
@@ -185,6 +176,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     audit: control.audit,
     emit: (event) => host.sessions.emit(event),
     tunnels: link,
+    connectLimit: rateLimiter({ kv, scope: 'connect', perMinute: config.rateLimits.connectPerMinute, message: 'too many connects to sessions this minute; try again shortly', log: logger }),
   });
   enableDefaultMetrics();
   const removeScrapeSource = addScrapeSource(
@@ -201,15 +193,15 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     }),
   );
   const auditChain = new AuditChainMonitor(db.dataSource, config.metrics.auditVerifyIntervalSeconds * 1000, logger);
+  // Counted in this process (a memory store of its own): /ready must not need the stores it checks.
+  const readyKv = new MemoryKv(logger);
+  const readyLimit = rateLimiter({ kv: readyKv, scope: 'ready', perMinute: config.rateLimits.readyPerMinute, message: 'too many readiness checks from this address; try again shortly', log: logger });
   const api = createApi({
     logger,
     control,
     dataSource: db.dataSource,
-    probes: [
-      { name: 'the database', ping: () => db.ping() },
-      { name: 'the key-value store', ping: () => kv.ping() },
-      ...(opts.sessionsReadiness && runtime.status ? [{ name: 'sessions', ping: () => sessionsReady(runtime) }] : []),
-    ],
+    probes: readinessProbes({ db, kv, ...(opts.sessionsReadiness ? { runtime } : {}) }),
+    readyLimit: (ip) => readyLimit(sourceId(ip)),
     plugins: host,
     metrics: {
       render: renderMetrics,
@@ -287,6 +279,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
         await link.close();
         await runtime.close();
         await host.close();
+        await readyKv.close();
         await kv.close();
         await db.close();
         await inner.close();

@@ -7,6 +7,7 @@ import type { PluginHost } from '../plugin/host.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { bodyLimit } from './body.js';
 import { errorRenderer, requestContext, type ApiState } from './errors.js';
+import { openApiRoute } from './openapi.js';
 import { accessGuard, pluginCaller, type AnyRoute } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
@@ -26,6 +27,8 @@ export interface ApiDeps {
   dataSource: DataSource;
   /** What /ready checks. */
   probes: Probe[];
+  /** Counts a /ready request from a client address; throws 429 past the limit. */
+  readyLimit?: (ip: string) => Promise<void>;
   /** Mounts plugins' routes under /v1/plugins/<name>. */
   plugins?: PluginHost;
   /** What /v1/metrics serves; absent when the API runs alone (tests): 404 then. */
@@ -36,11 +39,14 @@ export interface ApiDeps {
   profiles?: ProfileService;
 }
 
-/** Every core route, each with its access level (the RBAC tests walk this table). */
+/**
+ * Every core route, each with its access level (the RBAC tests walk this table) and its
+ * schemas, and GET /v1/openapi.json, the OpenAPI document generated from them.
+ */
 export function apiRoutes(deps: ApiDeps): AnyRoute[] {
-  return [
-    ...systemRoutes({ control: deps.control, probes: deps.probes }),
-    ...metricsRoutes(deps.metrics),
+    const routes: AnyRoute[] = [
+      ...systemRoutes({ control: deps.control, probes: deps.probes, ...(deps.readyLimit ? { readyLimit: deps.readyLimit } : {}) }),
+      ...metricsRoutes(deps.metrics),
     ...authRoutes(deps.control),
     ...meRoutes(deps.control, deps.profiles),
     ...userRoutes(deps.control, deps.sessions),
@@ -48,6 +54,8 @@ export function apiRoutes(deps: ApiDeps): AnyRoute[] {
     ...(deps.sessions ? sessionRoutes(deps.sessions) : []),
     ...(deps.profiles ? profileRoutes(deps.control, deps.profiles) : []),
   ];
+  routes.push(openApiRoute(routes));
+  return routes;
 }
 
 /** The Koa app behind the API hostname. Routers stay thin; the work lives in core/auth. */

@@ -66,7 +66,9 @@ export function errorRenderer(): Koa.Middleware<ApiState> {
       // A lost database is a 503 and a unique violation a 409, wherever they surface.
       const mapped = mapDatabaseError(err);
       const appErr = isAppError(mapped) ? mapped : fromKoaError(err);
-      if (appErr.status >= 500) ctx.state.log.error({ error: describeError(err), code: appErr.code }, 'request failed');
+      // A host failure's reference (core/sessions/host-errors.ts) is what the user tells the operator.
+      const reference = appErr.details?.reference;
+      if (appErr.status >= 500) ctx.state.log.error({ error: describeError(err), code: appErr.code, ...(reference !== undefined ? { reference } : {}) }, 'request failed');
       ctx.status = appErr.status;
       ctx.set(appErr.headers);
       ctx.body = { error: { code: appErr.code, message: appErr.message, ...(appErr.details ? { details: appErr.details } : {}) } };

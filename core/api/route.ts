@@ -15,10 +15,20 @@ export type ApiContext = RouterContext<ApiState>;
 const EMPTY = z.strictObject({});
 type Empty = typeof EMPTY;
 
+/**
+ * A route's successful answers for the API document (core/api/openapi.ts): status → the JSON
+ * body's schema, `null` for no body (204), `'text'` for a text/plain body.
+ */
+export type Responses = Readonly<Partial<Record<200 | 201 | 204 | 302, z.ZodType | null | 'text'>>>;
+
 export interface RouteDef<B extends z.ZodType = Empty, Q extends z.ZodType = Empty> {
   method: 'GET' | 'POST' | 'PATCH';
   path: string;
   access: Access;
+  /** One line for the API document. */
+  summary?: string;
+  /** What it answers; every /v1 route declares it (the OpenAPI document refuses a route without). */
+  responses?: Responses;
   /** The JSON body's schema; without one the route takes no body. */
   body?: B;
   /** The query string's schema; without one the route takes no query parameters. */
@@ -26,11 +36,20 @@ export interface RouteDef<B extends z.ZodType = Empty, Q extends z.ZodType = Emp
   handle(ctx: ApiContext, input: { body: z.output<B>; query: z.output<Q> }): Promise<void> | void;
 }
 
+/** What the API document shows of a route. */
+export interface RouteDoc {
+  readonly summary: string | undefined;
+  readonly body: z.ZodType | undefined;
+  readonly query: z.ZodType | undefined;
+  readonly responses: Responses | undefined;
+}
+
 /** A route with its types erased, for the table every route lives in. */
 export interface AnyRoute {
   readonly method: RouteDef['method'];
   readonly path: string;
   readonly access: Access;
+  readonly doc: RouteDoc;
   mount(router: Router<ApiState>, guard: (access: Access) => RouterMiddleware<ApiState>): void;
 }
 
@@ -44,6 +63,7 @@ export function route<B extends z.ZodType = Empty, Q extends z.ZodType = Empty>(
     method: def.method,
     path: def.path,
     access: def.access,
+    doc: { summary: def.summary, body: def.body, query: def.query, responses: def.responses },
     mount(router, guard) {
       const handler: RouterMiddleware<ApiState> = async (ctx) => {
         // The hot path (GET /v1/me: no body, no query) skips reading and both schemas; what

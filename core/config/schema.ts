@@ -181,6 +181,19 @@ export const metricsSchema = z
   })
   .strict();
 
+/** Request limits per minute (core/rate-limit.ts; 429 RATE_LIMITED with Retry-After past them). */
+export const rateLimitsSchema = z
+  .object({
+    /** GET /ready per client address (an IPv6 /64 counts as one), counted in each control process. */
+    readyPerMinute: count(120),
+    /**
+     * Connect tokens per user (POST /v1/sessions/:id/connect and the portal's): each one runs a
+     * command in the session's container and writes an audit row. Counted in the key-value store.
+     */
+    connectPerMinute: count(60),
+  })
+  .strict();
+
 /** A `plugins` key: a built-in or npm package name, or a path (see core/plugin/resolve.ts). */
 const pluginKey = z
   .string()
@@ -232,6 +245,7 @@ export const configSchema = z
     /** OpenTelemetry traces (docs/tracing.md); absent: off, no SDK loaded. */
     tracing: tracingSchema.optional(),
     metrics: metricsSchema.prefault({}),
+    rateLimits: rateLimitsSchema.prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -251,3 +265,4 @@ export type { GatewayLimits } from '../../lib/limits.js';
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type SessionsConfig = z.output<typeof sessionsSchema>;
 export type MetricsConfig = z.output<typeof metricsSchema>;
+export type RateLimitsConfig = z.output<typeof rateLimitsSchema>;

@@ -12,6 +12,7 @@ import type { Quotas } from '../auth/quotas.js';
 import type { SessionsConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import { AgentCallError } from '../sessions/agent-runtime.js';
+import { hostError } from '../sessions/host-errors.js';
 import { RuntimeUnavailableError, type SessionRuntime } from '../sessions/runtime.js';
 import { SessionEntity, type User } from '../store/entities.js';
 
@@ -38,7 +39,7 @@ export interface LaunchDeps {
  * Before a persist launch: refuses (409 PROFILE_IN_USE) while the user has a live persistent
  * session, then makes sure the volume exists at the quota's size and is mounted.
  */
-export async function preparePersistentProfile(deps: LaunchDeps, user: User, log?: Logger): Promise<void> {
+export async function preparePersistentProfile(deps: LaunchDeps, user: User, log: Logger): Promise<void> {
   const agent = profileAgentOf(deps.runtime);
   if (!agent) throw new AppError('PROFILE_UNAVAILABLE', 'this server keeps no persistent profiles; use profile "ephemeral" (the default)');
   await refuseWhileLive(deps.dataSource, user.id);
@@ -46,8 +47,8 @@ export async function preparePersistentProfile(deps: LaunchDeps, user: User, log
   const wanted = quota.profileMb ?? deps.config.profiles.defaultMb;
   // The operator's ceiling wins over a larger quota, as the other caps do.
   const sizeMb = Math.min(wanted, deps.config.profiles.maxMb);
-  if (sizeMb < wanted) log?.warn({ userId: user.id, wanted, sizeMb }, 'profile quota above sessions.profiles.maxMb; capped');
-  await agent.profileEnsure(user.id, sizeMb).catch(agentError);
+  if (sizeMb < wanted) log.warn({ userId: user.id, wanted, sizeMb }, 'profile quota above sessions.profiles.maxMb; capped');
+  await agent.profileEnsure(user.id, sizeMb).catch(agentError(log));
 }
 
 export interface ProfileServiceDeps {
@@ -66,7 +67,7 @@ export class ProfileService {
 
   /** The volume's size and usage (statfs through the agent); null when the user has none. */
   async usage(userId: string): Promise<ProfileUsage | null> {
-    return this.agent().profileUsage(userId).catch(agentError);
+    return this.agent().profileUsage(userId).catch(agentError(this.log));
   }
 
   /** Usage for /v1/quotas: null (and a log line) when the agent cannot answer. */
@@ -83,7 +84,7 @@ export class ProfileService {
     const by = actor.id === userId ? 'owner' : 'admin';
     try {
       await refuseWhileLive(this.deps.dataSource, userId);
-      const deleted = await agent.profileDelete(userId).catch(agentError);
+      const deleted = await agent.profileDelete(userId).catch(agentError(this.log));
       await this.deps.audit.record({ actor: actor.id, action: 'profile_deleted', target: userId, sourceIp, result: 'success', details: { by, deleted } });
       return deleted;
     } catch (err) {
@@ -109,9 +110,10 @@ export async function refuseWhileLive(dataSource: DataSource, userId: string): P
   }
 }
 
-function agentError(err: unknown): never {
+/** The API's error for a failed profile call (the runtime's own words stay in the log). */
+const agentError = (log: Logger) => (err: unknown): never => {
   if (err instanceof AgentCallError && err.code === 'PROFILE_BUSY') throw new AppError('PROFILE_IN_USE', 'the persistent profile is in use by a live session; stop it first', { cause: err });
   if (err instanceof AgentCallError && err.code === 'LIMIT_EXCEEDED') throw new AppError('PROFILE_UNAVAILABLE', `the profile volume is refused: ${err.message}`, { cause: err });
-  if (err instanceof RuntimeUnavailableError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
+  if (err instanceof RuntimeUnavailableError) throw hostError('RUNTIME_UNAVAILABLE', 'profile', err, log);
   throw err;
-}
+};

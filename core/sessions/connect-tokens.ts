@@ -12,6 +12,8 @@ import { AppError } from '../errors.js';
 import { connectTokensIssued } from '../metrics/registry.js';
 import type { KeyValueStore } from '../store/kv.js';
 import type { Session } from '../store/entities.js';
+import type { Logger } from '../../lib/log.js';
+import { hostError } from './host-errors.js';
 import { RuntimeUnavailableError, type SessionRuntime } from './runtime.js';
 import type { ConnectDescriptor } from './view.js';
 
@@ -31,7 +33,7 @@ export interface ConnectTokenDeps {
 export class ConnectTokens {
   constructor(private readonly deps: ConnectTokenDeps) {}
 
-  async issue(row: Session, actor: string, sourceIp: string | null): Promise<ConnectDescriptor> {
+  async issue(row: Session, actor: string, sourceIp: string | null, log: Logger): Promise<ConnectDescriptor> {
     if (!row.containerId || !row.hostname) throw new AppError('SESSION_NOT_RUNNING', 'the session has no running container');
     const ttlMs = this.deps.config.connectTokenTtlSeconds * 1000;
     const token = `hsc_${randomBytes(32).toString('base64url')}`;
@@ -42,7 +44,7 @@ export class ConnectTokens {
     try {
       await this.deps.runtime.allowToken(row.containerId, hash, expiresAt);
     } catch (err) {
-      if (err instanceof RuntimeUnavailableError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
+      if (err instanceof RuntimeUnavailableError) throw hostError('RUNTIME_UNAVAILABLE', 'connect', err, log);
       throw new AppError('SESSION_NOT_RUNNING', 'the session does not answer; stop it and launch a new one', { cause: err });
     }
     await this.admit(row.hostname, sourceIp, expiresAt);

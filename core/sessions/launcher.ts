@@ -13,6 +13,7 @@ import { launchFailed, launchSucceeded } from '../metrics/registry.js';
 import { SessionEntity, type Session, type User } from '../store/entities.js';
 import type { SessionPool, PoolEntry } from './pool.js';
 import type { RuntimePreparation } from './preparation.js';
+import { errorDetail, hostError, hostFailureMessage, newReference } from './host-errors.js';
 import { RuntimeCallError, RuntimeUnavailableError, type SessionLimits } from './runtime.js';
 import type { Transitions } from './transitions.js';
 import type { CreateSessionInput } from './view.js';
@@ -190,22 +191,26 @@ export class Launcher {
     return ready;
   }
 
-  /** Records a failed start and answers the API's error for it. */
+  /**
+   * Records a failed start and answers the API's error for it. The user (the answer, the
+   * row's failure_reason) reads a plain sentence with a reference; the runtime's own words go
+   * to the log and the session_failed audit row under that reference.
+   */
   private async failed(row: Session, pooled: PoolEntry | undefined, err: unknown, log: Logger): Promise<AppError> {
     const unavailable = err instanceof RuntimeUnavailableError;
-    const reason = unavailable ? 'the container engine is unreachable' : `the container did not start: ${(err as Error).message}`;
-    log.error({ err: (err as Error).message }, 'session failed to start');
-    launchFailed(unavailable ? 'runtime_unavailable' : err instanceof RuntimeCallError && err.kind === 'limit' ? 'capacity' : 'start_failed');
+    // The runtime's own limits (it trusts none of ours): the host is full.
+    const full = err instanceof RuntimeCallError && err.kind === 'limit';
+    const reference = newReference();
+    const plain = full ? 'this server runs as many sessions as it can; try again later' : hostFailureMessage('start', reference);
     // A pool container that failed its claim with the runtime unreachable: gone once it answers (reconciler).
     if (pooled && unavailable) await this.t.deps.runtime.remove(pooled.containerId).catch(() => {});
     await this.t
-      .finish(row.id, 'failed', { reason: 'failed', error: reason.slice(0, 500) }, 'system', null)
+      .finish(row.id, 'failed', { reason: 'failed', error: plain, details: { reference, detail: errorDetail(err) } }, 'system', null)
       .catch((e: unknown) => log.error({ err: (e as Error).message }, 'could not record the failure (reconciliation will)'));
-    if (unavailable) return new AppError('RUNTIME_UNAVAILABLE', (err as Error).message, { cause: err });
-    // The runtime's own limits (it trusts none of ours): the host is full.
-    if (err instanceof RuntimeCallError && err.kind === 'limit') {
-      return new AppError('CAPACITY_REACHED', 'this server runs as many sessions as it can; try again later', { cause: err, headers: { 'Retry-After': '30' } });
+    if (full) {
+      log.warn({ reference, detail: errorDetail(err) }, 'session refused by the runtime\'s limits');
+      return new AppError('CAPACITY_REACHED', plain, { cause: err, headers: { 'Retry-After': '30' } });
     }
-    return new AppError('SESSION_START_FAILED', 'the session did not start; try again (details are in the server log)', { cause: err });
+    return hostError(unavailable ? 'RUNTIME_UNAVAILABLE' : 'SESSION_START_FAILED', 'start', err, log, reference);
   }
 }

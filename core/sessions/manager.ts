@@ -46,6 +46,8 @@ export interface SessionManagerDeps {
   emit: (event: SessionEvent) => void;
   /** The gateway's tunnel signal (connected ⇄ idle). */
   tunnels?: TunnelSignal;
+  /** Counts a user's connect (keyed by user id); throws 429 past config.rateLimits.connectPerMinute. */
+  connectLimit?: (userId: string) => Promise<void>;
 }
 
 export interface CallerContext {
@@ -147,7 +149,7 @@ export class SessionManager {
   async create(user: User, input: CreateSessionInput, ctx: CallerContext = {}): Promise<{ session: SessionView; connect: ConnectDescriptor }> {
     const sourceIp = ctx.sourceIp ?? null;
     const started = await this.launcher.launch(user, input, sourceIp, ctx.log ?? this.t.log);
-    const connect = await this.tokens.issue(started, user.id, sourceIp);
+    const connect = await this.tokens.issue(started, user.id, sourceIp, ctx.log ?? this.t.log);
     return { session: sessionView(await this.get(user, started.id)), connect };
   }
 
@@ -169,11 +171,13 @@ export class SessionManager {
   }
 
   async connect(user: User, id: string, ctx: CallerContext = {}): Promise<ConnectDescriptor> {
+    // Before anything else: each connect is a command in the container and an audit row.
+    await this.deps.connectLimit?.(user.id);
     const row = await this.get(user, id);
     if (!RUNNING.includes(row.state)) {
       throw new AppError('SESSION_NOT_RUNNING', `the session is ${row.state}; launch a new one`);
     }
-    return this.tokens.issue(row, user.id, ctx.sourceIp ?? null);
+    return this.tokens.issue(row, user.id, ctx.sourceIp ?? null, ctx.log ?? this.t.log);
   }
 
   /**

@@ -3,7 +3,7 @@
  * its failures into the API's errors. A failed preparation is tried again by the next caller.
  */
 import type { Logger } from '../../lib/log.js';
-import { AppError } from '../errors.js';
+import { hostError } from './host-errors.js';
 import { RuntimeCallError, RuntimeUnavailableError, type SessionRuntime } from './runtime.js';
 
 /** After a failed background preparation, wait this long before trying again. */
@@ -27,12 +27,10 @@ export class RuntimePreparation {
     this.prepared ??= this.runtime.prepare((line) => this.log.info({ progress: line }, 'preparing the session runtime')).catch((err: unknown) => {
       this.prepared = undefined;
       // No engine, or no way to isolate the sessions' network: either way no session can run.
-      if (err instanceof RuntimeUnavailableError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
+      // The runtime's words (engine address, iptables output) stay in the log under the reference.
+      if (err instanceof RuntimeUnavailableError) throw hostError('RUNTIME_UNAVAILABLE', 'start', err, this.log);
       // A missing or unbuildable image is the operator's to fix; the user learns the launch failed.
-      if (err instanceof RuntimeCallError) {
-        this.log.error({ err: err.message }, 'the session image is not available');
-        throw new AppError('SESSION_START_FAILED', 'the session image is not available on the server; the administrator must build it (details are in the server log)', { cause: err });
-      }
+      if (err instanceof RuntimeCallError) throw hostError('SESSION_START_FAILED', 'start', err, this.log);
       throw err;
     });
     return this.prepared;

@@ -9,9 +9,9 @@ import type { RouteTable } from '../../lib/route-table.js';
 import type { Logger } from '../../lib/log.js';
 import type { AuditAction } from '../audit/actions.js';
 import type { Audit } from '../auth/audit.js';
-import { AppError } from '../errors.js';
 import type { SessionEvent, StopReason } from '../plugin/contract.js';
 import { SessionEntity, type Session, type SessionState } from '../store/entities.js';
+import { hostError } from './host-errors.js';
 import { RuntimeUnavailableError, type ContainerExit, type SessionRuntime } from './runtime.js';
 
 export const LIVE: SessionState[] = ['starting', 'ready', 'connected', 'idle', 'stopping'];
@@ -174,7 +174,7 @@ export class Transitions {
     try {
       await this.deps.runtime.remove(row.containerId);
     } catch (err) {
-      if (err instanceof RuntimeUnavailableError) throw new AppError('RUNTIME_UNAVAILABLE', err.message, { cause: err });
+      if (err instanceof RuntimeUnavailableError) throw hostError('RUNTIME_UNAVAILABLE', 'stop', err, this.log.child({ sessionId: row.id }));
       throw err;
     }
   }

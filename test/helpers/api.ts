@@ -52,6 +52,8 @@ export interface ApiOptions {
   /** Capture every log line (at debug) in `logs`. */
   captureLogs?: boolean;
   bootstrap?: { username?: string; password?: string };
+  /** /ready also asks the agent, and the runtime is prepared at start (as `npm start` does). */
+  sessionsReadiness?: boolean;
 }
 
 /** A running HackStream with the API, over TLS through the real gateway, on a fresh store. */
@@ -101,6 +103,7 @@ export async function startApi(opts: ApiOptions = {}): Promise<TestApi> {
         auth: { ...opts.auth, argon2: { ...FAST_ARGON2, ...opts.auth?.argon2 } },
         bootstrap: { ...ADMIN, ...opts.bootstrap, announce: (t) => announced.push(t) },
         ...(dbKind === 'postgres' ? { databaseSchema: schema } : {}),
+        ...(opts.sessionsReadiness ? { sessionsReadiness: true } : {}),
       },
     });
   let gw = await start();

@@ -87,6 +87,7 @@ describe('RBAC on every route', () => {
     'GET /health': { publicStatus: 200 },
     'GET /ready': { publicStatus: 200 },
     'GET /v1/metrics': {},
+    'GET /v1/openapi.json': { publicStatus: 200 },
     'POST /v1/login': { body: () => ({ username: 'rbac-target', password: 'not the password' }), publicStatus: 401 },
     'POST /v1/token/refresh': { body: () => ({ refreshToken: `hsr_${randomBytes(32).toString('base64url')}` }), publicStatus: 401 },
     'POST /v1/logout': {},

@@ -4,7 +4,8 @@ import { errorCode, startApi, type TestApi } from '../helpers/api.js';
 import { startFaultProxy, TEST_DATABASE_URL, TEST_REDIS_URL, type FaultProxy } from '../helpers/store.js';
 
 /*
- * /health says the process is up; /ready says the database and the key-value store answer.
+ * /health says the process is up; /ready says the database and the key-value store answer
+ * (each a check in the body).
  * Postgres and Redis are reached through fault proxies so they can be "lost" without
  * touching the servers other tests share.
  */
@@ -30,7 +31,8 @@ describe('health and readiness', () => {
   });
 
   it('is ready when both answer', async () => {
-    assert.deepEqual((await api.request('GET', '/ready')).json, { status: 'ready' });
+    // Without sessionsReadiness (the runtime's checks: test/integration/ready.test.ts) only the stores are asked.
+    assert.deepEqual((await api.request('GET', '/ready')).json, { status: 'ready', checks: { store: { ok: true }, kv: { ok: true } } });
     assert.deepEqual((await api.request('GET', '/health')).json, { status: 'ok' });
   });
 
@@ -44,7 +46,9 @@ describe('health and readiness', () => {
         assert.ok(Date.now() - t < 3_000, 'the probe is bounded');
         assert.equal(r.status, 503);
         assert.equal(errorCode(r), 'NOT_READY');
-        assert.match((r.json as { error: { message: string } }).error.message, lost === 'kv' ? /key-value store/ : /database/);
+        assert.match((r.json as { error: { message: string } }).error.message, lost === 'kv' ? /kv: / : /store: /);
+        const checks = (r.json as { checks: Record<string, { ok: boolean }> }).checks;
+        assert.deepEqual([checks.store?.ok, checks.kv?.ok], lost === 'kv' ? [true, false] : [false, true]);
         assert.equal((await api.request('GET', '/health')).status, 200);
         const login = await api.request('POST', '/v1/login', { body: { username: 'root-admin', password: 'Bootstrap-Admin-Pass-1' } });
         assert.equal(login.status, 503, login.text);

@@ -18,7 +18,7 @@ const CASES = [
     what: 'the configured session image does not exist (502 SESSION_START_FAILED)',
     sessions: { image: 'hackstream/no-such-image:0' },
     exit: EXIT.SESSION_START_FAILED,
-    message: /the session failed to start on the server: the session image is not available on the server; the administrator must build it/,
+    message: /the session failed to start on the server: the host could not start your session; try again or tell your operator, reference hs-[0-9a-f]{12}/,
   },
   {
     what: 'the Docker engine is unreachable (503 RUNTIME_UNAVAILABLE)',

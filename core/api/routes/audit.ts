@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { auditQuerySchema, queryAudit } from '../../audit/index.js';
 import { route, type AnyRoute } from '../route.js';
+import { auditPageSchema } from '../schemas.js';
 
 /** Admin only: GET /v1/audit?user&action&from&to&limit&cursor (newest first). */
 export function auditRoutes(dataSource: DataSource): AnyRoute[] {
@@ -9,6 +10,8 @@ export function auditRoutes(dataSource: DataSource): AnyRoute[] {
       method: 'GET',
       path: '/v1/audit',
       access: 'admin',
+      summary: 'Read the audit log (admin)',
+      responses: { 200: auditPageSchema },
       query: auditQuerySchema,
       async handle(ctx, { query }) {
         ctx.body = await queryAudit(dataSource, query);

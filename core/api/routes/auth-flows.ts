@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ControlPlane } from '../../auth/index.js';
 import { clientIp, route, type AnyRoute, type ApiContext } from '../route.js';
+import { deviceGrantSchema, flowsSchema, redirectSchema, tokenPairSchema } from '../schemas.js';
 
 const secondFactorBody = z.strictObject({
   challengeId: z.string().min(1).max(256),
@@ -28,6 +29,8 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       method: 'POST',
       path: '/v1/login/second-factor',
       access: 'public',
+      summary: 'Answer a second-factor challenge',
+      responses: { 200: tokenPairSchema },
       body: secondFactorBody,
       async handle(ctx, { body }) {
         ctx.body = await control.secondFactor({ ...body, ip: clientIp(ctx) }, ctx.state.log);
@@ -37,6 +40,8 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       method: 'GET',
       path: '/v1/auth/flows',
       access: 'public',
+      summary: 'The sign-in flows this server offers',
+      responses: { 200: flowsSchema },
       handle(ctx) {
         ctx.body = { flows: control.flows.list() };
       },
@@ -45,6 +50,8 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       method: 'GET',
       path: '/v1/auth/flows/:id/begin',
       access: 'public',
+      summary: "Start a redirect flow (302 to the provider)",
+      responses: { 302: redirectSchema },
       async handle(ctx) {
         const { url } = await control.flows.begin(flowId(ctx), ctx.host, caller(ctx));
         ctx.status = 302;
@@ -56,6 +63,8 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       method: 'GET',
       path: '/v1/auth/flows/:id/callback',
       access: 'public',
+      summary: "A redirect flow's callback",
+      responses: { 200: tokenPairSchema },
       query: callbackQuery,
       async handle(ctx, { query }) {
         ctx.body = await control.flows.callback(flowId(ctx), query, caller(ctx));
@@ -65,6 +74,8 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       method: 'POST',
       path: '/v1/auth/flows/:id/device',
       access: 'public',
+      summary: 'Start a device flow',
+      responses: { 200: deviceGrantSchema },
       async handle(ctx) {
         ctx.body = await control.flows.deviceStart(flowId(ctx), caller(ctx));
       },
@@ -73,6 +84,8 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       method: 'POST',
       path: '/v1/auth/flows/:id/device/poll',
       access: 'public',
+      summary: 'Poll a device flow',
+      responses: { 200: tokenPairSchema },
       body: pollBody,
       async handle(ctx, { body }) {
         ctx.body = await control.flows.devicePoll(flowId(ctx), body.deviceId, caller(ctx));

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ControlPlane } from '../../auth/index.js';
 import { clientIp, principal, route, type AnyRoute } from '../route.js';
+import { tokenPairSchema } from '../schemas.js';
 import { authFlowRoutes } from './auth-flows.js';
 
 const loginBody = z.strictObject({
@@ -18,6 +19,8 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
       method: 'POST',
       path: '/v1/login',
       access: 'public',
+      summary: 'Log in with a password',
+      responses: { 200: tokenPairSchema },
       body: loginBody,
       async handle(ctx, { body }) {
         ctx.set('Cache-Control', 'no-store');
@@ -28,6 +31,8 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
       method: 'POST',
       path: '/v1/token/refresh',
       access: 'public',
+      summary: 'Trade a refresh token for a new pair (single use)',
+      responses: { 200: tokenPairSchema },
       body: refreshBody,
       async handle(ctx, { body }) {
         ctx.set('Cache-Control', 'no-store');
@@ -38,6 +43,8 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
       method: 'POST',
       path: '/v1/logout',
       access: 'user',
+      summary: "End the caller's token family",
+      responses: { 204: null },
       async handle(ctx) {
         const p = principal(ctx);
         await control.tokens.logout(p, clientIp(ctx), (m, id) => control.users.revokeAll(m, id));

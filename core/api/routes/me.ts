@@ -2,6 +2,7 @@ import type { ControlPlane } from '../../auth/index.js';
 import { userView } from '../../auth/index.js';
 import type { ProfileService } from '../../profiles/service.js';
 import { principal, route, type AnyRoute } from '../route.js';
+import { quotasSchema, userSchema } from '../schemas.js';
 
 /**
  * GET /v1/me, GET /v1/quotas: the caller's own account. `usage.profile` is the persistent
@@ -13,6 +14,8 @@ export function meRoutes(control: ControlPlane, profiles?: ProfileService): AnyR
       method: 'GET',
       path: '/v1/me',
       access: 'user',
+      summary: "The caller's account",
+      responses: { 200: userSchema },
       async handle(ctx) {
         // The row authentication read for this very request: no second query.
         ctx.body = userView(principal(ctx).user);
@@ -22,6 +25,8 @@ export function meRoutes(control: ControlPlane, profiles?: ProfileService): AnyR
       method: 'GET',
       path: '/v1/quotas',
       access: 'user',
+      summary: "The caller's quota and usage",
+      responses: { 200: quotasSchema },
       async handle(ctx) {
         const user = principal(ctx).user;
         const [{ quota, usage }, profile] = await Promise.all([control.quotas.describe(user), profiles ? profiles.usageOrNull(user.id) : null]);

@@ -20,6 +20,8 @@ export function metricsRoutes(metrics: MetricsEndpoint | undefined): AnyRoute[] 
     method: 'GET',
     path: '/v1/metrics',
     access: 'admin',
+    summary: 'Prometheus metrics (an admin, or the scrape credential)',
+    responses: { 200: 'text' },
     async handle(ctx) {
       if (!metrics) throw new AppError('NOT_FOUND', 'metrics are not served by this API');
       const body = await metrics.render();

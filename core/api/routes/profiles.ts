@@ -2,6 +2,7 @@ import type { ControlPlane } from '../../auth/index.js';
 import { AppError } from '../../errors.js';
 import type { ProfileService } from '../../profiles/service.js';
 import { clientIp, principal, route, type AnyRoute, type ApiContext } from '../route.js';
+import { profileDeletedSchema, profileSchema, userProfileDeletedSchema, userProfileSchema } from '../schemas.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -24,6 +25,8 @@ export function profileRoutes(control: ControlPlane, profiles: ProfileService): 
       method: 'GET',
       path: '/v1/profile',
       access: 'user',
+      summary: "The caller's persistent profile",
+      responses: { 200: profileSchema },
       async handle(ctx) {
         ctx.body = { profile: await profiles.usage(principal(ctx).user.id) };
       },
@@ -32,6 +35,8 @@ export function profileRoutes(control: ControlPlane, profiles: ProfileService): 
       method: 'POST',
       path: '/v1/profile/reset',
       access: 'user',
+      summary: "Delete the caller's persistent profile",
+      responses: { 200: profileDeletedSchema },
       async handle(ctx) {
         const user = principal(ctx).user;
         ctx.body = { deleted: await profiles.remove(user, user.id, clientIp(ctx)) };
@@ -41,6 +46,8 @@ export function profileRoutes(control: ControlPlane, profiles: ProfileService): 
       method: 'GET',
       path: '/v1/users/:id/profile',
       access: 'admin',
+      summary: "A user's persistent profile (admin)",
+      responses: { 200: userProfileSchema },
       async handle(ctx) {
         const userId = await pathUser(control, ctx);
         ctx.body = { user_id: userId, profile: await profiles.usage(userId) };
@@ -50,6 +57,8 @@ export function profileRoutes(control: ControlPlane, profiles: ProfileService): 
       method: 'POST',
       path: '/v1/users/:id/profile/delete',
       access: 'admin',
+      summary: "Delete a user's persistent profile (admin)",
+      responses: { 200: userProfileDeletedSchema },
       async handle(ctx) {
         const userId = await pathUser(control, ctx);
         ctx.body = { user_id: userId, deleted: await profiles.remove(principal(ctx).user, userId, clientIp(ctx)) };

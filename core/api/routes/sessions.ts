@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { SessionManager } from '../../sessions/manager.js';
 import { createSessionBody, sessionView } from '../../sessions/view.js';
 import { clientIp, principal, route, type AnyRoute, type ApiContext } from '../route.js';
+import { connectSchema, sessionCreatedSchema, sessionListSchema, sessionSchema } from '../schemas.js';
 
 const listQuery = z.strictObject({
   /** Admins: every user's sessions. */
@@ -25,6 +26,8 @@ export function sessionRoutes(sessions: SessionManager): AnyRoute[] {
       method: 'POST',
       path: '/v1/sessions',
       access: 'user',
+      summary: 'Launch a session',
+      responses: { 201: sessionCreatedSchema },
       body: createSessionBody,
       async handle(ctx, { body }) {
         const { session, connect } = await sessions.create(principal(ctx).user, body, { sourceIp: clientIp(ctx), log: ctx.state.log });
@@ -37,6 +40,8 @@ export function sessionRoutes(sessions: SessionManager): AnyRoute[] {
       method: 'GET',
       path: '/v1/sessions',
       access: 'user',
+      summary: 'List sessions',
+      responses: { 200: sessionListSchema },
       query: listQuery,
       async handle(ctx, { query }) {
         ctx.body = { items: await sessions.list(principal(ctx).user, { all: flag(query.all), includeEnded: flag(query.ended) }) };
@@ -46,6 +51,8 @@ export function sessionRoutes(sessions: SessionManager): AnyRoute[] {
       method: 'GET',
       path: '/v1/sessions/:id',
       access: 'user',
+      summary: 'One session',
+      responses: { 200: sessionSchema },
       async handle(ctx) {
         ctx.body = sessionView(await sessions.get(principal(ctx).user, sessionId(ctx)));
       },
@@ -54,6 +61,8 @@ export function sessionRoutes(sessions: SessionManager): AnyRoute[] {
       method: 'POST',
       path: '/v1/sessions/:id/connect',
       access: 'user',
+      summary: 'A fresh one-time connect token',
+      responses: { 200: connectSchema },
       async handle(ctx) {
         ctx.body = await sessions.connect(principal(ctx).user, sessionId(ctx), { sourceIp: clientIp(ctx), log: ctx.state.log });
       },
@@ -62,6 +71,8 @@ export function sessionRoutes(sessions: SessionManager): AnyRoute[] {
       method: 'POST',
       path: '/v1/sessions/:id/stop',
       access: 'user',
+      summary: 'Stop a session',
+      responses: { 200: sessionSchema },
       async handle(ctx) {
         ctx.body = await sessions.stop(principal(ctx).user, sessionId(ctx), { sourceIp: clientIp(ctx), log: ctx.state.log });
       },

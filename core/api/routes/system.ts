@@ -1,25 +1,27 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ControlPlane } from '../../auth/index.js';
-import { AppError } from '../../errors.js';
-import { route, type AnyRoute } from '../route.js';
+import { checkReadiness, describeFailures, type Probe } from '../readiness.js';
+import { clientIp, route, type AnyRoute } from '../route.js';
+import { healthSchema, readySchema } from '../schemas.js';
 
-/** Something /ready checks. */
-export interface Probe {
-  /** What the operator reads when it fails ("the database"). */
-  name: string;
-  /** Resolves when it answers; rejects with the reason for an operator otherwise. */
-  ping(): Promise<void>;
-}
+export { ProbeFailure, type Probe } from '../readiness.js';
 
-const PROBE_TIMEOUT_MS = 2_000;
-
-/** GET /health (the process is up), GET /ready (its dependencies answer); /v1/metrics is in metrics.ts. */
-export function systemRoutes(deps: { control: ControlPlane; probes: Probe[] }): AnyRoute[] {
+/**
+ * GET /health (the process lives), GET /ready (this node can start a session now: every
+ * probe's checks, each with its reason when it fails); /v1/metrics is in metrics.ts.
+ */
+export function systemRoutes(deps: {
+  control: ControlPlane;
+  probes: Probe[];
+  /** Refuses a client over /ready's rate limit (429). */
+  readyLimit?: (ip: string) => Promise<void>;
+}): AnyRoute[] {
   return [
     route({
       method: 'GET',
       path: '/health',
       access: 'public',
+      summary: 'The process lives',
+      responses: { 200: healthSchema },
       handle(ctx) {
         ctx.body = { status: 'ok' };
       },
@@ -28,32 +30,22 @@ export function systemRoutes(deps: { control: ControlPlane; probes: Probe[] }): 
       method: 'GET',
       path: '/ready',
       access: 'public',
+      summary: 'This node can start a session now (503 NOT_READY with each check)',
+      responses: { 200: readySchema },
       async handle(ctx) {
-        const results = await Promise.all(deps.probes.map(async (p) => ({ name: p.name, problem: await problem(p) })));
-        const down = results.filter((r) => r.problem !== null);
-        if (down.length > 0) {
-          ctx.state.log.warn({ down }, 'not ready');
-          throw new AppError('NOT_READY', `not ready: ${down.map((d) => `${d.name}: ${d.problem}`).join('; ')}`, {
-            headers: { 'Retry-After': '5' },
-          });
+        await deps.readyLimit?.(clientIp(ctx));
+        const { ready, checks } = await checkReadiness(deps.probes);
+        if (ready) {
+          ctx.body = { status: 'ready', checks };
+          return;
         }
-        ctx.body = { status: 'ready' };
+        const message = `not ready: ${describeFailures(checks)}`;
+        ctx.state.log.warn({ checks }, 'not ready');
+        // The error envelope every client reads, plus each check with its reason for the operator.
+        ctx.status = 503;
+        ctx.set('Retry-After', '5');
+        ctx.body = { status: 'not_ready', checks, error: { code: 'NOT_READY', message } };
       },
     }),
   ];
 }
-
-/** null when the probe answered in time, else what went wrong. */
-async function problem(probe: Probe): Promise<string | null> {
-  const timeout = sleep(PROBE_TIMEOUT_MS, 'did not answer', { ref: false });
-  return Promise.race([
-    probe.ping().then(
-      () => null,
-      (err: unknown) => (err instanceof ProbeFailure ? err.message : 'did not answer'),
-    ),
-    timeout,
-  ]);
-}
-
-/** A probe's own explanation (shown to the operator in /ready's body). */
-export class ProbeFailure extends Error {}

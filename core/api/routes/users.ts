@@ -5,6 +5,7 @@ import { quotaFields } from '../../plugin/quota-schema.js';
 import type { SessionManager, UserEndReason } from '../../sessions/manager.js';
 import { ROLES, type User } from '../../store/entities.js';
 import { clientIp, principal, route, type AnyRoute } from '../route.js';
+import { userPageSchema, userSchema } from '../schemas.js';
 
 const password = z.string().min(1).max(4096);
 
@@ -64,6 +65,8 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       method: 'POST',
       path: '/v1/users',
       access: 'admin',
+      summary: 'Create a user (admin)',
+      responses: { 201: userSchema },
       body: createUserBody,
       async handle(ctx, { body }) {
         const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
@@ -77,6 +80,8 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       method: 'GET',
       path: '/v1/users',
       access: 'admin',
+      summary: 'List users (admin)',
+      responses: { 200: userPageSchema },
       query: listQuery,
       async handle(ctx, { query }) {
         ctx.body = await control.users.list({ limit: query.limit, cursor: query.cursor });
@@ -86,6 +91,8 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       method: 'PATCH',
       path: '/v1/users/:id',
       access: 'admin',
+      summary: 'Change a user (admin)',
+      responses: { 200: userSchema },
       body: patchUserBody,
       async handle(ctx, { body }) {
         const id = ctx.params.id;
@@ -102,6 +109,8 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       method: 'POST',
       path: '/v1/users/:id/unlock',
       access: 'admin',
+      summary: "Clear a user's login limits (admin)",
+      responses: { 204: null },
       body: unlockBody,
       async handle(ctx, { body }) {
         const user = await control.users.findById(ctx.params.id ?? '');
