@@ -84,10 +84,11 @@ describe('metrics: sessions counters (FakeRuntime, real store)', () => {
     });
   }
 
-  it('a client that attaches (a tunnel that stays open) counts one attach', async () => {
+  it('a client that attaches (a tunnel open, xpra reports it logged in) counts one attach', async () => {
     s = await startFakeSessions();
     const before = await value('hackstream_session_attaches_total');
     const { session, connect } = await s.manager.create(s.user, LAUNCH);
+    s.runtime.bySession(session.session_id)!.activity = { clients: 1, idleSeconds: 0 };
     s.tunnels.set(connect.sni, 1);
     await s.event((e) => e.sessionId === session.session_id && e.type === 'connected');
     assert.equal(await value('hackstream_session_attaches_total'), before + 1);
