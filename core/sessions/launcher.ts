@@ -200,6 +200,7 @@ export class Launcher {
     const unavailable = err instanceof RuntimeUnavailableError;
     // The runtime's own limits (it trusts none of ours): the host is full.
     const full = err instanceof RuntimeCallError && err.kind === 'limit';
+    launchFailed(unavailable ? 'runtime_unavailable' : full ? 'capacity' : 'start_failed');
     const reference = newReference();
     const plain = full ? 'this server runs as many sessions as it can; try again later' : hostFailureMessage('start', reference);
     // A pool container that failed its claim with the runtime unreachable: gone once it answers (reconciler).
