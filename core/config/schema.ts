@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { gatewaySchema } from '../../lib/limits.js';
-import { acmeSchema } from '../certs/acme-config.js';
+import { acmeSchema } from './acme.js';
 
 export { gatewaySchema };
 

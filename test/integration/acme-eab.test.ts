@@ -4,7 +4,7 @@ import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { describe, it } from 'node:test';
-import { LETS_ENCRYPT_DIRECTORY, LETS_ENCRYPT_STAGING_DIRECTORY } from '../../core/certs/acme-config.js';
+import { LETS_ENCRYPT_DIRECTORY, LETS_ENCRYPT_STAGING_DIRECTORY } from '../../core/config/acme.js';
 import { MemoryChallengeStore } from '../../core/certs/acme-challenges.js';
 import { AcmeSource } from '../../core/certs/acme-source.js';
 import type { KeyPair } from '../../core/certs/index.js';

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 
 /*
- * tls.acme, the ACME part of the config (core/config/schema.ts; docs/configuration.md):
+ * tls.acme, the ACME part of the config (core/config/schema.ts; docs/configuration.md; used by
+ * core/certs/acme-source.ts):
  * Let's Encrypt by default, its staging directory with `staging: true`, any other ACME CA by
  * directoryUrl, with External Account Binding for CAs that require one.
  */
