@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -57,6 +57,17 @@ function request(port: number, ca: string, method: string, path: string, body?: 
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+const apt = { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, ...big };
+/** apt waits for another dpkg run (the client package's test) instead of failing at once. */
+const LOCK_WAIT = ['-o', 'DPkg::Lock::Timeout=300'];
+
+async function installed(): Promise<boolean> {
+  return exec('dpkg-query', ['-W', '-f=${Status}', 'hackstream-server']).then(
+    (r) => r.stdout.includes('install ok installed'),
+    () => false,
+  );
 }
 
 describe('npm run package:server', () => {
@@ -178,5 +189,38 @@ describe('npm run package:server', () => {
 
     child.kill('SIGTERM');
     assert.equal(await exited, 0, `not a clean stop:\n${lines.filter((l) => /"level":[56]0/.test(l)).join('\n')}`);
+  });
+
+  it('installs with apt (the maintainer scripts: users, modes, the conffile), and purge leaves no files of its own', { timeout: 300_000 }, async () => {
+    // Left by an interrupted run: start from a machine without it.
+    if (await installed()) await exec('apt-get', ['purge', '-y', ...LOCK_WAIT, 'hackstream-server'], apt);
+    try {
+      // No running systemd here: postinst skips systemctl, as in a container or a chroot.
+      await exec('apt-get', ['install', '-y', '--no-install-recommends', ...LOCK_WAIT, DEB], apt);
+      assert.ok(await installed());
+      const status = (await exec('dpkg', ['-s', 'hackstream-server'])).stdout;
+      assert.match(status, /^Conffiles:\n \/etc\/hackstream\/config\.json [0-9a-f]{32}$/m);
+      const control = lookupUser('hackstream');
+      assert.ok(control && lookupUser('hackstream-edge'), 'both system users exist');
+      const mode = (p: string) => {
+        const st = statSync(p);
+        return [st.mode & 0o7777, st.uid, st.gid];
+      };
+      assert.deepEqual(mode('/var/lib/hackstream'), [0o751, 0, 0]);
+      assert.deepEqual(mode('/etc/hackstream'), [0o750, 0, control.gid]);
+      assert.deepEqual(mode('/etc/hackstream/config.json'), [0o640, 0, control.gid]);
+      assert.deepEqual(mode('/lib/systemd/system/hackstream.service'), [0o644, 0, 0]);
+      const help = await exec('/usr/sbin/hackstream-admin', ['--help'], { cwd: '/', env: { PATH: '/usr/sbin:/usr/bin:/bin' } });
+      assert.match(help.stdout, /reset-password <username>/);
+      // Installed twice (an upgrade to the same version): postinst runs again and keeps the modes.
+      await exec('apt-get', ['install', '-y', '--reinstall', '--no-install-recommends', ...LOCK_WAIT, DEB], apt);
+      assert.deepEqual(mode('/etc/hackstream/config.json'), [0o640, 0, control.gid]);
+    } finally {
+      await exec('apt-get', ['purge', '-y', ...LOCK_WAIT, 'hackstream-server'], apt);
+    }
+    assert.ok(!(await installed()));
+    for (const p of ['/usr/lib/hackstream-server', '/etc/hackstream', '/lib/systemd/system/hackstream.service', '/usr/sbin/hackstream-admin']) {
+      assert.ok(!existsSync(p), `${p} removed by purge`);
+    }
   });
 });
