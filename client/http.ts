@@ -3,7 +3,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { CliError, EXIT } from './errors.js';
-import { systemCas, systemTrustProblem } from './trust.js';
+import { systemContext, systemTrustProblem } from './trust.js';
 
 export interface Endpoint {
   /** https://host[:port] */
@@ -79,7 +79,7 @@ export function connectPinned(e: Endpoint, trust: Trust | string | undefined): P
     // SNI only for names (RFC 6066 forbids IP addresses there).
     const sni = isIP(t.servername) ? {} : { servername: t.servername };
     // Verified by hand below (a pin or the system store), so the handshake itself never fails on trust.
-    const socket = tls.connect({ host: t.host, port: t.port, ...sni, ca: systemCas(), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const socket = tls.connect({ host: t.host, port: t.port, ...sni, secureContext: systemContext(), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
     socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error('timed out')));
     socket.once('error', (err: NodeJS.ErrnoException) => {
       reject(new CliError(EXIT.UNREACHABLE, `cannot reach the server at ${e.url.host}${e.address ? ` (${e.address})` : ''}: ${err.code ?? err.message}; check the URL, your network and that the server runs`, { cause: err }));

@@ -20,16 +20,24 @@ function readBundle(file: string | undefined): string[] {
   }
 }
 
-let cached: string[] | undefined;
-
 export function systemCas(env: NodeJS.ProcessEnv = process.env): string[] {
-  cached ??= [...tls.rootCertificates, ...readBundle(env.SSL_CERT_FILE || SYSTEM_BUNDLE), ...readBundle(env.NODE_EXTRA_CA_CERTS)];
-  return cached;
+  return [...tls.rootCertificates, ...readBundle(env.SSL_CERT_FILE || SYSTEM_BUNDLE), ...readBundle(env.NODE_EXTRA_CA_CERTS)];
+}
+
+let context: tls.SecureContext | undefined;
+
+/**
+ * A TLS context holding the system store, made once per process: parsing a few hundred CA
+ * certificates at every connection would cost a weak client (a Pi Zero) noticeable time.
+ */
+export function systemContext(): tls.SecureContext {
+  context ??= tls.createSecureContext({ ca: systemCas() });
+  return context;
 }
 
 /**
  * Why the system store does not vouch for this connection (chain or name), or undefined when
- * it does. `socket` connected with `ca: systemCas()` (authorized is computed even when
+ * it does. `socket` connected with `secureContext: systemContext()` (authorized is computed even when
  * rejectUnauthorized is false).
  */
 export function systemTrustProblem(socket: tls.TLSSocket, host: string): string | undefined {
