@@ -8,10 +8,11 @@ const configSchema = z
   .strictObject({
     api_url: z.string().url(),
     /**
-     * "pin" (default): `fingerprint` must be in the chain the server presents. "system": the
-     * system trust store vouches for the server (a public or company CA; nothing pinned).
+     * Absent: pinned, `fingerprint` must be in the chain the server presents (what every
+     * config before this field means). "system": the system trust store vouches for the
+     * server (a public or company CA; nothing pinned).
      */
-    trust: z.enum(['pin', 'system']).default('pin'),
+    trust: z.literal('system').optional(),
     /** SHA-256 of the server certificate pinned at `configure` (colon-separated hex, upper case). */
     fingerprint: z
       .string()

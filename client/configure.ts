@@ -81,7 +81,7 @@ export async function configure(o: ConfigureOptions): Promise<CliConfig> {
   if (expected === undefined && !o.yes && !(await (o.confirm ?? (() => confirm('Trust this server and pin its fingerprint?')))(presented))) {
     throw new CliError(EXIT.CA_MISMATCH, 'not trusted: nothing was saved (pass --yes or --ca-fingerprint SHA256 when not on a terminal)');
   }
-  const config: CliConfig = { api_url: apiUrl, trust: 'pin', fingerprint, ...(o.address ? { address: o.address } : {}) };
+  const config: CliConfig = { api_url: apiUrl, fingerprint, ...(o.address ? { address: o.address } : {}) };
   saveConfig(config);
   o.log(`Pinned. Next: hackstream login`);
   return config;
