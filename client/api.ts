@@ -1,4 +1,4 @@
-import { clearTokens, loadTokens, saveTokens, type CliConfig, type StoredTokens } from './config.js';
+import { clearTokens, loadTokens, saveTokens, trustOf, type CliConfig, type StoredTokens } from './config.js';
 import { CliError, EXIT } from './errors.js';
 import { pinnedRequest, type Endpoint, type HttpResult } from './http.js';
 import { secondFactor, type CodePrompt } from './sso.js';
@@ -81,7 +81,7 @@ export class ApiClient {
   }
 
   raw(method: string, path: string, body?: unknown, token?: string): Promise<HttpResult> {
-    return pinnedRequest(this.endpoint, this.config.fingerprint, method, path, body, token, this.requestTimeoutMs);
+    return pinnedRequest(this.endpoint, trustOf(this.config), method, path, body, token, this.requestTimeoutMs);
   }
 
   async login(username: string, password: string): Promise<void> {

@@ -33,7 +33,9 @@ usage: hackstream <command> [options]
 Exit codes: docs/clients.md.`,
   configure: `usage: hackstream configure --api-url https://host[:port] [--ca-fingerprint SHA256] [--yes] [--address IP]
 Reads the certificate the server presents, shows its SHA-256 and pins it once you agree
-(--yes, or a matching --ca-fingerprint, for scripts). --address dials that IP instead of resolving the host.`,
+(--yes, or a matching --ca-fingerprint, for scripts). A certificate this system's CA store
+vouches for (Let's Encrypt, a company CA) is trusted through that store, nothing pinned.
+--address dials that IP instead of resolving the host.`,
   config: 'usage: hackstream config set api_url URL [--yes|--ca-fingerprint SHA256]\n       hackstream config show',
   login: `usage: hackstream login [--username U] [--code C]
        hackstream login --sso [--provider ID] [--code C]

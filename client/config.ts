@@ -4,13 +4,24 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { CliError, EXIT } from './errors.js';
 
-const configSchema = z.strictObject({
-  api_url: z.string().url(),
-  /** SHA-256 of the server certificate pinned at `configure` (colon-separated hex, upper case). */
-  fingerprint: z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
-  /** Dial this address instead of resolving the API host (like curl --resolve); SNI stays the host. */
-  address: z.string().min(1).optional(),
-});
+const configSchema = z
+  .strictObject({
+    api_url: z.string().url(),
+    /**
+     * Absent: pinned, `fingerprint` must be in the chain the server presents (what every
+     * config before this field means). "system": the system trust store vouches for the
+     * server (a public or company CA; nothing pinned).
+     */
+    trust: z.literal('system').optional(),
+    /** SHA-256 of the server certificate pinned at `configure` (colon-separated hex, upper case). */
+    fingerprint: z
+      .string()
+      .regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
+      .optional(),
+    /** Dial this address instead of resolving the API host (like curl --resolve); SNI stays the host. */
+    address: z.string().min(1).optional(),
+  })
+  .refine((c) => c.trust === 'system' || c.fingerprint !== undefined, { path: ['fingerprint'], message: 'a pinned server needs its fingerprint' });
 export type CliConfig = z.output<typeof configSchema>;
 
 const tokensSchema = z.strictObject({
@@ -56,6 +67,11 @@ export function loadConfig(): CliConfig | undefined {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new CliError(EXIT.NOT_CONFIGURED, `${join(configDir(), 'config.json')} is invalid; run hackstream configure --api-url URL`);
   return parsed.data;
+}
+
+/** How requests to the saved server are checked (client/http.ts). */
+export function trustOf(c: CliConfig): { pin: string } | { system: true } {
+  return c.trust === 'system' || c.fingerprint === undefined ? { system: true } : { pin: c.fingerprint };
 }
 
 export function requireConfig(): CliConfig {

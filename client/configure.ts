@@ -29,9 +29,12 @@ function commonName(dn: string): string {
 }
 
 /**
- * First contact, like ssh: read the chain the server presents, show the fingerprint of its
- * CA (the last certificate: HackStream's own CA in self-signed mode) and pin it once the user
- * agrees, or pin the certificate whose fingerprint was given (--ca-fingerprint).
+ * First contact. A server the system trust store vouches for (a certificate from a public or
+ * company CA: tls.mode "acme" or "files") is trusted through that store, like a browser does,
+ * with nothing pinned: its intermediates rotate at renewals. Otherwise like ssh: read the
+ * chain the server presents, show the fingerprint of its CA (the last certificate:
+ * HackStream's own CA in self-signed mode) and pin it once the user agrees, or pin the
+ * certificate whose fingerprint was given (--ca-fingerprint, which always pins).
  */
 export async function configure(o: ConfigureOptions): Promise<CliConfig> {
   let url: URL;
@@ -42,11 +45,19 @@ export async function configure(o: ConfigureOptions): Promise<CliConfig> {
   }
   if (url.protocol !== 'https:') throw new CliError(EXIT.USAGE, `the API URL must start with https:// (got ${o.apiUrl})`);
   const apiUrl = url.origin;
-  const { socket, chain } = await connectPinned({ url, ...(o.address ? { address: o.address } : {}) }, undefined);
+  const { socket, chain, systemProblem } = await connectPinned({ url, ...(o.address ? { address: o.address } : {}) }, undefined);
   socket.destroy();
   const leaf = chain[0];
   if (!leaf) throw new CliError(EXIT.CA_MISMATCH, `${url.host} presented no certificate; nothing was saved`);
   const expected = o.caFingerprint === undefined ? undefined : formatFingerprint(o.caFingerprint);
+  if (expected === undefined && systemProblem === undefined) {
+    o.log(`Server ${url.host} presented a certificate for ${commonName(leaf.subject)} issued by ${commonName(leaf.issuer)}`);
+    o.log(`It is trusted by this system's CA store: nothing to pin (renewals and new intermediates keep working).`);
+    const config: CliConfig = { api_url: apiUrl, trust: 'system', ...(o.address ? { address: o.address } : {}) };
+    saveConfig(config);
+    o.log(`Saved. Next: hackstream login`);
+    return config;
+  }
   const pinned = expected === undefined ? chain[chain.length - 1]! : chain.find((c) => formatFingerprint(c.fingerprint256) === expected);
   if (!pinned) {
     const seen = chain.map((c) => formatFingerprint(c.fingerprint256)).join(', ');
@@ -61,7 +72,7 @@ export async function configure(o: ConfigureOptions): Promise<CliConfig> {
     subject: commonName(leaf.subject),
     issuer: commonName(leaf.issuer),
     fingerprint,
-    ...(previous && previous.fingerprint !== fingerprint ? { replaces: previous.fingerprint } : {}),
+    ...(previous && previous.fingerprint !== fingerprint ? { replaces: previous.fingerprint ?? 'trust through the system CA store' } : {}),
   };
   const what = pinned === leaf ? 'its own certificate' : `the CA ${commonName(pinned.subject)}`;
   o.log(`Server ${url.host} presented a certificate for ${presented.subject} issued by ${presented.issuer}`);

@@ -3,6 +3,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { CliError, EXIT } from './errors.js';
+import { systemContext, systemTrustProblem } from './trust.js';
 
 export interface Endpoint {
   /** https://host[:port] */
@@ -55,24 +56,48 @@ export function trustProblem(chain: X509Certificate[], pin: string, host: string
 }
 
 /**
- * A TLS connection checked against a pinned SHA-256 before a single byte of the request (and
- * its tokens) is written. The pin is the server's CA (HackStream's own CA, which the gateway
- * sends after its certificate) or the server's certificate itself: the presented chain must
- * contain it and, for a CA, lead from the server's certificate to it. With `pin` undefined
- * the connection is only used to read the chain (configure), never to send anything.
+ * How a saved server is trusted: a pinned SHA-256 (tls.mode "self-signed": HackStream's own
+ * CA), or the system trust store (a certificate from a public or company CA, tls.mode "acme"
+ * or "files": its intermediates rotate at renewals, so nothing in the chain is pinned).
  */
-export function connectPinned(e: Endpoint, pin: string | undefined): Promise<{ socket: tls.TLSSocket; chain: X509Certificate[] }> {
+export type Trust = { pin: string } | { system: true };
+
+/**
+ * A TLS connection checked before a single byte of the request (and its tokens) is written.
+ * Pinned: the pin is the server's CA (HackStream's own CA, which the gateway sends after its
+ * certificate) or the server's certificate itself; the presented chain must contain it and,
+ * for a CA, lead from the server's certificate to it. System: the chain must lead to a CA of
+ * the system store and name the host. With `trust` undefined the connection is only used to
+ * read the chain (configure), never to send anything; `systemProblem` then says whether the
+ * system store would vouch for it (undefined: it would).
+ */
+export function connectPinned(e: Endpoint, trust: Trust | string | undefined): Promise<{ socket: tls.TLSSocket; chain: X509Certificate[]; systemProblem: string | undefined }> {
+  const pin = typeof trust === 'string' ? trust : trust && 'pin' in trust ? trust.pin : undefined;
+  const system = typeof trust === 'object' && 'system' in trust;
   const t = dialTarget(e);
   return new Promise((resolve, reject) => {
     // SNI only for names (RFC 6066 forbids IP addresses there).
     const sni = isIP(t.servername) ? {} : { servername: t.servername };
-    const socket = tls.connect({ host: t.host, port: t.port, ...sni, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    // Verified by hand below (a pin or the system store), so the handshake itself never fails on trust.
+    const socket = tls.connect({ host: t.host, port: t.port, ...sni, secureContext: systemContext(), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
     socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error('timed out')));
     socket.once('error', (err: NodeJS.ErrnoException) => {
       reject(new CliError(EXIT.UNREACHABLE, `cannot reach the server at ${e.url.host}${e.address ? ` (${e.address})` : ''}: ${err.code ?? err.message}; check the URL, your network and that the server runs`, { cause: err }));
     });
     socket.once('secureConnect', () => {
       const chain = presentedChain(socket);
+      const systemProblem = systemTrustProblem(socket, t.servername);
+      if (system && systemProblem !== undefined) {
+        socket.destroy();
+        reject(
+          new CliError(
+            EXIT.CA_MISMATCH,
+            `${e.url.host} cannot be trusted: its certificate is not vouched for by this system's CA store (${systemProblem}). ` +
+              'Someone may be intercepting the connection; if the server now uses its own CA run hackstream configure again.',
+          ),
+        );
+        return;
+      }
       const problem = pin === undefined ? undefined : trustProblem(chain, pin, t.servername);
       if (problem !== undefined) {
         socket.destroy();
@@ -86,7 +111,7 @@ export function connectPinned(e: Endpoint, pin: string | undefined): Promise<{ s
         return;
       }
       socket.setTimeout(0);
-      resolve({ socket, chain });
+      resolve({ socket, chain, systemProblem });
     });
   });
 }
@@ -100,8 +125,8 @@ export interface HttpResult {
 /** How long a request may go without a byte either way (starting a session can take a while). */
 export const REQUEST_TIMEOUT_MS = 120_000;
 
-/** One JSON request over a freshly pinned connection; `timeoutMs` of silence ends it. */
-export async function pinnedRequest(e: Endpoint, pin: string, method: string, path: string, body?: unknown, token?: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<HttpResult> {
+/** One JSON request over a freshly checked connection (pinned or system-trusted); `timeoutMs` of silence ends it. */
+export async function pinnedRequest(e: Endpoint, pin: Trust | string, method: string, path: string, body?: unknown, token?: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<HttpResult> {
   const { socket } = await connectPinned(e, pin);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {

@@ -24,6 +24,9 @@ export const REDACT_PATHS = [
   'headers.cookie',
   'cookie',
   '*.cookie',
+  // tls.acme.externalAccountBinding's key.
+  'hmacKey',
+  '*.hmacKey',
 ];
 
 export interface LogOptions {

@@ -15,6 +15,9 @@ apt_install xvfb imagemagick xdotool tesseract-ocr
 apt_install pulseaudio pulseaudio-utils sox python3-gst-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 # The desktop launcher (yad) and the .deb's checks (desktop-file-validate; dpkg-deb and unshare are essential).
 apt_install yad desktop-file-utils
+# The server .deb's unit check (systemd-analyze verify; needs no running systemd) and the
+# native addon the release builds (node-gyp: make, g++).
+apt_install systemd make g++
 # The auth plugins' tests: a real LDAP server (slapd, run by the test on its own port) and
 # an independent TOTP implementation (oathtool).
 apt_install slapd ldap-utils oathtool
@@ -65,7 +68,7 @@ for f in "${files[@]}"; do
     *)
       case "$base" in
         api-* | auth-* | audit-* | certs-* | acme-* | cli-sso | edge-link | gateway-* | plugin-* | plugins-* | route-table-* | \
-          store-kv-faults | store-postgres-faults | tls-profile | supervisor | supervisor-privileges) plain+=("$f") ;;
+          store-kv-faults | store-postgres-faults | tls-profile | supervisor | supervisor-privileges | package-server) plain+=("$f") ;;
         *) if grep -q 'testSessions' "$f"; then isolated+=("$f"); else docker+=("$f"); fi ;;
       esac
       ;;

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { AgentRuntime } from '../core/sessions/agent-runtime.js';
 import { buildControl, type Control } from './control.js';
+import { initialAdminAnnouncer } from './initial-admin.js';
 import { allowUids, uidFromEnv } from './peers.js';
 import { runChild, within } from './process-main.js';
 import { startTracing, type Tracing } from '../lib/tracing-sdk.js';
@@ -27,8 +28,9 @@ runChild<Control>({
       bootstrap: {
         username: process.env.HACKSTREAM_ADMIN_USER || undefined,
         password: process.env.HACKSTREAM_ADMIN_PASSWORD || undefined,
-        // Jupyter-style: the generated password is shown once on the terminal, not in the JSON log.
-        announce: (text) => process.stderr.write(text),
+        // Jupyter-style: the generated password is shown once on the terminal, not in the JSON
+        // log; under systemd (HACKSTREAM_ADMIN_PASSWORD_FILE) it goes to a 0600 file instead.
+        announce: initialAdminAnnouncer(process.env, (text) => process.stderr.write(text)),
       },
     });
     // The agent restarted: containers it created while nobody listened must be adopted or removed.

@@ -57,7 +57,7 @@ export interface ControlOptions {
    * The first admin, created only when the database has no users (HACKSTREAM_ADMIN_USER /
    * HACKSTREAM_ADMIN_PASSWORD). A generated password goes to `announce` once, never to the log.
    */
-  bootstrap?: BootstrapInput & { announce?: (text: string) => void };
+  bootstrap?: BootstrapInput & { announce?: (text: string, first: { username: string; password: string }) => void };
   /** Account and token settings; tests lower the Argon2id cost or shorten lifetimes here. */
   auth?: AuthSettingsInput;
   /** Postgres only: keep the tables in this schema (tests give each run its own). */
@@ -128,7 +128,7 @@ export async function buildControl(config: Readonly<Config>, opts: ControlOption
     const [first] = await Promise.all([ensureFirstAdmin(control, opts.bootstrap ?? {}), control.hasher.warmUp()]);
     if (first.created) {
       logger.info({ userId: first.userId, username: first.username, generatedPassword: first.generatedPassword !== null }, 'first admin created');
-      if (first.generatedPassword !== null) (opts.bootstrap?.announce ?? (() => {}))(bootstrapNotice(first.username, first.generatedPassword, config.publicHost));
+      if (first.generatedPassword !== null) (opts.bootstrap?.announce ?? (() => {}))(bootstrapNotice(first.username, first.generatedPassword, config.publicHost), { username: first.username, password: first.generatedPassword });
     }
   } catch (err) {
     await cleanup();

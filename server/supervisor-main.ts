@@ -35,8 +35,9 @@ user every process runs as that user, without separation (development).
 
 On the first start with an empty database an administrator is created from
 HACKSTREAM_ADMIN_USER (default "admin") and HACKSTREAM_ADMIN_PASSWORD; without a password
-one is generated and printed once to stderr. Manage accounts from the shell with
-npm run admin -- --help.
+one is generated and printed once to stderr, or, with HACKSTREAM_ADMIN_PASSWORD_FILE (an
+absolute path; the systemd unit sets it), written to that file (0600) and not printed.
+Manage accounts from the shell with npm run admin -- --help.
 `;
 
 const edgeWorkers = z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64');

@@ -116,11 +116,13 @@ export class AcmeSource implements CertificateSource {
 
   private async order(): Promise<ApiCert> {
     const { publicHost, acme, logger } = this.opts;
-    logger.info({ publicHost, directoryUrl: acme.directoryUrl }, 'ACME order started');
+    // The EAB key id may be logged, never its HMAC key.
+    logger.info({ publicHost, directoryUrl: acme.directoryUrl, ...(acme.externalAccountBinding ? { eabKid: acme.externalAccountBinding.kid } : {}) }, 'ACME order started');
     this.configureHttp();
     const client = new Client({
       directoryUrl: acme.directoryUrl,
       accountKey: await this.accountKey(),
+      ...(acme.externalAccountBinding ? { externalAccountBinding: { kid: acme.externalAccountBinding.kid, hmacKey: acme.externalAccountBinding.hmacKey } } : {}),
       // acme-client polls pending challenges/orders with this backoff (its 5 s default minimum makes every order slow).
       backoffMin: 1_000,
       backoffMax: 10_000,
@@ -146,14 +148,24 @@ export class AcmeSource implements CertificateSource {
 
   /**
    * Finds the account of our key, or registers it. (auto() would re-send termsOfServiceAgreed
-   * as an account update on every renewal, which servers such as pebble reject as empty.)
+   * as an account update on every renewal, which servers such as pebble reject as empty.) The
+   * registration carries the External Account Binding when one is configured (acme-client
+   * signs it with the HMAC key); a CA that requires one refuses an account without it.
    */
   private async ensureAccount(client: Client): Promise<void> {
     try {
       await client.createAccount({ onlyReturnExisting: true });
     } catch {
-      const { email } = this.opts.acme;
-      await client.createAccount({ termsOfServiceAgreed: true, ...(email === undefined ? {} : { contact: [`mailto:${email}`] }) });
+      const { email, externalAccountBinding } = this.opts.acme;
+      try {
+        await client.createAccount({ termsOfServiceAgreed: true, ...(email === undefined ? {} : { contact: [`mailto:${email}`] }) });
+      } catch (err) {
+        const said = err instanceof Error ? err.message : String(err);
+        if (externalAccountBinding === undefined && /externalAccount/i.test(said)) {
+          throw new Error(`the ACME server requires External Account Binding: set tls.acme.externalAccountBinding (the key id and HMAC key your CA gave you); it said: ${said}`, { cause: err });
+        }
+        throw err;
+      }
       this.opts.logger.info({ directoryUrl: this.opts.acme.directoryUrl }, 'ACME account registered');
     }
   }

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { gatewaySchema } from '../../lib/limits.js';
 import { tracingSchema } from '../../lib/tracing-config.js';
+import { acmeSchema } from './acme.js';
 
 export { gatewaySchema };
 
@@ -40,16 +41,7 @@ export const tlsSchema = z
     mode: z.enum(['self-signed', 'files', 'acme']).default('self-signed'),
     certFile: z.string().min(1).optional(),
     keyFile: z.string().min(1).optional(),
-    acme: z
-      .object({
-        directoryUrl: z.string().url(),
-        email: z.string().email().optional(),
-        /** Extra CA to trust for the ACME server itself (a private ACME server such as pebble). */
-        caFile: z.string().min(1).optional(),
-        renewBeforeDays: z.number().int().min(1).max(60).default(30),
-      })
-      .strict()
-      .optional(),
+    acme: acmeSchema.optional(),
     /** Lifetime of per-session certificates. */
     sessionCertTtlHours: z.number().int().min(1).max(24 * 30).default(24),
   })
@@ -58,10 +50,9 @@ export const tlsSchema = z
     if (t.mode === 'files' && (!t.certFile || !t.keyFile)) {
       ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'tls.mode "files" needs both tls.certFile and tls.keyFile' });
     }
-    if (t.mode === 'acme' && !t.acme) {
-      ctx.addIssue({ code: 'custom', path: ['acme'], message: 'tls.mode "acme" needs tls.acme.directoryUrl' });
-    }
-  });
+  })
+  // tls.mode "acme" without tls.acme: Let's Encrypt's production directory.
+  .transform((t) => (t.mode === 'acme' && !t.acme ? { ...t, acme: acmeSchema.parse({}) } : t));
 
 const cidr = z.string().refine((v) => {
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(v.trim());

@@ -26,6 +26,8 @@ export interface PebbleOptions {
   tlsPort: number;
   /** Lifetime of issued certificates, seconds (pebble's default is 5 years). */
   certValiditySeconds?: number;
+  /** External Account Binding required, with these key ids and base64url HMAC keys. */
+  eabKeys?: Record<string, string>;
 }
 
 export interface Pebble {
@@ -77,7 +79,8 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
         httpPort,
         tlsPort: opts.tlsPort,
         ocspResponderURL: '',
-        externalAccountBindingRequired: false,
+        externalAccountBindingRequired: opts.eabKeys !== undefined,
+        ...(opts.eabKeys === undefined ? {} : { externalAccountMACKeys: opts.eabKeys }),
         ...(opts.certValiditySeconds === undefined ? {} : { certificateValidityPeriod: opts.certValiditySeconds }),
       },
     }),

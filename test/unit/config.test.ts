@@ -66,11 +66,11 @@ describe('config', () => {
   }
 
   it('lists every problem of a config file by path, with the file and the fix', () => {
-    const file = configFile(JSON.stringify({ gateway: { maxConnections: 'many', bogus: 1 }, tls: { mode: 'acme' } }));
+    const file = configFile(JSON.stringify({ gateway: { maxConnections: 'many', bogus: 1 }, tls: { mode: 'acme', acme: { staging: true, directoryUrl: 'https://ca.example.org/dir' } } }));
     const p = problems({ HACKSTREAM_CONFIG: file });
     assert.ok(p.some((l) => l.startsWith(`gateway.maxConnections (in ${file}):`)), JSON.stringify(p));
     assert.ok(p.some((l) => /^gateway \(in .*\): .*"bogus".*remove it or check its spelling/.test(l)), JSON.stringify(p));
-    assert.ok(p.some((l) => l.startsWith('tls.acme') && l.includes('directoryUrl')), JSON.stringify(p));
+    assert.ok(p.some((l) => l.startsWith('tls.acme.staging') && l.includes('directoryUrl')), JSON.stringify(p));
   });
 
   it('explains an unreadable or non-JSON config file', () => {
