@@ -1,3 +1,5 @@
+import { presetOf, XPRA_PRESETS, type Preset } from './xpra-quality.js';
+
 /*
  * Opens one session in xpra's HTML5 client. The session id comes from the fragment
  * (/xpra/session.html#<id>); the one-time connect token is fetched here, with the portal's
@@ -26,6 +28,9 @@ interface XpraClientLike {
   ssl: boolean;
   path: string;
   connected: boolean;
+  capabilities: Record<string, unknown>;
+  enable_encoding(encoding: string): void;
+  _make_hello(): void;
   init(ignoreAudioBlacklist: boolean): void;
   connect(): void;
   on_connection_progress(state: string, details: string, progress: number): void;
@@ -34,6 +39,18 @@ interface XpraClientLike {
 }
 
 declare const XpraClient: new (container: string) => XpraClientLike;
+
+/** The session's quality preset: the encodings offered and the hello's quality and speed. */
+function applyPreset(client: XpraClientLike, quality: Preset): void {
+  const { encodings, caps } = XPRA_PRESETS[quality];
+  for (const e of encodings) client.enable_encoding(e);
+  const makeHello = client._make_hello.bind(client);
+  client._make_hello = () => {
+    makeHello();
+    Object.assign(client.capabilities, caps);
+  };
+  document.documentElement.dataset.quality = quality;
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -45,15 +62,15 @@ function showStatus(text: string, done = false): void {
   el.classList.toggle('hidden', done);
 }
 
-async function connectToken(id: string): Promise<string> {
+async function connectToken(id: string): Promise<{ token: string; quality: Preset }> {
   const res = await fetch(`/web/api/sessions/${id}/connect`, {
     method: 'POST',
     credentials: 'same-origin',
     headers: { 'x-hackstream-csrf': '1', accept: 'application/json' },
   });
-  const body = (await res.json().catch(() => ({}))) as { token?: unknown; error?: { message?: string } };
+  const body = (await res.json().catch(() => ({}))) as { token?: unknown; quality?: unknown; error?: { message?: string } };
   if (!res.ok || typeof body.token !== 'string') throw new Error(body.error?.message ?? `the server answered ${res.status}`);
-  return body.token;
+  return { token: body.token, quality: presetOf(body.quality) };
 }
 
 async function main(): Promise<void> {
@@ -64,8 +81,9 @@ async function main(): Promise<void> {
   }
   document.title = `HackStream session ${id.slice(0, 8)}`;
   let token: string;
+  let quality: Preset;
   try {
-    token = await connectToken(id);
+    ({ token, quality } = await connectToken(id));
   } catch (err) {
     showStatus(`Cannot open: ${(err as Error).message}`);
     return;
@@ -95,6 +113,7 @@ async function main(): Promise<void> {
   client.username = '';
   client.password = token;
   client.init(false);
+  applyPreset(client, quality);
   client.host = location.hostname;
   client.port = Number(location.port || 443);
   client.ssl = true;
