@@ -69,10 +69,10 @@ function Sessions(props: { items: Session[]; now: number; onChange: () => void }
     <thead><tr><th scope="col">App</th><th scope="col">URL</th><th scope="col">Quality</th><th scope="col">State</th><th scope="col">Age</th><th scope="col">Actions</th></tr></thead>
     <tbody>${props.items.map(
       (s) => html`<tr key=${s.session_id} data-session=${s.session_id}>
-        <td>${s.app}</td><td class="url">${s.url ?? ''}</td><td>${s.quality}</td>
+        <td>${s.app}</td><td class="url">${s.url ?? ''}</td><td class="quality">${s.quality}</td>
         <td class="state">${s.state}</td><td>${age(s.created_at, props.now)}</td>
-        <td>${LIVE.has(s.state) && html`<button class="open" aria-label=${`Open ${s.app} session ${s.session_id.slice(0, 8)} in a browser tab`} onClick=${() => open(s.session_id)}>Open in browser</button>
-          <button class="stop" aria-label=${`Stop ${s.app} session ${s.session_id.slice(0, 8)}`} onClick=${() => stop(s.session_id)}>Stop</button>`}</td>
+        <td>${LIVE.has(s.state) && html`<button class="open" aria-label=${`Open in browser: ${s.app} session ${s.session_id.slice(0, 8)}`} onClick=${() => open(s.session_id)}>Open in browser</button>
+          <button class="stop" aria-label=${`Stop: ${s.app} session ${s.session_id.slice(0, 8)}`} onClick=${() => stop(s.session_id)}>Stop</button>`}</td>
       </tr>`,
     )}</tbody>
   </table>${error && html`<p class="error" role="alert">${error}</p>`}`;

@@ -73,7 +73,24 @@ async function connectToken(id: string): Promise<{ token: string; quality: Prese
   return { token: body.token, quality: presetOf(body.quality) };
 }
 
+/**
+ * xpra's window decorations carry images without alt text (the window icon, the minimise,
+ * maximise and close buttons): name the buttons, mark the icon decorative, as windows appear.
+ */
+function labelDecorations(): void {
+  const names: Record<string, string> = { minimize: 'Minimise window', maximize: 'Maximise window', close: 'Close window' };
+  const fix = () => {
+    for (const img of document.querySelectorAll<HTMLImageElement>('#screen img:not([alt])')) {
+      const kind = /^(minimize|maximize|close)\d/.exec(img.parentElement?.id ?? '')?.[1];
+      img.alt = kind ? (names[kind] ?? '') : '';
+    }
+  };
+  const screen = document.getElementById('screen');
+  if (screen) new MutationObserver(fix).observe(screen, { childList: true, subtree: true });
+}
+
 async function main(): Promise<void> {
+  labelDecorations();
   const id = location.hash.slice(1).toLowerCase();
   if (!UUID.test(id)) {
     showStatus('Cannot open: no session in this link');
@@ -95,6 +112,8 @@ async function main(): Promise<void> {
     remote_logging: false,
     sharing: false,
     insecure: false,
+    // Off: with it on, xpra 3.1 reads navigator.clipboard on every key and click (a permission
+    // prompt in Chromium), and the shortcuts that would use it need the keyboard (docs/web.md).
     clipboard_enabled: false,
     printing: false,
     file_transfer: false,
