@@ -8,6 +8,7 @@ import { startApi, type TestApi } from '../helpers/api.js';
 import { configureAndLogin, runCli } from '../helpers/cli.js';
 import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
+import { midStep, oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
 import { startOp, type TestOp } from '../helpers/oidc-op.js';
 import { axeSerious, launchChromium, tabTo } from '../helpers/portal.js';
 import { scratchDirs } from '../helpers/tmp.js';
@@ -31,6 +32,8 @@ let op: TestOp;
 let api: TestApi;
 let browser: Browser;
 let origin: string;
+/** The SSO user's access token (its portal cookie), to enrol a second factor with. */
+let ssoAccess = '';
 
 before(async () => {
   // The provider must know the redirect URI, port included, before the server starts.
@@ -48,6 +51,7 @@ before(async () => {
         'auth-local': {},
         'auth-oidc': { issuers: { op: { issuer: op.issuer, label: 'Test SSO', clientId: op.client.clientId, clientSecret: op.client.clientSecret, caFile: op.caFile, scopes: ['openid', 'profile'] } } },
         'quota-default': {},
+        'mfa-totp': { keyFile: join(scratch(), 'mfa-totp.key') },
       },
     },
   });
@@ -78,6 +82,19 @@ async function keyboardSignIn(ctx: BrowserContext, who: { username: string; pass
   await p.keyboard.press('Enter');
   await p.waitForSelector('#sign-out');
   return p;
+}
+
+/** oidc-provider's login form (any password), then its consent form; until the browser is back with us. */
+async function atProvider(p: Page, account: string): Promise<void> {
+  for (let step = 0; step < 4 && new URL(p.url()).origin === op.issuer; step++) {
+    const before = p.url();
+    if (await p.locator('input[name="login"]').count()) {
+      await p.fill('input[name="login"]', account);
+      await p.fill('input[name="password"]', 'any');
+    }
+    await p.click('button[type="submit"]');
+    await p.waitForURL((u) => u.href !== before);
+  }
 }
 
 async function status(p: Page, path: string): Promise<number> {
@@ -113,16 +130,7 @@ describe('the portal: SSO, sign-out, quota (real Chromium, real OpenID provider)
       assert.ok(sso, 'the portal kept the flow\'s state in a cookie');
       assert.equal(sso.httpOnly, true);
       assert.equal(sso.sameSite, 'Lax');
-      // The provider's login form (any password), then its consent form; then back to us.
-      for (let step = 0; step < 4 && new URL(p.url()).origin === op.issuer; step++) {
-        const before = p.url();
-        if (await p.locator('input[name="login"]').count()) {
-          await p.fill('input[name="login"]', 'sso1');
-          await p.fill('input[name="password"]', 'any');
-        }
-        await p.click('button[type="submit"]');
-        await p.waitForURL((u) => u.href !== before);
-      }
+      await atProvider(p, 'sso1');
       await p.waitForSelector('#sign-out');
       assert.equal(p.url(), `${origin}/`, 'back on the portal, nothing in the URL');
       assert.equal((await p.textContent('#who'))?.trim(), 'sso-alice');
@@ -132,6 +140,39 @@ describe('the portal: SSO, sign-out, quota (real Chromium, real OpenID provider)
       assert.equal(cookies.find((c) => c.name === '__Host-hs_sso'), undefined, 'the state cookie is spent');
       assert.equal(await p.evaluate('document.cookie'), '');
       await p.screenshot({ path: join(ART, 'sso-signed-in.png') });
+      ssoAccess = at.value;
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('SSO then a second factor: the code form appears, the challenge never in a URL; the right code signs in', async () => {
+    assert.ok(ssoAccess, 'the SSO test signed in first');
+    const e = await api.request('POST', '/v1/plugins/mfa-totp/enrolment', { token: ssoAccess, body: {} });
+    assert.equal(e.status, 201, e.text);
+    const { secret } = e.json as { secret: string };
+    const c = await api.request('POST', '/v1/plugins/mfa-totp/enrolment/confirm', { token: ssoAccess, body: { code: await oathtoolCode(secret, await midStep()) } });
+    assert.equal(c.status, 200, c.text);
+    const ctx = await newContext();
+    try {
+      const p = await ctx.newPage();
+      const urls: string[] = [];
+      p.on('framenavigated', (f) => urls.push(f.url()));
+      await p.goto(`${origin}/`);
+      await p.click('a.sso-link[data-flow="op"]');
+      await p.waitForURL((u) => u.origin === op.issuer);
+      await atProvider(p, 'sso1');
+      await p.waitForSelector('#code');
+      assert.equal(p.url(), `${origin}/`, 'the fragment is read and cleared');
+      const kept = (await ctx.cookies(origin)).find((k) => k.name === '__Host-hs_mfa');
+      assert.ok(kept && kept.httpOnly && kept.sameSite === 'Strict', 'the challenge waits in an HttpOnly cookie');
+      assert.ok(!urls.some((u) => u.includes(kept.value)), 'the challenge id is in no URL');
+      assert.equal((await ctx.cookies(origin)).find((k) => k.name === '__Host-hs_at'), undefined, 'no tokens before the code');
+      await p.fill('#code', await oathtoolCode(secret, (await midStep()) + STEP_MS));
+      await p.click('#sign-in');
+      await p.waitForSelector('#sign-out');
+      assert.equal((await p.textContent('#who'))?.trim(), 'sso-alice');
+      assert.equal((await ctx.cookies(origin)).find((k) => k.name === '__Host-hs_mfa'), undefined, 'the challenge cookie is spent');
     } finally {
       await ctx.close();
     }
