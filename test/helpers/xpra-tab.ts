@@ -35,6 +35,16 @@ export function centre(b: Box): { x: number; y: number } {
   return { x: Math.round(b.x + b.width / 2), y: Math.round(b.y + b.height / 2) };
 }
 
+/** The browser's own clipboard, as the tab's page reads it (needs the clipboard-read permission). */
+export async function localClipboard(tab: Page): Promise<string> {
+  return (await tab.evaluate('navigator.clipboard.readText()')) as string;
+}
+
+/** What xpra's HTML5 client holds as the clipboard it last sent or received (Client.js clipboard_buffer). */
+export async function clientClipboard(tab: Page): Promise<string> {
+  return (await tab.evaluate('window.client ? window.client.clipboard_buffer : ""')) as string;
+}
+
 /** The hello xpra's HTML5 client sent (its capabilities) and the encodings it offered. */
 export async function clientSettings(tab: Page): Promise<{ encodings: string[]; caps: Record<string, unknown> }> {
   return (await tab.evaluate(`({ encodings: window.client._get_encodings(), caps: Object.fromEntries(Object.entries(window.client.capabilities).filter(([k]) => k === 'encoding' || k.startsWith('encoding.') || k === 'auto_refresh_delay' || k === 'clipboard')) })`)) as {

@@ -112,9 +112,9 @@ async function main(): Promise<void> {
     remote_logging: false,
     sharing: false,
     insecure: false,
-    // Off: with it on, xpra 3.1 reads navigator.clipboard on every key and click (a permission
-    // prompt in Chromium), and the shortcuts that would use it need the keyboard (docs/web.md).
-    clipboard_enabled: false,
+    // xpra 3.1 uses navigator.clipboard (the browser asks the user once); the session's
+    // policy.clipboard decides on the server side.
+    clipboard_enabled: true,
     printing: false,
     file_transfer: false,
     bandwidth_limit: 0,
