@@ -201,6 +201,7 @@ async function run(argv: string[]): Promise<number> {
         throw err;
       });
       const q = quality(str('quality'), isQuality(session.quality) ? session.quality : 'low');
+      log(`Session ${session.session_id} is ${session.state}; attaching (quality ${q}).`);
       await attach(client, id, { quality: q, audio: v.audio === true, log, ...(dialHost() ? { dialHost: dialHost()! } : {}) });
       return EXIT.OK;
     }

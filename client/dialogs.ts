@@ -77,6 +77,39 @@ export function parseForm(stdout: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => parts[i] ?? '');
 }
 
+export interface ListSpec {
+  title: string;
+  text?: string;
+  columns: readonly string[];
+  /** Cells row by row; shown as text (markup escaped). */
+  rows: readonly (readonly string[])[];
+  buttons: readonly Button[];
+}
+
+export interface ListResult {
+  code: number;
+  /** The selected row's first cell (yad selects the first row by default); undefined when none. */
+  key: string | undefined;
+}
+
+/** yad renders list cells as Pango markup: escape it (no backslash expansion there). */
+const cellText = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function listArgs(l: ListSpec): string[] {
+  return [
+    '--list',
+    ...common(l.title, l.text, undefined),
+    '--width=720',
+    '--height=320',
+    `--separator=${SEP}`,
+    '--print-column=1',
+    ...l.columns.map((c) => `--column=${c.replace(/:/g, ' ')}`),
+    ...buttonArgs(l.buttons),
+    '--',
+    ...l.rows.flatMap((r) => r.map(cellText)),
+  ];
+}
+
 export function messageArgs(kind: 'error' | 'info', title: string, text: string): string[] {
   return [...common(title, text, kind === 'error' ? 'dialog-error' : 'dialog-information'), '--button=_OK:0'];
 }
@@ -117,6 +150,8 @@ export interface Dialogs {
   form(spec: FormSpec): Promise<FormResult>;
   message(kind: 'error' | 'info', title: string, text: string): Promise<void>;
   question(title: string, text: string, yes: string, no: string): Promise<boolean>;
+  /** A list to pick a row from (its first cell comes back). */
+  list(spec: ListSpec): Promise<ListResult>;
   /** A pulsating bar until `close()`; `hidden` resolves when the user dismissed it. */
   progress(title: string, text: string): { close: () => void; hidden: Promise<void> };
 }
@@ -126,6 +161,12 @@ export const yadDialogs: Dialogs = {
     const r = yad(formArgs(spec));
     const code = await r.code;
     return { code, values: parseForm(r.stdout(), spec.fields.length) };
+  },
+  async list(spec) {
+    const r = yad(listArgs(spec));
+    const code = await r.code;
+    const key = r.stdout().split('\n')[0]?.split(SEP)[0];
+    return { code, key: key ? key : undefined };
   },
   async message(kind, title, text) {
     // Shown beside other windows too (a launch failing later): never throws, says it on stderr at worst.

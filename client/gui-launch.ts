@@ -9,7 +9,7 @@ import { EXIT } from './errors.js';
 export type LaunchOutcome = 'started' | 'failed' | 'signed-out';
 
 const ERROR_TITLE = 'HackStream: error';
-const ATTACHING = /Session \S+ is \w+; attaching/;
+const ATTACHING = /Session (\S+) is \w+; attaching/;
 const RECONNECTING_TEXT = 'The connection to the server was lost.\nReconnecting… the browser comes back by itself, with its pages as they were, when the network returns.';
 
 /** The CLI's lines while the server is unreachable and once it is back (client/reconnect.ts, client/attach.ts). */
@@ -77,20 +77,37 @@ function launchCommand(): [string, string[]] {
  */
 export class Launcher {
   private readonly running = new Set<{ child: ChildProcess; stop: () => void }>();
+  /** Sessions the user stopped from the launcher: their browsers' end is expected, not an error. */
+  private readonly stopped = new Set<string>();
 
   constructor(private readonly dialogs: Dialogs) {}
 
+  /** `hackstream launch browser [--url URL]`. */
   start(url: string | undefined): Promise<LaunchOutcome> {
+    return this.run(['launch', 'browser', ...(url ? ['--url', url] : [])], `Starting a browser session${url ? ` for ${url}` : ''}…\nThe browser window opens when it is ready.`);
+  }
+
+  /** `hackstream attach ID`: a running session shown again. */
+  resume(id: string): Promise<LaunchOutcome> {
+    return this.run(['attach', id], `Resuming session ${id.slice(0, 8)}…\nThe browser window opens when it is ready.`);
+  }
+
+  /** Says the session is being stopped from the launcher: its browser ending shows no error. */
+  stopping(id: string): void {
+    this.stopped.add(id);
+  }
+
+  private run(args: string[], text: string): Promise<LaunchOutcome> {
     const out = privateOutput();
     const [command, prefix] = launchCommand();
     const env = { ...process.env };
     delete env.HACKSTREAM_HANDOFF; // the child's wrapper makes its own
-    const child = spawn(command, [...prefix, 'launch', 'browser', ...(url ? ['--url', url] : [])], {
+    const child = spawn(command, [...prefix, ...args], {
       detached: true,
       env,
       stdio: ['ignore', out.fd, out.fd],
     });
-    const progress = this.dialogs.progress('HackStream: starting', `Starting a browser session${url ? ` for ${url}` : ''}…\nThe browser window opens when it is ready.`);
+    const progress = this.dialogs.progress('HackStream: starting', text);
     return new Promise<LaunchOutcome>((resolve) => {
       let settled = false;
       let closing = false;
@@ -113,9 +130,11 @@ export class Launcher {
           notice = undefined;
         }
       };
+      let session: string | undefined;
       const poll = setInterval(() => {
         const text = out.read();
-        if (ATTACHING.test(text)) settle('started');
+        session ??= ATTACHING.exec(text)?.[1];
+        if (session) settle('started');
         if (settled) showConnection(connectionStatus(text));
       }, 250);
       const entry = {
@@ -143,6 +162,7 @@ export class Launcher {
         entry.stop();
         this.running.delete(entry);
         if (code === 0) return settle('started');
+        if (session && this.stopped.has(session)) return settle('started');
         const message = failureMessage(output, code);
         if (code === EXIT.AUTH) clearTokens();
         closeProgress();

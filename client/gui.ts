@@ -10,7 +10,7 @@ import { loadRecent, normaliseUrl, rememberUrl } from './recent.js';
 /**
  * `hackstream gui`: the desktop launcher. A sign-in form the first time (server URL, pinning
  * like `configure`, username and password), then one window: a URL with the recent ones,
- * Launch Browser, Log out, Quit. The work is the CLI's; this only asks and shows.
+ * Launch Browser, Sessions (my running sessions: resume, stop), Log out, Quit. The work is the CLI's; this only asks and shows.
  */
 
 export interface GuiOptions {
@@ -23,7 +23,26 @@ export interface GuiOptions {
 const ERROR_TITLE = 'HackStream: error';
 /** The package's icon once installed; a theme icon when run from a checkout. */
 const LOGO = existsSync('/usr/share/icons/hicolor/scalable/apps/hackstream.svg') ? 'hackstream' : 'web-browser';
-const BUTTON = { ok: 0, quit: 1, logout: 3 } as const;
+const BUTTON = { ok: 0, quit: 1, logout: 3, sessions: 5 } as const;
+/** The session list's buttons (yad's codes; Resume is also a double-click or Enter on a row). */
+const LIST = { resume: 0, back: 1, stop: 2 } as const;
+const LIVE = new Set(['starting', 'ready', 'connected', 'idle']);
+
+interface SessionRow {
+  session_id: string;
+  state: string;
+  app: string;
+  url: string | null;
+  quality: string;
+  created_at: string;
+}
+
+function age(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -131,6 +150,55 @@ async function stillSignedIn(d: Dialogs, config: CliConfig): Promise<boolean | '
   }
 }
 
+/**
+ * My running sessions (app, URL, quality, state, age): Resume shows the selected one again
+ * (`hackstream attach`), Stop ends it and shows the list again, Back returns to the main window.
+ */
+async function sessionsWindow(d: Dialogs, launcher: Launcher, config: CliConfig): Promise<'back' | 'sign-in'> {
+  for (;;) {
+    const ok = await stillSignedIn(d, config);
+    if (ok === false) return 'sign-in';
+    if (ok === 'error') return 'back';
+    let items: SessionRow[];
+    try {
+      items = (await new ApiClient(config).call<{ items: SessionRow[] }>('GET', '/v1/sessions')).items.filter((s) => LIVE.has(s.state));
+    } catch (err) {
+      await d.message('error', ERROR_TITLE, messageOf(err));
+      return 'back';
+    }
+    if (items.length === 0) {
+      await d.message('info', 'HackStream: sessions', 'No sessions are running. Launch one from the main window.');
+      return 'back';
+    }
+    const r = await d.list({
+      title: 'HackStream: sessions',
+      text: 'Your running sessions. Select one, then Resume to show it again or Stop to end it.',
+      columns: ['Session', 'App', 'URL', 'Quality', 'State', 'Age'],
+      rows: items.map((s) => [s.session_id, s.app, s.url ?? '', s.quality, s.state, age(s.created_at)]),
+      buttons: [
+        { label: '_Resume', code: LIST.resume },
+        { label: 'S_top', code: LIST.stop },
+        { label: '_Back', code: LIST.back },
+      ],
+    });
+    if (r.code !== LIST.resume && r.code !== LIST.stop) return 'back';
+    const picked = items.find((s) => s.session_id === r.key);
+    if (!picked) {
+      await d.message('error', ERROR_TITLE, 'Select a session in the list first.');
+      continue;
+    }
+    if (r.code === LIST.resume) {
+      return (await launcher.resume(picked.session_id)) === 'signed-out' ? 'sign-in' : 'back';
+    }
+    launcher.stopping(picked.session_id);
+    try {
+      await new ApiClient(config).call('POST', `/v1/sessions/${encodeURIComponent(picked.session_id)}/stop`);
+    } catch (err) {
+      await d.message('error', ERROR_TITLE, messageOf(err));
+    }
+  }
+}
+
 /** The main window until Quit ('quit') or until the user is signed out ('sign-in'). */
 async function mainWindow(d: Dialogs, launcher: Launcher): Promise<'quit' | 'sign-in'> {
   for (;;) {
@@ -145,6 +213,7 @@ async function mainWindow(d: Dialogs, launcher: Launcher): Promise<'quit' | 'sig
       fields: [{ label: 'URL', type: 'CBE', items: recent.length ? recent : [''] }],
       buttons: [
         { label: '_Launch Browser', code: BUTTON.ok },
+        { label: '_Sessions', code: BUTTON.sessions },
         { label: 'Log _out', code: BUTTON.logout },
         { label: '_Quit', code: BUTTON.quit },
       ],
@@ -152,6 +221,10 @@ async function mainWindow(d: Dialogs, launcher: Launcher): Promise<'quit' | 'sig
     if (r.code === BUTTON.logout) {
       await new ApiClient(config).logout().catch(() => false); // the local tokens are gone either way
       return 'sign-in';
+    }
+    if (r.code === BUTTON.sessions) {
+      if ((await sessionsWindow(d, launcher, config)) === 'sign-in') return 'sign-in';
+      continue;
     }
     if (r.code !== BUTTON.ok) return 'quit';
     const typed = (r.values[0] ?? '').trim();

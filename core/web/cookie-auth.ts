@@ -3,6 +3,7 @@ import type { ControlPlane, Principal, TokenPair } from '../auth/index.js';
 import { AppError } from '../errors.js';
 import type { ApiState } from '../api/errors.js';
 import { clientIp, type ApiContext } from '../api/route.js';
+import { RefreshTokenEntity } from '../store/entities.js';
 
 /*
  * The portal's credentials: the API's own token pair, kept in two HttpOnly, Secure,
@@ -92,4 +93,22 @@ export function cookieAuth(control: ControlPlane): (ctx: Ctx) => Promise<Princip
     if (!renewed) throw new AppError('AUTH_REQUIRED', 'sign in again');
     return renewed;
   };
+}
+
+/**
+ * The portal's sign-out: this browser's login (its refresh token family) ends, with the same
+ * audit row as a logout; the user's other logins (the CLI, another browser) keep working.
+ * `POST /v1/logout` instead ends every token of the user. An access token of the family dies
+ * with it (authentication checks the family is live; every process's cache is emptied).
+ */
+export async function endThisLogin(control: ControlPlane, p: Principal, ip: string): Promise<void> {
+  await control.tokens.logout(p, ip, async (manager) => {
+    await manager
+      .getRepository(RefreshTokenEntity)
+      .createQueryBuilder()
+      .update()
+      .set({ revokedAt: new Date() })
+      .where('family_id = :family AND revoked_at IS NULL', { family: p.family })
+      .execute();
+  });
 }

@@ -35,7 +35,7 @@ export const PORTAL_HTML = `<!doctype html>
 <link rel="stylesheet" href="/assets/portal.css">
 </head>
 <body>
-<main id="app"><p>Loading…</p></main>
+<div id="app"><main><p>Loading…</p></main></div>
 <script type="module" src="/assets/portal.js"></script>
 </body>
 </html>

@@ -13,8 +13,9 @@ import { createSessionBody, sessionView } from '../sessions/view.js';
 import { mountAdminPages } from './admin-pages.js';
 import { mountAdminApi } from './admin-routes.js';
 import { bundle } from './bundle.js';
-import { checkCsrf, checkOrigin, clearSessionCookies, cookieAuth, setSessionCookies } from './cookie-auth.js';
+import { checkCsrf, checkOrigin, clearSessionCookies, cookieAuth, endThisLogin, setSessionCookies } from './cookie-auth.js';
 import { PORTAL_CSP, PORTAL_HTML, XPRA_HTML, xpraCsp } from './pages.js';
+import { clearChallenge, keptChallenge, ssoRoutes } from './sso.js';
 import { DEFAULT_XPRA_WWW, xpraAsset } from './static-files.js';
 
 export interface WebDeps {
@@ -27,7 +28,8 @@ export interface WebDeps {
 }
 
 const loginBody = z.strictObject({ username: z.string().min(1).max(256), password: z.string().min(1).max(4096) });
-const secondFactorBody = z.strictObject({ challengeId: z.string().min(1).max(256), factor: z.string().min(1).max(64), response: z.string().min(1).max(1024) });
+// No challengeId: the one an SSO sign-in kept in its cookie (core/web/sso.ts).
+const secondFactorBody = z.strictObject({ challengeId: z.string().min(1).max(256).optional(), factor: z.string().min(1).max(64), response: z.string().min(1).max(1024) });
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function sessionId(ctx: ApiContext): string {
@@ -64,7 +66,7 @@ function portalApi(deps: WebDeps): AnyRoute[] {
       path: '/web/api/methods',
       access: 'public',
       handle(ctx) {
-        // The sign-in methods this server offers; the portal does the password (and its second factor) today.
+        // The sign-in methods this server offers: the password form, and a link per redirect flow (SSO).
         ctx.body = { password: true, flows: control.flows.list() };
       },
     }),
@@ -87,7 +89,10 @@ function portalApi(deps: WebDeps): AnyRoute[] {
       body: secondFactorBody,
       async handle(ctx, { body }) {
         checkCsrf(ctx);
-        setSessionCookies(ctx, await control.secondFactor({ ...body, ip: clientIp(ctx) }, ctx.state.log));
+        const challengeId = body.challengeId ?? keptChallenge(ctx);
+        if (!challengeId) throw new AppError('AUTH_CHALLENGE_INVALID', 'no sign-in is waiting for a second factor; sign in again');
+        setSessionCookies(ctx, await control.secondFactor({ ...body, challengeId, ip: clientIp(ctx) }, ctx.state.log));
+        if (!body.challengeId) clearChallenge(ctx);
         ctx.status = 204;
       },
     }),
@@ -98,7 +103,8 @@ function portalApi(deps: WebDeps): AnyRoute[] {
       async handle(ctx) {
         checkCsrf(ctx);
         const p = await user(ctx).catch(() => null);
-        if (p) await control.tokens.logout(p, clientIp(ctx), (m, id) => control.users.revokeAll(m, id));
+        // Only this browser's login ends: the user's CLI and other browsers keep theirs.
+        if (p) await endThisLogin(control, p, clientIp(ctx));
         clearSessionCookies(ctx);
         ctx.status = 204;
       },
@@ -109,7 +115,8 @@ function portalApi(deps: WebDeps): AnyRoute[] {
       access: 'public',
       async handle(ctx) {
         const p = await user(ctx);
-        ctx.body = { id: p.id, username: p.username, role: p.role };
+        const { quota, usage } = await control.quotas.describe(p.user);
+        ctx.body = { id: p.id, username: p.username, role: p.role, quota, usage };
       },
     }),
     route({
@@ -152,8 +159,8 @@ function portalApi(deps: WebDeps): AnyRoute[] {
         checkCsrf(ctx);
         const { p, row } = await own(ctx);
         const c = await needSessions().connect(p.user, row.id, caller(ctx));
-        // The page needs only the one-time password for xpra's login; it never goes in a URL.
-        ctx.body = { token: c.token, expires_at: c.expires_at };
+        // The page needs only the one-time password for xpra's login (never in a URL) and the preset.
+        ctx.body = { token: c.token, expires_at: c.expires_at, quality: row.quality };
       },
     }),
     route({
@@ -179,6 +186,7 @@ export function webRouter(deps: WebDeps): Koa.Middleware<ApiState> {
   // The admin console (admins only; 404 for anyone else): docs/web.md "The admin console".
   mountAdminApi(router, deps);
   mountAdminPages(router, deps.control);
+  for (const r of ssoRoutes(deps.control)) router.get(r.path, r.handler);
   const www = deps.xpraWww ?? DEFAULT_XPRA_WWW;
   const html = (ctx: Koa.ParameterizedContext<ApiState>, body: string, csp: string) => {
     ctx.set('Content-Security-Policy', csp);

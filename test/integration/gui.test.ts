@@ -115,6 +115,8 @@ async function press(w: Window, key: string, ms = 10_000): Promise<void> {
   }
 }
 
+/** The session the launch test started (the Sessions test resumes and stops it). */
+const launched: { id?: string } = {};
 let gui: ChildProcess | undefined;
 let guiErr = '';
 let guiExit: Promise<number | null> = Promise.resolve(null);
@@ -152,14 +154,14 @@ function assertNowhere(secret: string, what: string, allowed?: string): void {
   assert.ok(!guiErr.includes(secret), `${what} in the launcher's output`);
 }
 
-/** Launched browsers (`hackstream launch` children of the launcher) that outlived it. */
+/** Launched or resumed browsers (`hackstream launch`/`attach` children of the launcher) that outlived it. */
 function launchedChildren(): number[] {
   return readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p))
     .map(Number)
     .filter((pid) => {
       const args = cmdline(pid);
-      if (!args.includes('launch') || !args.some((a) => a.endsWith('client/cli.ts') || a.endsWith('bin/hackstream'))) return false;
+      if (!(args.includes('launch') || args.includes('attach')) || !args.some((a) => a.endsWith('client/cli.ts') || a.endsWith('bin/hackstream'))) return false;
       try {
         return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`HOME=${home}`);
       } catch {
@@ -267,8 +269,48 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     assert.deepEqual(launchedChildren(), children);
     assert.equal((await waitForSession(api, token, id, () => true)).state, 'connected');
-    const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
-    assert.equal(stop.status, 200, stop.text);
+    launched.id = id;
+  });
+
+  it('Sessions lists my running session; Resume shows it again; Stop ends it with no error dialog', { timeout: 180_000 }, async () => {
+    const token = (await api.login(USER.username, USER.password)).accessToken;
+    const id = launched.id;
+    assert.ok(id, 'the launch test left a session');
+    // End the browser the last test launched (its own process group: the wrapper and xpra): the session stays.
+    for (const pid of launchedChildren()) process.kill(-pid, 'SIGTERM');
+    await waitForSession(api, token, id, (s) => s.state === 'idle', 60_000);
+    startGui();
+    let main = await waitWindow('HackStream');
+    await press(main, 'alt+s');
+    const list = await waitWindow('HackStream: sessions');
+    // The columns' cells, as yad got them: the session id first (what Resume and Stop act on).
+    const cells = list.args.slice(list.args.indexOf('--') + 1);
+    assert.deepEqual(cells.slice(0, 5), [id, 'firefox', 'https://example.org/from-gui', 'low', 'idle']);
+    assert.ok(list.args.includes('--column=Session') && list.args.includes('--print-column=1'), list.args.join(' '));
+    // yad selects the first row: Resume attaches it again (`hackstream attach <id>`).
+    await press(list, 'alt+r');
+    await waitForSession(api, token, id, (s) => s.state === 'connected', 90_000);
+    const children = launchedChildren();
+    assert.equal(children.length, 1);
+    assert.deepEqual(cmdline(children[0]!).slice(1), [`${ROOT}bin/hackstream`, 'attach', id]);
+
+    main = await waitWindow('HackStream', 20_000, main.pid);
+    await press(main, 'alt+s');
+    const again = await waitWindow('HackStream: sessions', 20_000, list.pid);
+    assert.ok(again.args.includes('connected'), again.args.join(' '));
+    await press(again, 'alt+t');
+    assert.equal((await waitForSession(api, token, id, (s) => s.state === 'stopped', 60_000)).state, 'stopped');
+    // The list comes back empty: a message says so; the ended browser shows no error dialog.
+    const none = await waitWindow('HackStream: sessions', 20_000, again.pid);
+    assert.match(textOf(none), /No sessions are running/);
+    await press(none, 'Return');
+    main = await waitWindow('HackStream', 20_000, main.pid);
+    for (const stop = Date.now() + 10_000; launchedChildren().length > 0 && Date.now() < stop; ) await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(launchedChildren(), [], 'the resumed browser ended with its session');
+    const errors = await xdo('search', '--onlyvisible', '--name', '^HackStream: error$').catch(() => '');
+    assert.equal(errors, '', 'no error dialog for a session the user stopped');
+    await press(main, 'alt+q');
+    assert.equal(await guiExited(), 0);
   });
 
   it('the next start opens the main window with the recent URL; Log out returns to the sign-in form', { timeout: 60_000 }, async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { escapeText, formArgs, parseForm, questionArgs } from '../../client/dialogs.js';
+import { escapeText, formArgs, listArgs, parseForm, questionArgs } from '../../client/dialogs.js';
 import { failureMessage } from '../../client/gui-launch.js';
 
 describe('launcher dialogs (yad arguments)', () => {
@@ -37,6 +37,19 @@ describe('launcher dialogs (yad arguments)', () => {
 
   it('a question: the text escaped, No before Yes', () => {
     assert.deepEqual(questionArgs('Q', 'a<b', '_Trust', '_Cancel').slice(-3), ['--text=a&lt;b', '--button=_Cancel:1', '--button=_Trust:0']);
+  });
+});
+
+describe('launcher: the session list (yad --list)', () => {
+  it('columns, the first one printed, then the cells row by row after --; markup in a cell is escaped', () => {
+    const args = listArgs({
+      title: 'T',
+      columns: ['Session', 'URL'],
+      rows: [['id-1', 'https://x.example/?a=<b>bold</b>&c=1'], ['id-2', '-rf']],
+      buttons: [{ label: '_Resume', code: 0 }],
+    });
+    assert.ok(args.includes('--print-column=1') && args.includes('--column=Session') && args.includes('--button=_Resume:0'));
+    assert.deepEqual(args.slice(args.indexOf('--') + 1), ['id-1', 'https://x.example/?a=&lt;b&gt;bold&lt;/b&gt;&amp;c=1', 'id-2', '-rf']);
   });
 });
 

@@ -44,6 +44,7 @@ wait_for step3
       form: () => Promise.reject(new Error('no form expected')),
       message: (_k, title, text) => Promise.reject(new Error(`no message expected: ${title}: ${text}`)),
       question: () => Promise.reject(new Error('no question expected')),
+      list: () => Promise.reject(new Error('no list expected')),
       progress: (title) => {
         open.set(title, true);
         return { close: () => open.set(title, false), hidden: new Promise<void>(() => {}) };

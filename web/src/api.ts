@@ -45,6 +45,8 @@ export interface Me {
   id: string;
   username: string;
   role: string;
+  quota: { maxSessions: number; cpus: number; memoryMb: number; idleTimeoutMinutes: number; maxDurationMinutes: number; storageMb: number };
+  usage: { sessions: number; storageMb: number };
 }
 
 export interface Methods {

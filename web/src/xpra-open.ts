@@ -1,3 +1,5 @@
+import { presetOf, XPRA_PRESETS, type Preset } from './xpra-quality.js';
+
 /*
  * Opens one session in xpra's HTML5 client. The session id comes from the fragment
  * (/xpra/session.html#<id>); the one-time connect token is fetched here, with the portal's
@@ -26,6 +28,9 @@ interface XpraClientLike {
   ssl: boolean;
   path: string;
   connected: boolean;
+  capabilities: Record<string, unknown>;
+  enable_encoding(encoding: string): void;
+  _make_hello(): void;
   init(ignoreAudioBlacklist: boolean): void;
   connect(): void;
   on_connection_progress(state: string, details: string, progress: number): void;
@@ -34,6 +39,18 @@ interface XpraClientLike {
 }
 
 declare const XpraClient: new (container: string) => XpraClientLike;
+
+/** The session's quality preset: the encodings offered and the hello's quality and speed. */
+function applyPreset(client: XpraClientLike, quality: Preset): void {
+  const { encodings, caps } = XPRA_PRESETS[quality];
+  for (const e of encodings) client.enable_encoding(e);
+  const makeHello = client._make_hello.bind(client);
+  client._make_hello = () => {
+    makeHello();
+    Object.assign(client.capabilities, caps);
+  };
+  document.documentElement.dataset.quality = quality;
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -45,18 +62,35 @@ function showStatus(text: string, done = false): void {
   el.classList.toggle('hidden', done);
 }
 
-async function connectToken(id: string): Promise<string> {
+async function connectToken(id: string): Promise<{ token: string; quality: Preset }> {
   const res = await fetch(`/web/api/sessions/${id}/connect`, {
     method: 'POST',
     credentials: 'same-origin',
     headers: { 'x-hackstream-csrf': '1', accept: 'application/json' },
   });
-  const body = (await res.json().catch(() => ({}))) as { token?: unknown; error?: { message?: string } };
+  const body = (await res.json().catch(() => ({}))) as { token?: unknown; quality?: unknown; error?: { message?: string } };
   if (!res.ok || typeof body.token !== 'string') throw new Error(body.error?.message ?? `the server answered ${res.status}`);
-  return body.token;
+  return { token: body.token, quality: presetOf(body.quality) };
+}
+
+/**
+ * xpra's window decorations carry images without alt text (the window icon, the minimise,
+ * maximise and close buttons): name the buttons, mark the icon decorative, as windows appear.
+ */
+function labelDecorations(): void {
+  const names: Record<string, string> = { minimize: 'Minimise window', maximize: 'Maximise window', close: 'Close window' };
+  const fix = () => {
+    for (const img of document.querySelectorAll<HTMLImageElement>('#screen img:not([alt])')) {
+      const kind = /^(minimize|maximize|close)\d/.exec(img.parentElement?.id ?? '')?.[1];
+      img.alt = kind ? (names[kind] ?? '') : '';
+    }
+  };
+  const screen = document.getElementById('screen');
+  if (screen) new MutationObserver(fix).observe(screen, { childList: true, subtree: true });
 }
 
 async function main(): Promise<void> {
+  labelDecorations();
   const id = location.hash.slice(1).toLowerCase();
   if (!UUID.test(id)) {
     showStatus('Cannot open: no session in this link');
@@ -64,8 +98,9 @@ async function main(): Promise<void> {
   }
   document.title = `HackStream session ${id.slice(0, 8)}`;
   let token: string;
+  let quality: Preset;
   try {
-    token = await connectToken(id);
+    ({ token, quality } = await connectToken(id));
   } catch (err) {
     showStatus(`Cannot open: ${(err as Error).message}`);
     return;
@@ -77,7 +112,9 @@ async function main(): Promise<void> {
     remote_logging: false,
     sharing: false,
     insecure: false,
-    clipboard_enabled: false,
+    // xpra 3.1 uses navigator.clipboard (the browser asks the user once); the session's
+    // policy.clipboard decides on the server side.
+    clipboard_enabled: true,
     printing: false,
     file_transfer: false,
     bandwidth_limit: 0,
@@ -95,6 +132,7 @@ async function main(): Promise<void> {
   client.username = '';
   client.password = token;
   client.init(false);
+  applyPreset(client, quality);
   client.host = location.hostname;
   client.port = Number(location.port || 443);
   client.ssl = true;

@@ -1,0 +1,40 @@
+import axe from 'axe-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { PUBLIC_HOST } from './gateway.js';
+
+/** Debian's chromium through playwright-core: no sandbox (CI containers), no background traffic, a fresh profile. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', `--host-resolver-rules=MAP ${PUBLIC_HOST} 127.0.0.1`],
+  });
+}
+
+export interface AxeProblem {
+  id: string;
+  impact: string;
+  help: string;
+  targets: string[];
+}
+
+/**
+ * axe-core on the page as it is now. The source is evaluated through the DevTools protocol,
+ * which the page's CSP does not govern (an injected <script> would be refused, rightly).
+ * Returns the serious and critical violations.
+ */
+export async function axeSerious(page: Page): Promise<AxeProblem[]> {
+  await page.evaluate(axe.source);
+  const result = (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({
+    id: v.id, impact: v.impact || '', help: v.help, targets: v.nodes.slice(0, 5).map((n) => String(n.target)),
+  })))`)) as AxeProblem[];
+  return result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+}
+
+/** Presses Tab until `selector` has the focus (at most `max` times); keyboard-only paths use it. */
+export async function tabTo(page: Page, selector: string, max = 30): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    if (await page.evaluate(`document.activeElement?.matches(${JSON.stringify(selector)}) ?? false`)) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new Error(`${selector} never got the focus by Tab`);
+}
