@@ -173,3 +173,13 @@ export class ApiClient {
     return t;
   }
 }
+
+/** A session as GET /v1/sessions lists it (the fields the CLI and the launcher show). */
+export interface SessionRow {
+  session_id: string;
+  state: string;
+  app: string;
+  url: string | null;
+  quality: string;
+  created_at: string;
+}

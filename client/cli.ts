@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { adminUsers, QUOTA_FLAGS } from './admin.js';
-import { ApiClient } from './api.js';
+import { ApiClient, type SessionRow } from './api.js';
 import { attach, HANDOFF_EXIT, HandOff, resume } from './attach.js';
 import { clearTokens, loadConfig, requireConfig, saveConfig } from './config.js';
 import { configure } from './configure.js';
@@ -90,14 +90,6 @@ const OPTIONS = {
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-interface SessionRow {
-  session_id: string;
-  state: string;
-  app: string;
-  url: string | null;
-  quality: string;
-  created_at: string;
-}
 
 /** Set by the bundler (scripts/package-deb.sh); from a checkout, package.json is read instead. */
 declare const HACKSTREAM_VERSION: string | undefined;

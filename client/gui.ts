@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { ApiClient } from './api.js';
+import { ApiClient, type SessionRow } from './api.js';
 import { clearTokens, loadConfig, loadTokens, type CliConfig } from './config.js';
 import { configure, type PresentedCertificate } from './configure.js';
 import { yadDialogs, type Dialogs } from './dialogs.js';
@@ -28,14 +28,6 @@ const BUTTON = { ok: 0, quit: 1, logout: 3, sessions: 5 } as const;
 const LIST = { resume: 0, back: 1, stop: 2 } as const;
 const LIVE = new Set(['starting', 'ready', 'connected', 'idle']);
 
-interface SessionRow {
-  session_id: string;
-  state: string;
-  app: string;
-  url: string | null;
-  quality: string;
-  created_at: string;
-}
 
 function age(iso: string, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
