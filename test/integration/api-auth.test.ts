@@ -306,26 +306,41 @@ describe('first start (bootstrap)', () => {
 });
 
 describe('enumeration (A7): unknown user and wrong password look alike', () => {
-  it('same status and body byte for byte; median times within 5 ms, with the production Argon2id cost', async () => {
-    const api = await startApi({ auth: { ...RELAXED, argon2: authSettings().argon2 } });
+  /*
+   * What makes the two take the same time: each costs exactly one Argon2id evaluation with the
+   * same parameters (a dummy verify for an unknown user). That is asserted; the wall-clock
+   * medians are printed only (a timed assertion fails on a busy CI host, and the cost claim
+   * holds whatever the load).
+   */
+  it('same status and body byte for byte; each costs one Argon2id evaluation with the production parameters', async () => {
+    const params = authSettings().argon2;
+    const api = await startApi({ auth: { ...RELAXED, argon2: params } });
     const agent = new (await import('node:https')).Agent({ keepAlive: true, maxSockets: 1 });
+    const hasher = api.gw.app.control.hasher;
     try {
       await api.createUser('known-user', 'the known password');
+      const stored = (await api.gw.app.control.users.findByUsername('known-user'))?.passwordHash ?? '';
+      const phc = Object.fromEntries((/^\$argon2id\$v=19\$([^$]+)\$/.exec(stored)?.[1] ?? '').split(',').map((kv) => kv.split('=')));
+      assert.deepEqual(phc, { m: String(params.memoryCost), t: String(params.timeCost), p: String(params.parallelism) }, 'the stored hash uses the production parameters');
+      assert.deepEqual(hasher.params, params, 'the dummy verify hashes with the same parameters');
       const times: Record<'unknown' | 'wrong', number[]> = { unknown: [], wrong: [] };
+      const cost: Record<'unknown' | 'wrong', Set<number>> = { unknown: new Set(), wrong: new Set() };
       const bodies = new Set<string>();
-      for (let i = 0; i < 120; i++) {
+      for (let i = 0; i < 60; i++) {
         const kind = i % 2 === 0 ? 'unknown' : 'wrong';
         const username = kind === 'unknown' ? `no-such-user-${i}` : 'known-user';
+        const before = hasher.evaluations;
         const t = performance.now();
         const r = await api.request('POST', '/v1/login', { body: { username, password: `wrong password ${i}` }, agent });
         if (i >= 10) times[kind].push(performance.now() - t);
+        cost[kind].add(hasher.evaluations - before);
         bodies.add(`${r.status} ${r.text}`);
       }
       assert.deepEqual([...bodies], ['401 {"error":{"code":"AUTH_INVALID_CREDENTIALS","message":"invalid username or password"}}']);
+      assert.deepEqual([...cost.unknown], [1], 'an unknown user costs one evaluation (the dummy verify)');
+      assert.deepEqual([...cost.wrong], [1], 'a wrong password costs one evaluation');
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-      const [u, w] = [median(times.unknown), median(times.wrong)];
-      process.stdout.write(`# A7: median unknown ${u.toFixed(1)} ms, wrong password ${w.toFixed(1)} ms\n`);
-      assert.ok(Math.abs(u - w) < 5, `unknown ${u} ms vs wrong ${w} ms`);
+      process.stdout.write(`# A7: median unknown ${median(times.unknown).toFixed(1)} ms, wrong password ${median(times.wrong).toFixed(1)} ms (printed, not asserted)\n`);
     } finally {
       agent.destroy();
       await api.close();
