@@ -7,6 +7,9 @@ import type { SessionView } from '../../core/sessions/view.js';
 import { errorCode, startApi, type TestApi } from '../helpers/api.js';
 import { cleanupSessions, containersOf, docker, expectError, launch, target, testSessions, waitForSession } from '../helpers/sessions.js';
 import { xpraClient } from '../helpers/xpra.js';
+import { xpraAttach } from '../helpers/xpra-attach.js';
+import { startXvfb } from '../helpers/display.js';
+import { waitFor } from '../helpers/net.js';
 
 /*
  * The session API against a real Docker engine, the real session image and the real xpra
@@ -86,15 +89,23 @@ describe('sessions API (real Docker, real xpra client through the gateway)', () 
     }
   });
 
-  it('persists and audits connected ⇄ idle from the tunnels at the gateway', async () => {
+  it('persists and audits connected ⇄ idle from a real client at the gateway', async () => {
     const s = await launch(api, alice);
-    const sock = tls.connect({ host: '127.0.0.1', port: api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
-    sock.on('error', () => {});
-    await new Promise((r) => sock.once('secureConnect', r));
-    const connected = await waitForSession(api, alice, s.session_id, (v) => v.state === 'connected', 10_000);
-    assert.equal(connected.idle_since, null);
-    sock.destroy();
-    const idle = await waitForSession(api, alice, s.session_id, (v) => v.state === 'idle', 10_000);
+    // Only a client that logged in to xpra makes the session connected (a bare TLS tunnel does
+    // not: session-knocking.test.ts): a real xpra attach.
+    const display = await startXvfb();
+    const client = xpraAttach(target(api, s.connect), display.name);
+    try {
+      const connected = await waitForSession(api, alice, s.session_id, (v) => {
+        assert.ok(!client.exited(), `the client exited: ${client.output()}`);
+        return v.state === 'connected';
+      }, 60_000);
+      assert.equal(connected.idle_since, null);
+    } finally {
+      client.close();
+      display.close();
+    }
+    const idle = await waitForSession(api, alice, s.session_id, (v) => v.state === 'idle', 30_000);
     assert.ok(idle.idle_since);
     const audit = await api.request('GET', `/v1/audit?user=${s.session_id}&limit=50`, { token: await api.adminToken() });
     const actions = (audit.json as { items: { action: string }[] }).items.map((i) => i.action);
@@ -225,8 +236,9 @@ describe('sessions API: changing a user ends their live sessions (real Docker, a
       sock.once('close', () => reject(new Error('the TLS connection to the session closed before its handshake')));
     });
     assert.equal(sock.authorized, true, 'xpra answered with the session certificate');
-    // The edge counted the tunnel and control recorded the client as attached.
-    await waitForSession(api, admin, s.session_id, (v) => v.state === 'connected', 30_000);
+    // The edge counted the tunnel (a bare TLS tunnel never makes the session "connected": only
+    // an xpra login does, session-knocking.test.ts; the cut is what this test is about).
+    assert.ok(await waitFor(() => api.gw.app.gateway.tunnelCount(s.connect.sni) === 1, 30_000), 'the edge counts the tunnel');
     assert.equal(isClosed, false, 'still attached before the change');
 
     const r = await api.request('PATCH', `/v1/users/${id}`, { token: admin, body: { disabled: true } });
