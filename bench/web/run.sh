@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# npm run bench:web — first contentful paint of the portal's pages in Chromium on loopback
-# (median and p95 over several fresh loads) and the gzipped size of the portal's JavaScript.
+# npm run bench:web — first contentful paint of the portal's and the admin console's pages in Chromium on loopback
+# (median and p95 over several fresh loads) and the gzipped size of their JavaScript.
 # Options: --runs N (default 15). See bench/web/run.ts; results in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

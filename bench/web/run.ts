@@ -1,6 +1,6 @@
 /*
- * npm run bench:web — first contentful paint of the portal's pages in Chromium on loopback,
- * and the gzipped size of the portal's JavaScript (issue 14's budgets: FCP ≤ 300 ms, JS ≤ 60 KB
+ * npm run bench:web — first contentful paint of the portal's and the admin console's pages in
+ * Chromium on loopback, and the gzipped size of their JavaScript (issue 14's budgets: FCP ≤ 300 ms, JS ≤ 60 KB
  * gzipped). The server is HackStream's gateway + control in this process (test/helpers/api.ts,
  * the production code paths, embedded store); Chromium is Debian's, driven by playwright-core,
  * a fresh browser context (no cache, no cookies) per load. Every response is `no-store`, so
@@ -11,7 +11,7 @@
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 import { bundle } from '../../core/web/bundle.js';
-import { startApi } from '../../test/helpers/api.js';
+import { ADMIN, startApi } from '../../test/helpers/api.js';
 import { PUBLIC_HOST } from '../../test/helpers/gateway.js';
 import { launchChromium } from '../../test/helpers/portal.js';
 import type { BrowserContext, Page } from 'playwright-core';
@@ -44,13 +44,16 @@ interface PageCase {
   path: string;
   /** What shows once the page has rendered its content. */
   ready: string;
-  signedIn: boolean;
+  /** Who is signed in for the load (none: signed out). */
+  as: 'user' | 'admin' | 'none';
 }
 
 const CASES: PageCase[] = [
-  { name: 'sign-in (`/`, signed out)', path: '/', ready: '#username', signedIn: false },
-  { name: 'sessions list (`/`, signed in)', path: '/', ready: '#sign-out', signedIn: true },
-  { name: 'session tab (`/xpra/session.html`, xpra’s client scripts)', path: '/xpra/session.html#00000000-0000-4000-8000-000000000000', ready: '#hs-status', signedIn: true },
+  { name: 'sign-in (`/`, signed out)', path: '/', ready: '#username', as: 'none' },
+  { name: 'sessions list (`/`, signed in)', path: '/', ready: '#sign-out', as: 'user' },
+  { name: 'session tab (`/xpra/session.html`, xpra’s client scripts)', path: '/xpra/session.html#00000000-0000-4000-8000-000000000000', ready: '#hs-status', as: 'user' },
+  { name: 'console: users (`/admin/users`)', path: '/admin/users', ready: '#users', as: 'admin' },
+  { name: 'console: audit (`/admin/audit`)', path: '/admin/audit', ready: '#audit', as: 'admin' },
 ];
 
 async function main(): Promise<void> {
@@ -59,20 +62,21 @@ async function main(): Promise<void> {
   try {
     await api.createUser(USER.username, USER.password);
     const origin = `https://${PUBLIC_HOST}:${api.port}`;
-    const context = async (signedIn: boolean): Promise<BrowserContext> => {
+    const context = async (as: PageCase['as']): Promise<BrowserContext> => {
       const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-      if (signedIn) {
+      if (as !== 'none') {
+        const who = as === 'admin' ? ADMIN : USER;
         // From a page of the site (the browser's own cookies and host mapping); not measured.
         const p = await ctx.newPage();
         await p.goto(`${origin}/`);
-        const status = await p.evaluate(`fetch('/web/api/login', { method: 'POST', headers: { 'content-type': 'application/json', 'x-hackstream-csrf': '1' }, body: ${JSON.stringify(JSON.stringify(USER))} }).then((r) => r.status)`);
+        const status = await p.evaluate(`fetch('/web/api/login', { method: 'POST', headers: { 'content-type': 'application/json', 'x-hackstream-csrf': '1' }, body: ${JSON.stringify(JSON.stringify(who))} }).then((r) => r.status)`);
         if (status !== 204) throw new Error(`sign-in: ${String(status)}`);
         await p.close();
       }
       return ctx;
     };
     // The first page after start bundles the front end (esbuild, in memory): a warm-up load, not counted.
-    const warm = await context(true);
+    const warm = await context('user');
     const w = await warm.newPage();
     const t0 = Date.now();
     await w.goto(`${origin}/`);
@@ -84,7 +88,7 @@ async function main(): Promise<void> {
     for (const c of CASES) {
       const samples: number[] = [];
       for (let i = 0; i < RUNS; i++) {
-        const ctx = await context(c.signedIn);
+        const ctx = await context(c.as);
         const p = await ctx.newPage();
         await p.goto(`${origin}${c.path}`);
         await p.waitForSelector(c.ready);
@@ -94,7 +98,7 @@ async function main(): Promise<void> {
       samples.sort((a, b) => a - b);
       rows.push(`| ${c.name} | ${RUNS} | ${quantile(samples, 0.5).toFixed(0)} | ${quantile(samples, 0.95).toFixed(0)} | ${samples[0]!.toFixed(0)}–${samples.at(-1)!.toFixed(0)} |`);
     }
-    const [portal, open] = await Promise.all([bundle('portal'), bundle('xpra-open')]);
+    const [portal, open, admin] = await Promise.all([bundle('portal'), bundle('xpra-open'), bundle('admin')]);
     const out = [
       `HackStream web bench: ${RUNS} loads per page, Chromium ${browser.version()}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}`,
       '',
@@ -106,7 +110,8 @@ async function main(): Promise<void> {
       '| --- | --- | --- |',
       `| /assets/portal.js | ${Buffer.byteLength(portal.js)} | ${portal.gzipBytes} |`,
       `| /assets/xpra-open.js | ${Buffer.byteLength(open.js)} | ${open.gzipBytes} |`,
-      `| both (budget 60 KB = 61 440) | ${Buffer.byteLength(portal.js) + Buffer.byteLength(open.js)} | ${portal.gzipBytes + open.gzipBytes} |`,
+      `| /admin/assets/admin.js | ${Buffer.byteLength(admin.js)} | ${admin.gzipBytes} |`,
+      `| all three (budget 60 KB = 61 440) | ${Buffer.byteLength(portal.js) + Buffer.byteLength(open.js) + Buffer.byteLength(admin.js)} | ${portal.gzipBytes + open.gzipBytes + admin.gzipBytes} |`,
       '',
       `First load after start (bundling included, not in the table): ${firstLoadMs} ms to the signed-in list.`,
     ];

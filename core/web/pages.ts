@@ -78,6 +78,8 @@ const XPRA_SCRIPTS = [
  * The page that shows one session with xpra's HTML5 client. It lives under /xpra/ because the
  * client starts its workers by relative URLs (js/Protocol.js). The session id is in the
  * fragment; the connect token is fetched by /assets/xpra-open.js and never enters a URL.
+ * Every script is `defer` (run in order once the document is parsed): the status line paints
+ * without waiting for xpra's megabyte of scripts.
  */
 export const XPRA_HTML = `<!doctype html>
 <html lang="en">
@@ -87,7 +89,7 @@ export const XPRA_HTML = `<!doctype html>
 <link rel="stylesheet" href="css/client.css">
 <link rel="stylesheet" href="css/spinner.css">
 <link rel="stylesheet" href="/assets/xpra-page.css">
-${XPRA_SCRIPTS.map((s) => `<script src="${s}"></script>`).join('\n')}
+${XPRA_SCRIPTS.map((s) => `<script defer src="${s}"></script>`).join('\n')}
 </head>
 <body>
 <div id="dpi"></div>
@@ -95,7 +97,7 @@ ${XPRA_SCRIPTS.map((s) => `<script src="${s}"></script>`).join('\n')}
 <div id="screen">
 <div id="float_menu"><ul id="menu_list"><li><ul id="startmenu"></ul></li></ul><ul id="open_windows_list"></ul><div id="float_tray"></div></div>
 </div>
-<script src="/assets/xpra-open.js"></script>
+<script defer src="/assets/xpra-open.js"></script>
 </body>
 </html>
 `;

@@ -26,6 +26,9 @@ const PAGE = readFileSync(join(import.meta.dirname, '../fixtures/e2e/page.html')
 const MAGENTA: Rgb = { r: 255, g: 0, b: 255 };
 const CYAN: Rgb = { r: 0, g: 255, b: 255 };
 const ORANGE: Rgb = { r: 255, g: 128, b: 0 };
+const YELLOW: Rgb = { r: 255, g: 255, b: 0 };
+// #field is 520×72 inside a 4 px border: most of it is a yellow nothing else on the page has.
+const FIELD_PIXELS = 20_000;
 const TYPED = 'typed 9035';
 const PASTED = 'pasted 5521';
 // #block is 560×220; JPEG smears its edges: half of it is a block no other page shows.
@@ -248,17 +251,25 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
     const block = await colourIn(tab, MAGENTA, BLOCK_PIXELS, 'before-click', shotPath);
     const at = centre(block);
     await tab.mouse.click(at.x, at.y);
-    await colourIn(tab, CYAN, BLOCK_PIXELS, 'clicked-block-cyan', shotPath);
+    const cyan = await colourIn(tab, CYAN, BLOCK_PIXELS, 'clicked-block-cyan', shotPath);
     await until(async () => (page.hits.some((h) => h.path === '/event/clicked') ? true : undefined), 30_000, 'the page did not report the click');
-    // Keys: Tab moves Firefox's focus to the page's text field, then the typed text shows on the
-    // orange band and the page reports it. (The field is not clicked: docs/web.md, "Keyboard
-    // and clipboard in the tab", on where xpra 3.1's HTML5 client puts clicks lower down.)
-    await tab.keyboard.press('Tab');
+    // Keys: a click on the page's (yellow) text field focuses it, then the typed text shows on
+    // the orange band and the page reports it. The field is looked for below the block (JPEG's
+    // fringes of the block would stretch a box over the whole tab).
+    const below = cyan.y + cyan.height;
+    const field = await colourIn(tab, YELLOW, FIELD_PIXELS, 'text-field', shotPath, 90_000, { x: 0, y: below, width: 1280, height: 800 - below });
+    const clicks = page.hits.filter((h) => h.path === '/event/clicked').length;
+    const f = centre(field);
+    await tab.mouse.click(f.x, f.y);
+    await until(async () => (page.hits.some((h) => h.path === '/event/focused') ? true : undefined), 30_000, 'the click did not focus the field').catch((err: Error) => {
+      throw new Error(`${err.message}; the page saw ${page.hits.filter((h) => h.path.startsWith('/event/')).map((h) => h.path).join(' ')} (clicked at ${f.x},${f.y})`);
+    });
     await tab.keyboard.type(TYPED, { delay: 60 });
     const typed = () => page.hits.filter((h) => h.path.startsWith('/event/typed?value=')).map((h) => decodeURIComponent(h.path.slice('/event/typed?value='.length)));
     await until(async () => (typed().includes(TYPED) ? true : undefined), 30_000, 'the typed text did not reach the page').catch((err: Error) => {
       throw new Error(`${err.message}; the page saw ${JSON.stringify(typed())}`);
     });
+    assert.equal(page.hits.filter((h) => h.path === '/event/clicked').length, clicks, 'the click on the field did not land on the block above it');
     await colourIn(tab, ORANGE, 30_000, 'typed-text-on-orange', shotPath);
     // Remote → local: Firefox copies the field's text; xpra sends it to the tab, whose client
     // writes it to the browser's clipboard (the context has the clipboard permissions).

@@ -10,17 +10,19 @@ import { Screenshot, until, type Box, type Rgb } from './display.js';
 export const TOLERANCE = 48;
 
 /**
- * Polls the tab's screenshots until `colour` covers at least `minCount` pixels; saves the one
- * that showed it (or the last, as FAILED-…, when it never did) at `save(name)`.
+ * Polls the tab's screenshots until `colour` covers at least `minCount` pixels (inside `within`
+ * when given); saves the one that showed it (or the last, as FAILED-…, when it never did) at
+ * `save(name)`. The box bounds every matching pixel: JPEG fringes elsewhere widen it, so look
+ * for a colour only where it can be.
  */
-export async function colourIn(tab: Page, colour: Rgb, minCount: number, what: string, save: (name: string) => string, ms = 90_000): Promise<Box> {
+export async function colourIn(tab: Page, colour: Rgb, minCount: number, what: string, save: (name: string) => string, ms = 90_000, within?: Omit<Box, 'count'>): Promise<Box> {
   let last: Buffer | undefined;
   const name = what.replace(/[^a-z0-9]+/gi, '-');
   try {
     const { buf, box } = await until(async () => {
       const b = await tab.screenshot();
       last = b;
-      const found = new Screenshot(PNG.sync.read(b)).find(colour, { tolerance: TOLERANCE, minCount });
+      const found = new Screenshot(PNG.sync.read(b)).find(colour, { tolerance: TOLERANCE, minCount, ...(within ? { within } : {}) });
       return found ? { buf: b, box: found } : undefined;
     }, ms, `${what} did not show in the tab`);
     new Screenshot(PNG.sync.read(buf)).save(save(name));
