@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { until, type Rgb } from '../helpers/display.js';
+import { startXvfb, until, type Rgb } from '../helpers/display.js';
+import { configureAndLogin, spawnCli } from '../helpers/cli.js';
 import { hostAddress, servePage, startServer, type PageServer, type ServerProcess } from '../helpers/e2e.js';
 import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { cleanupSessions, containersOf, docker, testSessions } from '../helpers/sessions.js';
@@ -348,6 +349,35 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
       assert.equal(own, 'open');
     } finally {
       await bob.close();
+    }
+  });
+
+  it('after the tab, the CLI attaches to the same session; the user then stops it from the portal: the container is gone', { timeout: 240_000 }, async () => {
+    assert.ok(state.id);
+    const id = state.id;
+    const display = await startXvfb();
+    const home = scratch();
+    try {
+      await configureAndLogin(server, USER, home);
+      const cli = spawnCli(['attach', id], { home, env: { DISPLAY: display.name } });
+      try {
+        await until(async () => ((await sessionState(id)) === 'connected' ? true : undefined), 90_000, 'the CLI did not attach').catch((err: Error) => {
+          throw new Error(`${err.message}; CLI: ${cli.stderr().slice(-1500)}`);
+        });
+        const c = await theContainer();
+        assert.equal(c.Id, state.containerId, 'the CLI is in the same container the tab showed');
+        await portal.bringToFront();
+        await portal.reload();
+        await portal.click(`tr[data-session="${id}"] button.stop`);
+        await portal.waitForSelector(`tr[data-session="${id}"]`, { state: 'detached', timeout: 60_000 });
+        await until(async () => ((await containersOf(sessions.instanceId)).some((x) => x.Id === state.containerId) ? undefined : true), 60_000, 'the container is still there');
+        await cli.exited(60_000); // the stopped session ends the attached CLI too
+        await portal.screenshot({ path: shotPath('stopped-from-portal') });
+      } finally {
+        cli.kill();
+      }
+    } finally {
+      display.close();
     }
   });
 
