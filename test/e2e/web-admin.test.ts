@@ -182,7 +182,8 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
     await admin.focus(`tr[data-user="${NEW.username}"] button.edit`);
     await admin.keyboard.press('Enter');
     await admin.waitForSelector('#edit-user');
-    assert.equal(await admin.evaluate('document.activeElement.id'), 'edit-title', 'focus moves to the editor');
+    // The editor takes the focus in an effect, after it has painted: wait for it.
+    await until(async () => ((await admin.evaluate('document.activeElement.id')) === 'edit-title' ? true : undefined), 10_000, 'focus did not move to the editor');
     await admin.keyboard.press('Tab'); // role
     await admin.keyboard.press('Tab'); // save role
     await admin.keyboard.press('Tab');
@@ -311,11 +312,15 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
     const target = (stored.json as { items: { target: string }[] }).items[0]?.target ?? '';
     assert.ok(target.includes('<script>') && target.includes('\\u202e'), `stored escaped, markup kept as text: ${target}`);
     for (const [action, cell] of [['authn_login_fail', 'td.target'], ['user_updated', 'td.details']] as const) {
-      await admin.fill('#filter-user', '');
-      await admin.fill('#filter-from', '');
-      await admin.fill('#filter-to', '');
+      // A fresh audit page (no filter left from the test before), then only the action; the
+      // answer to that very query is waited for before the rows are read.
+      await admin.goto(`${origin()}/admin/audit`);
+      await admin.waitForSelector('#audit');
       await admin.fill('#filter-action', action);
-      await admin.click('#apply');
+      await Promise.all([
+        admin.waitForResponse((r) => r.url().includes('/web/api/admin/audit?') && r.url().includes(`action=${action}`), { timeout: 30_000 }),
+        admin.click('#apply'),
+      ]);
       await until(async () => ((await admin.locator(`#audit ${cell}`).first().textContent())?.includes('<script>alert(1)</script>') ? true : undefined), 10_000, `the hostile ${action} row did not show`);
     }
     const unlocked = await apiCall(server, 'GET', '/v1/audit?action=user_updated&limit=1', { token: adminToken });

@@ -77,7 +77,12 @@ export function AuditPage() {
     void load(filters);
     call<{ items: UserView[] }>('GET', '/admin/users').then((r) => setNames(new Map(r.items.map((u) => [u.id, u.username]))), () => undefined);
   }, []);
-  const field = (k: keyof Filters) => (e: Event) => setFilters({ ...filters, [k]: valueOf(e) });
+  // An updater, not the render's \`filters\`: fields typed in quick succession (before a render)
+  // would otherwise each start from the same stale filters and undo one another.
+  const field = (k: keyof Filters) => (e: Event) => {
+    const v = valueOf(e);
+    setFilters((f) => ({ ...f, [k]: v }));
+  };
   const who = (id: string | null) => (id === null ? '' : names.get(id) ?? id);
   return html`<${Chain} />
     <section class="card" aria-labelledby="filter-title"><h2 id="filter-title">Filter</h2>

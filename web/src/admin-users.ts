@@ -80,7 +80,7 @@ function EditUser(props: { user: UserView; onDone: (msg: string) => void; onClos
     </form>
     <form id="quota-form" onSubmit=${(e: Event) => { e.preventDefault(); saveQuota(); }}>
       <fieldset><legend>Quota override (empty: the role's default)</legend>
-      <div class="grid">${QUOTA_FIELDS.map((f) => html`<label>${QUOTA_LABELS[f]}<input id=${`quota-${f}`} inputmode="decimal" value=${quota[f]} onInput=${(e: Event) => setQuota({ ...quota, [f]: valueOf(e) })} /></label>`)}</div>
+      <div class="grid">${QUOTA_FIELDS.map((f) => html`<label>${QUOTA_LABELS[f]}<input id=${`quota-${f}`} inputmode="decimal" value=${quota[f]} onInput=${(e: Event) => { const v = valueOf(e); setQuota((q) => ({ ...q, [f]: v })); }} /></label>`)}</div>
       </fieldset>
       <button type="submit" id="save-quota">Save quota</button>
     </form>
