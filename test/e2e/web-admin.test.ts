@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { gotoPage } from '../helpers/portal.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -59,7 +60,7 @@ async function signIn(ctx: BrowserContext, who: { username: string; password: st
     dialogs.push(d.message());
     void d.dismiss();
   });
-  await p.goto(`${origin()}/`);
+  await gotoPage(p, `${origin()}/`);
   await p.fill('#username', who.username);
   await p.fill('#password', who.password);
   await p.click('#sign-in');
@@ -131,7 +132,7 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
     try {
       const p = await signIn(ctx, PLAIN);
       for (const path of ['/admin', '/admin/users', '/admin/capacity', '/admin/assets/admin.js']) {
-        const res = await p.goto(`${origin()}${path}`);
+        const res = await gotoPage(p, `${origin()}${path}`);
         assert.equal(res?.status(), 404, `${path} by page`);
       }
       const api = (await p.evaluate(`Promise.all([
@@ -153,7 +154,7 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
   it('an admin signs in and creates a user with the keyboard alone; a POST without the CSRF header is refused', async () => {
     adminCtx = await newContext();
     admin = await signIn(adminCtx, { username: 'admin', password: server.adminPassword });
-    const res = await admin.goto(`${origin()}/admin`);
+    const res = await gotoPage(admin, `${origin()}/admin`);
     assert.equal(res?.status(), 200);
     const csp = res?.headers()['content-security-policy'] ?? '';
     assert.match(csp, /frame-ancestors 'none'/);
@@ -314,7 +315,7 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
     for (const [action, cell] of [['authn_login_fail', 'td.target'], ['user_updated', 'td.details']] as const) {
       // A fresh audit page (no filter left from the test before), then only the action; the
       // answer to that very query is waited for before the rows are read.
-      await admin.goto(`${origin()}/admin/audit`);
+      await gotoPage(admin, `${origin()}/admin/audit`);
       await admin.waitForSelector('#audit');
       await admin.fill('#filter-action', action);
       await Promise.all([

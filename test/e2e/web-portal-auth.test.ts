@@ -10,7 +10,7 @@ import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { midStep, oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
 import { startOp, type TestOp } from '../helpers/oidc-op.js';
-import { axeSerious, launchChromium, tabTo } from '../helpers/portal.js';
+import { axeSerious, gotoPage, launchChromium, tabTo } from '../helpers/portal.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 /*
@@ -73,7 +73,7 @@ function newContext(): Promise<BrowserContext> {
 /** Signs in with the keyboard only: Tab to each field, type, Enter. */
 async function keyboardSignIn(ctx: BrowserContext, who: { username: string; password: string }): Promise<Page> {
   const p = await ctx.newPage();
-  await p.goto(`${origin}/`);
+  await gotoPage(p, `${origin}/`);
   await p.waitForSelector('#username');
   await tabTo(p, '#username');
   await p.keyboard.type(who.username);
@@ -106,7 +106,7 @@ describe('the portal: SSO, sign-out, quota (real Chromium, real OpenID provider)
     const ctx = await newContext();
     try {
       const p = await ctx.newPage();
-      await p.goto(`${origin}/`);
+      await gotoPage(p, `${origin}/`);
       const link = p.locator('a.sso-link[data-flow="op"]');
       await link.waitFor();
       assert.equal((await link.textContent())?.trim(), 'Test SSO');
@@ -122,7 +122,7 @@ describe('the portal: SSO, sign-out, quota (real Chromium, real OpenID provider)
     const ctx = await newContext();
     try {
       const p = await ctx.newPage();
-      await p.goto(`${origin}/`);
+      await gotoPage(p, `${origin}/`);
       await p.click('a.sso-link[data-flow="op"]');
       // oidc-provider's own login page, then its consent page.
       await p.waitForURL((u) => u.origin === op.issuer);
@@ -158,7 +158,7 @@ describe('the portal: SSO, sign-out, quota (real Chromium, real OpenID provider)
       const p = await ctx.newPage();
       const urls: string[] = [];
       p.on('framenavigated', (f) => urls.push(f.url()));
-      await p.goto(`${origin}/`);
+      await gotoPage(p, `${origin}/`);
       await p.click('a.sso-link[data-flow="op"]');
       await p.waitForURL((u) => u.origin === op.issuer);
       await atProvider(p, 'sso1');
@@ -183,10 +183,10 @@ describe('the portal: SSO, sign-out, quota (real Chromium, real OpenID provider)
     try {
       const p = await ctx.newPage();
       // Begin in this browser (the state cookie is set), then come back with another state.
-      await p.goto(`${origin}/`);
+      await gotoPage(p, `${origin}/`);
       assert.equal(await p.evaluate(`fetch('/web/sso/op', { redirect: 'manual' }).then((r) => r.type)`), 'opaqueredirect');
       assert.ok((await ctx.cookies(origin)).some((c) => c.name === '__Host-hs_sso'));
-      const r = await p.goto(`${origin}/v1/auth/flows/op/callback?state=${'A'.repeat(43)}&code=x`);
+      const r = await gotoPage(p, `${origin}/v1/auth/flows/op/callback?state=${'A'.repeat(43)}&code=x`);
       assert.equal(r?.status(), 400);
       assert.equal(((await r?.json()) as { error: { code: string } }).error.code, 'AUTH_FLOW_STATE_INVALID');
       assert.equal((await ctx.cookies(origin)).find((c) => c.name === '__Host-hs_at'), undefined);

@@ -11,7 +11,7 @@ import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { cleanupSessions, containersOf, docker, testSessions } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
 import { apiCall } from '../helpers/web.js';
-import { axeSerious, launchChromium, tabTo } from '../helpers/portal.js';
+import { axeSerious, gotoPage, launchChromium, tabTo } from '../helpers/portal.js';
 import { centre, clientClipboard, clientSettings, colourIn, localClipboard } from '../helpers/xpra-tab.js';
 
 /*
@@ -67,7 +67,7 @@ async function newContext(): Promise<BrowserContext> {
 
 async function signIn(ctx: BrowserContext, who: { username: string; password: string }): Promise<Page> {
   const p = await ctx.newPage();
-  await p.goto(`${origin()}/`);
+  await gotoPage(p, `${origin()}/`);
   await p.fill('#username', who.username);
   await p.fill('#password', who.password);
   await p.click('#sign-in');
@@ -300,7 +300,7 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
       // By page: not in the portal's list; the session tab, opened by its URL, says not found.
       assert.equal(await p.locator(`tr[data-session="${id}"]`).count(), 0);
       const tab = await bob.newPage();
-      await tab.goto(`${origin()}/xpra/session.html#${id}`);
+      await gotoPage(tab, `${origin()}/xpra/session.html#${id}`);
       await tab.waitForSelector('#hs-status[data-state="closed"]');
       assert.equal((await tab.textContent('#hs-status'))?.trim(), 'Cannot open: no such session');
       await tab.screenshot({ path: shotPath('other-user-tab-not-found') });

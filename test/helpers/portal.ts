@@ -1,5 +1,5 @@
 import axe from 'axe-core';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Response } from 'playwright-core';
 import { PUBLIC_HOST } from './gateway.js';
 
 /** Debian's chromium through playwright-core: no sandbox (CI containers), no background traffic, a fresh profile. */
@@ -37,4 +37,18 @@ export async function tabTo(page: Page, selector: string, max = 30): Promise<voi
     await page.keyboard.press('Tab');
   }
   throw new Error(`${selector} never got the focus by Tab`);
+}
+
+/**
+ * page.goto, tried again when Chromium aborts it with ERR_NETWORK_CHANGED: other tests' Docker
+ * networks coming and going on the host make Chromium drop loads in flight. At most 4 tries.
+ */
+export async function gotoPage(page: Page, url: string): Promise<Response | null> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url);
+    } catch (err) {
+      if (attempt >= 4 || !(err instanceof Error) || !err.message.includes('ERR_NETWORK_CHANGED')) throw err;
+    }
+  }
 }
