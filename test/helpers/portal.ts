@@ -40,15 +40,18 @@ export async function tabTo(page: Page, selector: string, max = 30): Promise<voi
 }
 
 /**
- * page.goto, tried again when Chromium aborts it with ERR_NETWORK_CHANGED: other tests' Docker
- * networks coming and going on the host make Chromium drop loads in flight. At most 4 tries.
+ * page.goto, tried again when Chromium aborts it because the host's network changed: other
+ * tests' Docker networks coming and going make Chromium drop loads in flight, either as
+ * ERR_NETWORK_CHANGED or by replacing the navigation with its error page (chrome-error://).
+ * At most 4 tries.
  */
 export async function gotoPage(page: Page, url: string): Promise<Response | null> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await page.goto(url);
     } catch (err) {
-      if (attempt >= 4 || !(err instanceof Error) || !err.message.includes('ERR_NETWORK_CHANGED')) throw err;
+      const changed = err instanceof Error && (err.message.includes('ERR_NETWORK_CHANGED') || err.message.includes('chrome-error://'));
+      if (attempt >= 4 || !changed) throw err;
     }
   }
 }
