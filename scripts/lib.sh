@@ -123,11 +123,35 @@ ensure_docker() {
     return 1
   fi
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io || return 1
+  # A dockerd that was killed leaves its pid file behind, and a new one refuses to start while it
+  # is there. Keep it only while it names a live dockerd (one still starting up is waited for).
+  local pidfile=/var/run/docker.pid pid
+  if [ -f "$pidfile" ]; then
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
+      log "dockerd (pid $pid) is running but does not answer yet; waiting for it…"
+      wait_for_docker "$pid"
+      return
+    fi
+    log "removing a stale $pidfile (pid ${pid:-none} is not a running dockerd)"
+    rm -f "$pidfile"
+  fi
   log "starting dockerd (log: /var/log/hackstream-dockerd.log)…"
   setsid dockerd >>/var/log/hackstream-dockerd.log 2>&1 </dev/null &
+  wait_for_docker "$!"
+}
+
+# Waits up to 60 s for the Docker engine to answer on its socket; gives up at once when the
+# dockerd process (pid $1) has exited.
+wait_for_docker() {
   local i
   for ((i = 0; i < 120; i++)); do
     if [ -S /var/run/docker.sock ] && docker info >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$1" 2>/dev/null; then
+      log "dockerd exited before it answered; see /var/log/hackstream-dockerd.log"
+      tail -20 /var/log/hackstream-dockerd.log >&2 || true
+      return 1
+    fi
     sleep 0.5
   done
   log "dockerd did not come up within 60 s; see /var/log/hackstream-dockerd.log"
