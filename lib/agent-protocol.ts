@@ -258,12 +258,14 @@ export type ProfileUsage = z.output<typeof profileUsageSchema>;
 
 /**
  * What xpra says of a session's clients: how many are attached, and the seconds since the
- * most recent input (keyboard, pointer) of any of them; null when none is attached.
+ * most recent input (keyboard, pointer) of any of them (null when none is attached); and how
+ * many connect tokens the session has accepted so far.
  */
 export const sessionActivitySchema = z
   .object({
     clients: z.number().int().min(0).max(1000),
     idleSeconds: z.number().int().min(0).max(10 * 365 * 86_400).nullable(),
+    tokensSpent: z.number().int().min(0).max(10_000_000),
   })
   .strict();
 

@@ -60,6 +60,12 @@ export const connectTokensIssued = new Counter({
   registers,
 });
 
+export const connectTokensRedeemed = new Counter({
+  name: 'hackstream_connect_tokens_redeemed_total',
+  help: "Connect tokens a session's xpra accepted, counted when control next reads the session's activity (attach checks, idle probes).",
+  registers,
+});
+
 export const attaches = new Counter({
   name: 'hackstream_session_attaches_total',
   help: 'Sessions that became connected (a client attached and stayed: a connect token was redeemed, or a browser relay opened).',

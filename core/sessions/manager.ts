@@ -18,6 +18,7 @@ import { ConnectTokens } from './connect-tokens.js';
 import { Launcher } from './launcher.js';
 import { SessionPool } from './pool.js';
 import { RuntimePreparation } from './preparation.js';
+import { RedeemedTokens } from './redeemed-tokens.js';
 import { Reaper } from './reaper.js';
 import { Reconciler } from './reconciler.js';
 import type { SessionRuntime } from './runtime.js';
@@ -77,7 +78,9 @@ export class SessionManager {
     this.pool = new SessionPool(this.t, { config, instanceId, dataSource, runtime, certs: deps.certs, prep: this.prep });
     this.launcher = new Launcher(this.t, this.pool, { config, instanceId, quotas: deps.quotas, audit: deps.audit, certs: deps.certs, prep: this.prep, prepareProfile: (user, log) => preparePersistentProfile(deps, user, log) });
     this.tokens = new ConnectTokens({ config, publicHost: deps.publicHost, connectPort: deps.connectPort, kv: deps.kv, runtime, routes: deps.routes, audit: deps.audit, caPem: deps.certs.caPem });
-    const activity = runtime.activity ? { activity: runtime.activity.bind(runtime) } : undefined;
+    const redeemed = new RedeemedTokens();
+    const read = runtime.activity?.bind(runtime);
+    const activity = read ? { activity: async (containerId: string) => redeemed.observe(containerId, await read(containerId)) } : undefined;
     this.attach = new AttachTracker(this.t, deps.tunnels, activity);
     this.reaper = new Reaper(this.t, this.pool, { instanceId, dataSource, sweepIntervalMs: config.sweepIntervalMs, ...(activity ? { activity } : {}) });
     this.reconciler = new Reconciler(this.t, this.pool, this.attach, {

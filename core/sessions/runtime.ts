@@ -81,6 +81,8 @@ export interface SessionActivity {
   clients: number;
   /** Seconds since the latest keyboard or pointer input of any attached client; null with none attached. */
   idleSeconds: number | null;
+  /** Connect tokens the session's xpra has accepted since it started (each one once). */
+  tokensSpent: number;
 }
 
 export interface SessionRuntime {

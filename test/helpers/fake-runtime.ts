@@ -84,7 +84,7 @@ export class FakeRuntime implements SessionRuntime {
       limits: spec.limits,
       claimedBy: null,
       tokens: [],
-      activity: { clients: 0, idleSeconds: null },
+      activity: { clients: 0, idleSeconds: null, tokensSpent: 0 },
     };
     this.containers.set(c.containerId, c);
     return this.view(c);
@@ -155,7 +155,7 @@ export class FakeRuntime implements SessionRuntime {
       limits: { memoryMb: 256, cpus: 1, pids: 64 },
       claimedBy: null,
       tokens: [],
-      activity: { clients: 0, idleSeconds: null },
+      activity: { clients: 0, idleSeconds: null, tokensSpent: 0 },
     };
     this.containers.set(c.containerId, c);
     return c;

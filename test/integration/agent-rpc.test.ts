@@ -153,7 +153,7 @@ describe('agent RPC (real socket, engine, image, audit table)', () => {
     assert.equal(c.pooled, true);
     assert.ok(c.upstream && net.isIPv4(c.upstream.host));
     assert.ok((await client.list()).some((x) => x.containerId === c.containerId && x.running));
-    assert.deepEqual(await client.activity(c.containerId), { clients: 0, idleSeconds: null }, 'xpra answers activity: nobody attached');
+    assert.deepEqual(await client.activity(c.containerId), { clients: 0, idleSeconds: null, tokensSpent: 0 }, 'xpra answers activity: nobody attached');
     const hash = createHash('sha256').update('a connect token').digest('hex');
     await client.allowToken(c.containerId, hash, new Date(Date.now() + 30_000));
     await client.claim(c.containerId, 'user-2', 'https://example.org/', { memoryMb: 768, cpus: 1, pids: 200 });

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { startXvfb } from '../helpers/display.js';
 import { tlsConnect } from '../helpers/net.js';
-import { launch, testSessions, useSessionsApi } from '../helpers/sessions.js';
+import { launch, target, testSessions, useSessionsApi, waitForSession } from '../helpers/sessions.js';
+import { xpraAttach } from '../helpers/xpra-attach.js';
 
 /*
  * The metrics of a real launch (agent, Docker, the session image) read from GET /v1/metrics:
  * the launch histogram (cold), sessions by state, the host's containers, the connect token,
- * the agent's create call, and a tunnel through the real edge (open, bytes each way).
+ * the agent's create call, a tunnel through the real edge (open, bytes each way), and a real
+ * xpra client that logs in with the launch's token (redeemed once, one attach).
  */
 
 describe('metrics of a real session', () => {
@@ -23,7 +26,7 @@ describe('metrics of a real session', () => {
   }
   const get = (s: Map<string, number>, key: string) => s.get(key) ?? 0;
 
-  it('a cold launch, its tunnel and its stop show in the metrics', async () => {
+  it('a cold launch, its tunnel, its client and its stop show in the metrics', { timeout: 180_000 }, async () => {
     const { api } = ctx;
     const token = await api.adminToken();
     const before = await samples();
@@ -48,6 +51,22 @@ describe('metrics of a real session', () => {
       assert.ok(get(open, 'hackstream_gateway_tunnel_bytes_total{direction="downstream"}') > get(before, 'hackstream_gateway_tunnel_bytes_total{direction="downstream"}'), "xpra's certificate came down");
     } finally {
       tunnel.destroy();
+    }
+
+    // The token is spent inside the container; control counts it when it checks the attach.
+    const display = await startXvfb();
+    const client = xpraAttach(target(api, session.connect), display.name);
+    try {
+      await waitForSession(api, token, session.session_id, (v) => {
+        assert.ok(!client.exited(), `the client exited: ${client.output()}`);
+        return v.state === 'connected';
+      }, 60_000);
+      const attached = await samples();
+      assert.equal(get(attached, 'hackstream_connect_tokens_redeemed_total') - get(before, 'hackstream_connect_tokens_redeemed_total'), 1);
+      assert.equal(get(attached, 'hackstream_session_attaches_total') - get(before, 'hackstream_session_attaches_total'), 1);
+    } finally {
+      client.close();
+      display.close();
     }
 
     const stopped = await api.request('POST', `/v1/sessions/${session.session_id}/stop`, { token });

@@ -84,14 +84,26 @@ describe('metrics: sessions counters (FakeRuntime, real store)', () => {
     });
   }
 
-  it('a client that attaches (a tunnel open, xpra reports it logged in) counts one attach', async () => {
+  it('a client that attaches (a tunnel open, xpra reports it logged in) counts one attach and its token once', async () => {
     s = await startFakeSessions();
     const before = await value('hackstream_session_attaches_total');
+    const redeemed = await value('hackstream_connect_tokens_redeemed_total');
     const { session, connect } = await s.manager.create(s.user, LAUNCH);
-    s.runtime.bySession(session.session_id)!.activity = { clients: 1, idleSeconds: 0 };
+    const container = s.runtime.bySession(session.session_id)!;
+    container.activity = { clients: 1, idleSeconds: 0, tokensSpent: 1 };
     s.tunnels.set(connect.sni, 1);
     await s.event((e) => e.sessionId === session.session_id && e.type === 'connected');
     assert.equal(await value('hackstream_session_attaches_total'), before + 1);
+    assert.equal(await value('hackstream_connect_tokens_redeemed_total'), redeemed + 1);
+
+    // The client leaves; a second one attaches with a new token: one more, not the running total again.
+    container.activity = { clients: 0, idleSeconds: null, tokensSpent: 1 };
+    s.tunnels.set(connect.sni, 0);
+    await s.event((e) => e.sessionId === session.session_id && e.type === 'idle');
+    container.activity = { clients: 1, idleSeconds: 0, tokensSpent: 2 };
+    s.tunnels.set(connect.sni, 1);
+    await s.until('connected a second time', () => (s!.events.filter((e) => e.sessionId === session.session_id && e.type === 'connected').length === 2 ? true : undefined));
+    assert.equal(await value('hackstream_connect_tokens_redeemed_total'), redeemed + 2);
   });
 });
 

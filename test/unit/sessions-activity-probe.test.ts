@@ -20,7 +20,7 @@ describe('ActivityProbe', () => {
         most = Math.max(most, inFlight);
         await new Promise((r) => setImmediate(r));
         inFlight--;
-        return { clients: 1, idleSeconds: id === 'c3' || id === 'c7' ? 61 : 1 };
+        return { clients: 1, idleSeconds: id === 'c3' || id === 'c7' ? 61 : 1, tokensSpent: 0 };
       },
     };
     const idle = await new ActivityProbe(source, silentLogger(), 4).inputIdle(targets(10));
@@ -37,7 +37,7 @@ describe('ActivityProbe', () => {
       async activity(id: string): Promise<SessionActivity> {
         asked.push(id);
         if (id === 'c0') throw new Error('xpra info timed out');
-        return { clients: 0, idleSeconds: null };
+        return { clients: 0, idleSeconds: null, tokensSpent: 0 };
       },
     };
     const probe = new ActivityProbe(source, silentLogger());
@@ -48,7 +48,7 @@ describe('ActivityProbe', () => {
 
   it('a client idle x of T seconds is not asked again before T − x seconds pass', async () => {
     let asks = 0;
-    const probe = new ActivityProbe({ activity: async () => (asks++, { clients: 1, idleSeconds: 50 }) }, silentLogger());
+    const probe = new ActivityProbe({ activity: async () => (asks++, { clients: 1, idleSeconds: 50, tokensSpent: 0 }) }, silentLogger());
     const [t] = targets(1, 60);
     await probe.inputIdle([t!], 0);
     await probe.inputIdle([t!], 9_999);

@@ -25,7 +25,7 @@ describe('reaper: input idleness of connected sessions', () => {
     const { session, connect } = await s!.manager.create(s!.user, LAUNCH);
     const c = s!.runtime.bySession(session.session_id);
     assert.ok(c);
-    c.activity = { clients: 1, idleSeconds: 0 }; // xpra: a client logged in through the tunnel
+    c.activity = { clients: 1, idleSeconds: 0, tokensSpent: 0 }; // xpra: a client logged in through the tunnel
     s!.tunnels.set(connect.sni, 1);
     await s!.event(of(session.session_id, 'connected'));
     return { id: session.session_id, containerId: c.containerId };
@@ -40,7 +40,7 @@ describe('reaper: input idleness of connected sessions', () => {
     const { id, containerId } = await connected();
     const idleTimeoutS = (await s.row(id)).idleTimeoutS;
     assert.ok(idleTimeoutS, 'the session has an idle timeout');
-    runtime.containers.get(containerId)!.activity = { clients: 1, idleSeconds: idleTimeoutS };
+    runtime.containers.get(containerId)!.activity = { clients: 1, idleSeconds: idleTimeoutS, tokensSpent: 0 };
     const stopped = await s.event(of(id, 'stopped'));
     assert.equal(stopped.type === 'stopped' && stopped.reason, 'idle-timeout');
     assert.equal(runtime.bySession(id), undefined, 'the container is removed');
@@ -53,7 +53,7 @@ describe('reaper: input idleness of connected sessions', () => {
     s = await startFakeSessions();
     const { id, containerId } = await connected();
     const atConnect = asks(containerId); // the attach tracker's question: did anyone log in?
-    s.runtime.containers.get(containerId)!.activity = { clients: 1, idleSeconds: 5 };
+    s.runtime.containers.get(containerId)!.activity = { clients: 1, idleSeconds: 5, tokensSpent: 0 };
     await s.until('asked once', () => (asks(containerId) >= atConnect + 1 ? true : undefined));
     const seen = lists();
     // Two reconcile passes (1 s apart) span many reaper sweeps (100 ms apart).
@@ -67,10 +67,10 @@ describe('reaper: input idleness of connected sessions', () => {
     const { id, containerId } = await connected();
     const c = s.runtime.containers.get(containerId)!;
     const idleTimeoutS = (await s.row(id)).idleTimeoutS ?? 0;
-    c.activity = { clients: 0, idleSeconds: null };
+    c.activity = { clients: 0, idleSeconds: null, tokensSpent: 0 };
     await s.until('asked twice', () => (asks(containerId) >= 2 ? true : undefined));
     s.runtime.failing.add('activity');
-    c.activity = { clients: 1, idleSeconds: idleTimeoutS + 1 };
+    c.activity = { clients: 1, idleSeconds: idleTimeoutS + 1, tokensSpent: 0 };
     const before = s.runtime.calls.length;
     await s.until('a failed ask or two', () => (s!.runtime.calls.slice(before).filter((x) => x.method === 'activity').length >= 2 ? true : undefined));
     assert.equal((await s.row(id)).state, 'connected', 'the runtime could not say: the session runs on');

@@ -106,7 +106,7 @@ describe('sessions core with a fake runtime', () => {
   it('connected ⇄ idle follows the tunnels; the reaper stops an idle session after its idle timeout', async () => {
     s = await startFakeSessions();
     const { session, connect } = await s.manager.create(s.user, LAUNCH);
-    s.runtime.bySession(session.session_id)!.activity = { clients: 1, idleSeconds: 0 }; // xpra: a client logged in
+    s.runtime.bySession(session.session_id)!.activity = { clients: 1, idleSeconds: 0, tokensSpent: 0 }; // xpra: a client logged in
     s.tunnels.set(connect.sni, 1);
     await s.event(of(session.session_id, 'connected'));
     assert.equal((await s.row(session.session_id)).idleSince, null);
@@ -127,10 +127,10 @@ describe('sessions core with a fake runtime', () => {
     s.tunnels.set(connect.sni, 1); // a knocker: TLS through to xpra, never a login
     await s.until('xpra asked twice', () => (asks() >= 2 ? true : undefined));
     assert.equal((await s.row(session.session_id)).state, 'ready', 'nobody logged in: not connected');
-    c.activity = { clients: 1, idleSeconds: 0 };
+    c.activity = { clients: 1, idleSeconds: 0, tokensSpent: 0 };
     s.tunnels.set(connect.sni, 2); // a real client logs in
     await s.event(of(session.session_id, 'connected'));
-    c.activity = { clients: 0, idleSeconds: null };
+    c.activity = { clients: 0, idleSeconds: null, tokensSpent: 0 };
     s.tunnels.set(connect.sni, 1); // it leaves; the knocker's tunnel stays open
     await s.event(of(session.session_id, 'idle'));
     assert.ok((await s.row(session.session_id)).idleSince, 'the idle timeout runs');
@@ -139,7 +139,7 @@ describe('sessions core with a fake runtime', () => {
   it('the reaper leaves a connected session alone at its idle timeout, and stops it at its deadline', async () => {
     s = await startFakeSessions();
     const { session, connect } = await s.manager.create(s.user, LAUNCH);
-    s.runtime.bySession(session.session_id)!.activity = { clients: 1, idleSeconds: 0 }; // xpra: a client logged in
+    s.runtime.bySession(session.session_id)!.activity = { clients: 1, idleSeconds: 0, tokensSpent: 0 }; // xpra: a client logged in
     s.tunnels.set(connect.sni, 1);
     await s.event(of(session.session_id, 'connected'));
     const repo = s.db.db.dataSource.getRepository(SessionEntity);
