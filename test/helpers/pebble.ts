@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import tls from 'node:tls';
 import { join } from 'node:path';
+import type { KeyPair } from '../../core/certs/index.js';
 import { silentLogger } from '../../lib/log.js';
 import { BACKDATE_MS, loadOrCreateCa, signServerCert } from '../../core/certs/ca.js';
 import { generateRsaKey } from '../../core/certs/keys.js';
@@ -147,4 +149,23 @@ function httpsGet(url: string, ca: string): Promise<{ status: number; body: stri
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * A minimal TLS-ALPN-01 responder (what the edge does for ACME): a TCP server, not yet
+ * listening, that answers each `acme-tls/1` handshake with the challenge certificate `lookup`
+ * has for the name.
+ */
+export function alpnResponder(lookup: { get(name: string): KeyPair | undefined }): Server {
+  const responder = tls.createServer({
+    ALPNProtocols: ['acme-tls/1'],
+    SNICallback: (name, cb) => {
+      const pair = lookup.get(name);
+      if (pair) cb(null, tls.createSecureContext({ cert: pair.certPem, key: pair.keyPem }));
+      else cb(new Error('no challenge'));
+    },
+  });
+  responder.on('secureConnection', (s: tls.TLSSocket) => s.end());
+  responder.on('tlsClientError', () => {});
+  return createServer((s) => responder.emit('connection', s));
 }

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import net from 'node:net';
 import { PassThrough } from 'node:stream';
-import tls from 'node:tls';
 import { describe, it } from 'node:test';
 import { LETS_ENCRYPT_DIRECTORY, LETS_ENCRYPT_STAGING_DIRECTORY } from '../../core/config/acme.js';
 import { MemoryChallengeStore } from '../../core/certs/acme-challenges.js';
@@ -12,7 +10,7 @@ import { ConfigError, parseConfig } from '../../core/config/load.js';
 import { tlsSchema } from '../../core/config/schema.js';
 import { createLogger } from '../../lib/log.js';
 import { waitFor } from '../helpers/net.js';
-import { freePort, startPebble } from '../helpers/pebble.js';
+import { alpnResponder, freePort, startPebble } from '../helpers/pebble.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 const HOST = 'localhost';
@@ -55,17 +53,7 @@ describe('tls.acme: Let\'s Encrypt by default, staging, External Account Binding
     const hmacKey = randomBytes(32).toString('base64url');
     const pebble = await startPebble({ dir, tlsPort: port, eabKeys: { [kid]: hmacKey } });
     const challenges = new MemoryChallengeStore();
-    const responder = tls.createServer({
-      ALPNProtocols: ['acme-tls/1'],
-      SNICallback: (name, cb) => {
-        const pair = challenges.get(name);
-        if (pair) cb(null, tls.createSecureContext({ cert: pair.certPem, key: pair.keyPem }));
-        else cb(new Error('no challenge'));
-      },
-    });
-    responder.on('secureConnection', (s: tls.TLSSocket) => s.end());
-    responder.on('tlsClientError', () => {});
-    const front = net.createServer((s) => responder.emit('connection', s));
+    const front = alpnResponder(challenges);
     await new Promise<void>((resolve) => front.listen(port, '127.0.0.1', resolve));
     let logged = '';
     const sink = new PassThrough();

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { stat } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { tlsSchema } from '../../core/config/schema.js';
 import { silentLogger } from '../../lib/log.js';
 import { MemoryChallengeStore } from '../../core/certs/acme-challenges.js';
@@ -13,7 +12,7 @@ import { AcmeSource } from '../../core/certs/acme-source.js';
 import { setupCertificates, type KeyPair } from '../../core/certs/index.js';
 import { startGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/net.js';
-import { freePort, startPebble, type Pebble } from '../helpers/pebble.js';
+import { alpnResponder, freePort, startPebble, type Pebble } from '../helpers/pebble.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 // Pebble's VA resolves names with the system resolver: "localhost" is 127.0.0.1 via /etc/hosts.
@@ -148,17 +147,7 @@ describe('ACME TLS-ALPN-01 against pebble', () => {
       retryMaxMs: 2_000,
     });
     // A minimal TLS-ALPN-01 responder, started only after the first attempt has failed.
-    const responder = tls.createServer({
-      ALPNProtocols: ['acme-tls/1'],
-      SNICallback: (name, cb) => {
-        const pair = challenges.get(name);
-        if (pair) cb(null, tls.createSecureContext({ cert: pair.certPem, key: pair.keyPem }));
-        else cb(new Error('no challenge'));
-      },
-    });
-    responder.on('secureConnection', (s: tls.TLSSocket) => s.end());
-    responder.on('tlsClientError', () => {});
-    const front = net.createServer((s) => responder.emit('connection', s));
+    const front = alpnResponder(challenges);
     try {
       assert.deepEqual(source.current(), fallbackPair);
       const changed = new Promise<KeyPair>((resolve) => source.onChange(resolve));

@@ -6,12 +6,8 @@
  * backend is a node:tls server, the clients real TLS clients dialling from 127.0.0.1 or 127.0.0.2.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { Gateway } from '../../gateway/gateway.js';
@@ -19,18 +15,8 @@ import { toEdgeSchema } from '../../lib/edge-link.js';
 import { gatewaySchema } from '../../lib/limits.js';
 import { silentLogger } from '../../lib/log.js';
 import { checkRoute, isAdmitted, MAX_ADMISSIONS, MemoryRouteTable, withAdmission, type Upstream } from '../../lib/route-table.js';
-import type { KeyPair } from '../../lib/tls.js';
 import { waitFor } from '../helpers/net.js';
-
-const tmp = mkdtempSync(join(tmpdir(), 'hs-admit-'));
-after(() => rmSync(tmp, { recursive: true, force: true }));
-
-function selfSigned(name: string): KeyPair {
-  const key = join(tmp, `${name}.key`);
-  const cert = join(tmp, `${name}.crt`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  return { keyPem: readFileSync(key, 'utf8'), certPem: readFileSync(cert, 'utf8') };
-}
+import { selfSigned } from '../helpers/self-signed.js';
 
 const HOST = 'sess-1.admit.test';
 

@@ -8,12 +8,8 @@
  * (test/integration/gateway-haproxy.test.ts puts the real HAProxy in front).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -22,19 +18,9 @@ import { gatewaySchema } from '../../lib/limits.js';
 import { silentLogger } from '../../lib/log.js';
 import { buildProxyV2, V2_SIGNATURE } from '../../lib/proxy-protocol.js';
 import { MemoryRouteTable, withAdmission, type Upstream } from '../../lib/route-table.js';
-import type { KeyPair } from '../../lib/tls.js';
 import type { RejectReason } from '../../lib/edge-metrics.js';
 import { closed, waitFor } from '../helpers/net.js';
-
-const tmp = mkdtempSync(join(tmpdir(), 'hs-pp-'));
-after(() => rmSync(tmp, { recursive: true, force: true }));
-
-function selfSigned(name: string): KeyPair {
-  const key = join(tmp, `${name}.key`);
-  const cert = join(tmp, `${name}.crt`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  return { keyPem: readFileSync(key, 'utf8'), certPem: readFileSync(cert, 'utf8') };
-}
+import { selfSigned } from '../helpers/self-signed.js';
 
 const API_HOST = 'api.proxy.test';
 const SESSION = 'sess-1.proxy.test';
