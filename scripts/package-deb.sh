@@ -5,16 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+source scripts/deb.sh
 
-ensure_node_modules
-command -v dpkg-deb >/dev/null || { log "dpkg-deb is missing (Debian/Ubuntu only)"; exit 1; }
-
-version=$(node -p 'require("./package.json").version')
+deb_stage
+version=$deb_version
+root=$deb_root
 name=hackstream-client
 out="dist/${name}_${version}_all.deb"
-root=$(mktemp -d)
-chmod 0755 "$root"
-trap 'rm -rf "$root"' EXIT
 
 log "bundling client/cli.ts (version $version, target node18)…"
 mkdir -p "$root/usr/lib/hackstream"
@@ -44,19 +41,9 @@ chmod 0644 "$root/usr/lib/hackstream/hackstream.mjs"
 install -m 0644 packaging/hackstream.desktop "$root/usr/share/applications/hackstream.desktop"
 install -m 0644 packaging/hackstream.svg "$root/usr/share/icons/hicolor/scalable/apps/hackstream.svg"
 install -m 0644 docs/clients.md "$root/usr/share/doc/$name/clients.md"
-cat >"$root/usr/share/doc/$name/copyright" <<EOF
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: hackstream
-Comment: The bundle also contains zod (MIT, Colin McDonnell).
+deb_copyright "$name" 'The bundle also contains zod (MIT, Colin McDonnell).'
 
-Files: *
-Copyright: HackStream contributors
-License: Apache-2.0
- On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.
-EOF
-chmod 0644 "$root/usr/share/doc/$name/copyright"
-
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+size=$(deb_installed_size)
 cat >"$root/DEBIAN/control" <<EOF
 Package: $name
 Version: $version
@@ -72,7 +59,4 @@ Description: HackStream client: a server-side Firefox on low-RAM devices
  small desktop launcher (yad) light enough for a Raspberry Pi Zero.
 EOF
 
-mkdir -p dist
-log "building $out…"
-dpkg-deb --build --root-owner-group -Zxz "$root" "$out" >/dev/null
-log "done: $out ($(du -h "$out" | cut -f1))"
+deb_build "$out"

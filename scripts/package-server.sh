@@ -7,17 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+source scripts/deb.sh
 
-ensure_node_modules
-command -v dpkg-deb >/dev/null || { log "dpkg-deb is missing (Debian/Ubuntu only)"; exit 1; }
+deb_stage
 [ "$(dpkg --print-architecture)" = amd64 ] || { log "builds the amd64 package only (native addons), on amd64"; exit 1; }
-
-version=$(node -p 'require("./package.json").version')
+version=$deb_version
+root=$deb_root
 name=hackstream-server
 out="dist/${name}_${version}_amd64.deb"
-root=$(mktemp -d)
-chmod 0755 "$root"
-trap 'rm -rf "$root"' EXIT
 app=$root/usr/lib/$name
 umask 022
 
@@ -60,20 +57,8 @@ install -D -m 0755 packaging/server/hackstream-admin "$root/usr/sbin/hackstream-
 install -D -m 0644 packaging/server/hackstream.service "$root/lib/systemd/system/hackstream.service"
 install -D -m 0640 packaging/server/config.json "$root/etc/hackstream/config.json"
 install -d -m 0751 "$root/var/lib/hackstream"
-doc=$root/usr/share/doc/$name
-install -d "$doc"
-install -m 0644 docs/operations.md docs/configuration.md docs/processes.md "$doc/"
-cat >"$doc/copyright" <<COPY
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: hackstream
-Comment: /usr/lib/$name/node_modules holds the npm dependencies with their own licenses.
-
-Files: *
-Copyright: HackStream contributors
-License: Apache-2.0
- On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.
-COPY
-chmod 0644 "$doc/copyright"
+deb_copyright "$name" "/usr/lib/$name/node_modules holds the npm dependencies with their own licenses."
+install -m 0644 docs/operations.md docs/configuration.md docs/processes.md "$root/usr/share/doc/$name/"
 # Whatever npm and tsc wrote: readable by the service users, writable by nobody but root.
 find "$root" -path "$root/etc" -prune -o -path "$root/var" -prune -o -type d -exec chmod 0755 {} +
 find "$app" -type f -exec chmod go-w {} +
@@ -81,7 +66,7 @@ find "$app" -type f -exec chmod go-w {} +
 install -d "$root/DEBIAN"
 install -m 0755 packaging/server/postinst packaging/server/prerm packaging/server/postrm "$root/DEBIAN/"
 echo /etc/hackstream/config.json >"$root/DEBIAN/conffiles"
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+size=$(deb_installed_size)
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: $name
 Version: $version
@@ -103,7 +88,4 @@ Description: HackStream server: a server-side Firefox for low-RAM devices
  nodejs package from NodeSource (see operations.md in the documentation).
 CONTROL
 
-mkdir -p dist
-log "building $out…"
-dpkg-deb --build --root-owner-group -Zxz "$root" "$out" >/dev/null
-log "done: $out ($(du -h "$out" | cut -f1))"
+deb_build "$out"
