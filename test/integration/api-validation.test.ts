@@ -156,9 +156,9 @@ describe('bad input', () => {
       { body: { username: 'newbie', password: 'p'.repeat(1_025) }, status: 400, code: 'PASSWORD_POLICY' },
       { body: { username: 'newbie', password: 'newbie' + 'x', role: 'root' }, status: 400, code: 'VALIDATION_FAILED' },
       { body: { username: 'n'.repeat(65), password: 'a fine password' }, status: 400, code: 'VALIDATION_FAILED' },
-      { body: { username: 'newbie', password: 'a fine password', quota: { maxSessions: -1 } }, status: 400, code: 'VALIDATION_FAILED' },
+      { body: { username: 'newbie', password: 'a fine password', quota: { max_sessions: -1 } }, status: 400, code: 'VALIDATION_FAILED' },
       { body: { username: 'newbie', password: 'a fine password', quota: { gpus: 1 } }, status: 400, code: 'VALIDATION_FAILED' },
-      { body: { username: 'newbie', password: 'a fine password', quota: { maxSessions: 1, cpus: 0.5 } }, status: 201, code: '' },
+      { body: { username: 'newbie', password: 'a fine password', quota: { max_sessions: 1, cpus: 0.5 } }, status: 201, code: '' },
     ];
     for (const c of cases) {
       const r = await api.request('POST', '/v1/users', { token: admin, body: c.body });
@@ -172,11 +172,11 @@ describe('bad input', () => {
   it('PATCH: needs a field, checks quota bounds, null clears an override; the last admin stays', async () => {
     const path = `/v1/users/${userId}`;
     assert.equal((await api.request('PATCH', path, { token: admin, body: {} })).status, 400);
-    assert.equal((await api.request('PATCH', path, { token: admin, body: { quota: { memoryMb: 1 } } })).status, 400);
-    const set = await api.request('PATCH', path, { token: admin, body: { quota: { memoryMb: 4096, idleTimeoutMinutes: 5 } } });
-    assert.deepEqual((set.json as { quota: object }).quota, { memoryMb: 4096, idleTimeoutMinutes: 5 });
-    const cleared = await api.request('PATCH', path, { token: admin, body: { quota: { memoryMb: null } } });
-    assert.deepEqual((cleared.json as { quota: object }).quota, { idleTimeoutMinutes: 5 });
+    assert.equal((await api.request('PATCH', path, { token: admin, body: { quota: { memory_mb: 1 } } })).status, 400);
+    const set = await api.request('PATCH', path, { token: admin, body: { quota: { memory_mb: 4096, idle_timeout_minutes: 5 } } });
+    assert.deepEqual((set.json as { quota: object }).quota, { memory_mb: 4096, idle_timeout_minutes: 5 });
+    const cleared = await api.request('PATCH', path, { token: admin, body: { quota: { memory_mb: null } } });
+    assert.deepEqual((cleared.json as { quota: object }).quota, { idle_timeout_minutes: 5 });
     const me = (await api.request('GET', '/v1/me', { token: admin })).json as { id: string };
     for (const body of [{ disabled: true }, { role: 'user' }]) {
       const r = await api.request('PATCH', `/v1/users/${me.id}`, { token: admin, body });
