@@ -185,6 +185,31 @@ describe('bad input', () => {
     }
   });
 
+  it('speaks snake_case only: the old camelCase keys are refused with 400 VALIDATION_FAILED, never ignored (issue 16)', async () => {
+    const login = await api.request('POST', '/v1/login', { body: { username: 'valerie', password: 'valerie password' } });
+    assert.equal(login.status, 200, login.text);
+    const pair = login.json as Record<string, unknown>;
+    assert.deepEqual(Object.keys(pair).sort(), ['access_token', 'expires_in', 'refresh_expires_at', 'refresh_token', 'token_type']);
+    const refreshToken = String(pair.refresh_token);
+    const old = [
+      ['POST', '/v1/token/refresh', { refreshToken }, /"refreshToken"/],
+      ['POST', '/v1/login/second-factor', { challengeId: 'x', factor: 'totp', response: '123456' }, /"challengeId"/],
+      ['POST', '/v1/auth/flows/any/device/poll', { deviceId: 'x' }, /"deviceId"/],
+      ['POST', '/v1/users', { username: 'camel', password: 'camel password 1', quota: { maxSessions: 2 } }, /body\.quota: .*"maxSessions"/],
+      ['PATCH', `/v1/users/${userId}`, { quota: { memoryMb: 2048 } }, /body\.quota: .*"memoryMb"/],
+    ] as const;
+    for (const [method, path, body, names] of old) {
+      const r = await api.request(method, path, { token: admin, body });
+      assert.equal(r.status, 400, `${method} ${path} ${JSON.stringify(body)}: ${r.text}`);
+      assert.equal(errorCode(r), 'VALIDATION_FAILED');
+      assert.match((r.json as { error: { message: string } }).error.message, names, 'the message names the refused key');
+    }
+    // The camelCase refresh did not spend the token: the snake_case one still trades it.
+    const refreshed = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: refreshToken } });
+    assert.equal(refreshed.status, 200, refreshed.text);
+    assert.deepEqual(Object.keys(refreshed.json as object).sort(), ['access_token', 'expires_in', 'refresh_expires_at', 'refresh_token', 'token_type']);
+  });
+
   it('answers unknown paths 404 and wrong methods 405, as JSON', async () => {
     const notFound = await api.request('GET', '/v1/nothing-here');
     assert.equal(notFound.status, 404);
