@@ -11,21 +11,21 @@ interface UserView {
 
 /** `admin users quota` flags → the API's quota fields. */
 export const QUOTA_FLAGS = {
-  'max-sessions': 'maxSessions',
+  'max-sessions': 'max_sessions',
   cpus: 'cpus',
-  'memory-mb': 'memoryMb',
-  'idle-timeout-minutes': 'idleTimeoutMinutes',
-  'max-duration-minutes': 'maxDurationMinutes',
-  'storage-mb': 'storageMb',
+  'memory-mb': 'memory_mb',
+  'idle-timeout-minutes': 'idle_timeout_minutes',
+  'max-duration-minutes': 'max_duration_minutes',
+  'storage-mb': 'storage_mb',
 } as const;
 
 async function findUser(api: ApiClient, name: string): Promise<UserView> {
   let cursor: string | null = null;
   do {
-    const page: { items: UserView[]; nextCursor: string | null } = await api.call('GET', `/v1/users?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    const page: { items: UserView[]; next_cursor: string | null } = await api.call('GET', `/v1/users?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
     const hit = page.items.find((u) => u.username === name || u.id === name);
     if (hit) return hit;
-    cursor = page.nextCursor;
+    cursor = page.next_cursor;
   } while (cursor);
   throw new CliError(EXIT.FAILURE, `no such user: ${name}`);
 }

@@ -6,11 +6,13 @@ import { secondFactor, type CodePrompt } from './sso.js';
 /** Asks for credentials when no refresh token is alive (a TTY prompt, or stdin). */
 export type CredentialPrompt = () => Promise<{ username: string; password: string }>;
 
+/** A token pair as the API answers it (snake_case on the wire; stored camelCase in tokens.json). */
 export interface TokenPair {
-  accessToken: string;
-  refreshToken: string;
-  expiresIn: number;
-  refreshExpiresAt: string;
+  access_token: string;
+  refresh_token: string;
+  /** Seconds. */
+  expires_in: number;
+  refresh_expires_at: string;
 }
 
 /** Where a second factor's code comes from; `canRetry`: a refused code may be asked again (a prompt, not --code). */
@@ -100,7 +102,7 @@ export class ApiClient {
     } else throw toCliError(r);
     let name = username;
     if (name === undefined) {
-      const me = await this.raw('GET', '/v1/me', undefined, pair.accessToken);
+      const me = await this.raw('GET', '/v1/me', undefined, pair.access_token);
       if (me.status !== 200) throw toCliError(me);
       name = String((me.json as { username?: unknown }).username ?? '');
     }
@@ -146,7 +148,7 @@ export class ApiClient {
   private async renew(allowPrompt: boolean): Promise<StoredTokens> {
     const t = loadTokens();
     if (t) {
-      const r = await this.raw('POST', '/v1/token/refresh', { refreshToken: t.refreshToken });
+      const r = await this.raw('POST', '/v1/token/refresh', { refresh_token: t.refreshToken });
       if (r.status === 200) return this.store(r.json as TokenPair, t.username);
       if (r.status !== 401) throw toCliError(r);
       clearTokens();
@@ -160,13 +162,13 @@ export class ApiClient {
   }
 
   private store(p: TokenPair, username: string): StoredTokens {
-    const ttl = p.expiresIn * 1000;
+    const ttl = p.expires_in * 1000;
     const t: StoredTokens = {
-      accessToken: p.accessToken,
-      refreshToken: p.refreshToken,
+      accessToken: p.access_token,
+      refreshToken: p.refresh_token,
       // Treated as expired a little early so a request never races the expiry.
       accessExpiresAt: Date.now() + ttl - Math.min(5_000, ttl / 4),
-      refreshExpiresAt: p.refreshExpiresAt,
+      refreshExpiresAt: p.refresh_expires_at,
       username,
     };
     saveTokens(t);

@@ -13,11 +13,11 @@ export interface SsoApi {
 
 const flowsSchema = z.object({ flows: z.array(z.object({ id: z.string(), label: z.string(), redirect: z.boolean(), device: z.boolean() })) });
 const grantSchema = z.object({
-  deviceId: z.string().min(1),
-  userCode: z.string().min(1),
-  verificationUri: z.string().url(),
-  verificationUriComplete: z.string().url().optional(),
-  expiresIn: z.number().positive(),
+  device_id: z.string().min(1),
+  user_code: z.string().min(1),
+  verification_uri: z.string().url(),
+  verification_uri_complete: z.string().url().optional(),
+  expires_in: z.number().positive(),
   interval: z.number().positive(),
 });
 
@@ -55,14 +55,14 @@ export async function ssoLogin(api: SsoApi, o: { provider?: string; log: (s: str
   if (!g.success) throw new CliError(EXIT.FAILURE, 'the server answered the device sign-in start with something unexpected');
   const grant = g.data;
   o.log(`Signing in with ${flow.label}.`);
-  o.log(`Open ${grant.verificationUri} and enter the code: ${grant.userCode}`);
-  if (grant.verificationUriComplete) o.log(`Or open: ${grant.verificationUriComplete}`);
-  o.log(`Waiting for approval (the code expires in ${Math.round(grant.expiresIn / 60) || 1} min)…`);
+  o.log(`Open ${grant.verification_uri} and enter the code: ${grant.user_code}`);
+  if (grant.verification_uri_complete) o.log(`Or open: ${grant.verification_uri_complete}`);
+  o.log(`Waiting for approval (the code expires in ${Math.round(grant.expires_in / 60) || 1} min)…`);
   let interval = grant.interval;
-  const deadline = Date.now() + grant.expiresIn * 1000;
+  const deadline = Date.now() + grant.expires_in * 1000;
   for (;;) {
     await sleep(interval * 1000);
-    const r = await api.raw('POST', `/v1/auth/flows/${encodeURIComponent(flow.id)}/device/poll`, { deviceId: grant.deviceId });
+    const r = await api.raw('POST', `/v1/auth/flows/${encodeURIComponent(flow.id)}/device/poll`, { device_id: grant.device_id });
     const code = r.status === 200 ? 'OK' : errorOf(r).code;
     if (code === 'AUTHORIZATION_PENDING') {
       if (Date.now() > deadline) throw expired();
@@ -82,7 +82,7 @@ function expired(): CliError {
   return new CliError(EXIT.AUTH, 'the sign-in code expired before it was approved: run hackstream login --sso again');
 }
 
-const challengeSchema = z.object({ challengeId: z.string().min(1), factors: z.array(z.string()).min(1), expiresInS: z.number().optional() });
+const challengeSchema = z.object({ challenge_id: z.string().min(1), factors: z.array(z.string()).min(1), expires_in: z.number().optional() });
 
 /** Asks for a second factor's code: `factor` (e.g. totp), `retry` after a refused one. */
 export type CodePrompt = (factor: string, retry: boolean) => Promise<string>;
@@ -100,11 +100,11 @@ export async function secondFactor(api: Pick<SsoApi, 'raw'>, required: HttpResul
   for (let retry = false; ; retry = true) {
     const response = (await ask(factor, retry)).trim();
     if (response === '') throw new CliError(EXIT.AUTH, `no ${factor} code given`);
-    const r = await api.raw('POST', '/v1/login/second-factor', { challengeId: c.data.challengeId, factor, response });
+    const r = await api.raw('POST', '/v1/login/second-factor', { challenge_id: c.data.challenge_id, factor, response });
     if (r.status === 200) return r.json as TokenPair;
     const { code } = errorOf(r);
     if (code === 'AUTH_SECOND_FACTOR_INVALID') {
-      const left = (r.json as { error?: { details?: { attemptsLeft?: unknown } } }).error?.details?.attemptsLeft;
+      const left = (r.json as { error?: { details?: { attempts_left?: unknown } } }).error?.details?.attempts_left;
       const n = typeof left === 'number' ? left : 0;
       if (canRetry && n > 0) continue;
       throw new CliError(EXIT.AUTH, `wrong ${factor} code${n > 0 ? ` (${n} ${n === 1 ? 'try' : 'tries'} left: run hackstream login again)` : ''}`);

@@ -15,9 +15,9 @@ export const ERRORS = {
   AUTH_INVALID_CREDENTIALS: 401,
   /** A refresh token that is unknown, expired, revoked or already used. */
   AUTH_TOKEN_INVALID: 401,
-  /** The first factor passed; a second one is needed (`details`: challengeId, factors, expiresInS). */
+  /** The first factor passed; a second one is needed (`details`: challenge_id, factors, expires_in seconds). */
   AUTH_SECOND_FACTOR_REQUIRED: 401,
-  /** The second factor's response was refused (`details.attemptsLeft`). */
+  /** The second factor's response was refused (`details.attempts_left`). */
   AUTH_SECOND_FACTOR_INVALID: 401,
   /** A second-factor challenge that is unknown, expired, used or out of tries. */
   AUTH_CHALLENGE_INVALID: 401,

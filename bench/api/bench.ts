@@ -170,7 +170,7 @@ async function main(): Promise<void> {
   try {
     const login = await post(server, '/v1/login', ADMIN, agent);
     if (login.status !== 200) throw new Error(`login failed: ${login.status} ${JSON.stringify(login.json)}`);
-    const token = (login.json as { accessToken: string }).accessToken;
+    const token = (login.json as { access_token: string }).access_token;
 
     const times: number[] = [];
     for (let i = 0; i < logins + 3; i++) {

@@ -266,13 +266,13 @@ async function withServer<T>(cfg: ReturnType<typeof testSessions>, poolSize: num
   const api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions: { ...cfg, pool: { size: poolSize } }, log: { level: 'warn' } } });
   const home = mkdtempSync(join(tmpdir(), 'hs-bench-client-'));
   try {
-    await api.createUser(USER.username, USER.password, { quota: { maxSessions: 10, memoryMb: 2048 } });
+    await api.createUser(USER.username, USER.password, { quota: { max_sessions: 10, memory_mb: 2048 } });
     const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
     const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', '127.0.0.1', '--ca-fingerprint', fingerprint], { home });
     if (conf.code !== 0) throw new Error(`hackstream configure: ${conf.stderr}`);
     const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n` });
     if (login.code !== 0) throw new Error(`hackstream login: ${login.stderr}`);
-    const token = (await api.login(USER.username, USER.password)).accessToken;
+    const token = (await api.login(USER.username, USER.password)).access_token;
     return await fn({ api, token, home, display, pages });
   } finally {
     await api.close();

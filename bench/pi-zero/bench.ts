@@ -312,7 +312,7 @@ try {
     if (conf.code !== 0) throw new Error(`hackstream configure: ${conf.stderr}`);
     const login = await runCli(['login'], { home, stdin: `${USER.username}\n${USER.password}\n` });
     if (login.code !== 0) throw new Error(`hackstream login: ${login.stderr}`);
-    const token = (await api.login(USER.username, USER.password)).accessToken;
+    const token = (await api.login(USER.username, USER.password)).access_token;
     const ctx: Ctx = { api, token, home, display, url: page.url, quotaUs: calibration.quotaUs };
     for (let round = 1; round <= ROUNDS; round++) {
       for (const q of [...QUALITIES, ...VARIANTS.keys()]) {

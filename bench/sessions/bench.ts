@@ -122,8 +122,8 @@ const sessions = testSessions({ pool: { size: 0 }, instanceId: 'hs-bench-session
 async function withApi<T>(cfg: typeof sessions, fn: (api: TestApi, token: string) => Promise<T>): Promise<T> {
   const api = await startApi({ db: 'postgres', kv: 'redis', captureLogs: true, config: { sessions: cfg, log: { level: 'info' } } });
   try {
-    await api.createUser('bench', 'bench-password-1', { quota: { maxSessions: 100, memoryMb: 2048 } });
-    return await fn(api, (await api.login('bench', 'bench-password-1')).accessToken);
+    await api.createUser('bench', 'bench-password-1', { quota: { max_sessions: 100, memory_mb: 2048 } });
+    return await fn(api, (await api.login('bench', 'bench-password-1')).access_token);
   } finally {
     await api.close();
     // Its containers go with it: the next phase's control plane (another image, another CA)

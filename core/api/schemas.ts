@@ -5,10 +5,17 @@
  * (referenced there; inlined where another schema holds it).
  * They describe what the handlers write (core/auth, core/sessions views); the contract test
  * (test/contract/openapi.test.ts) checks real answers against them.
+ *
+ * Every key on the wire is snake_case (docs/decisions.md); core's own types stay camelCase.
+ * Each shape that differs has its `…ToWire` (answers) or `…FromWire` (bodies) here, next to
+ * its schema, typed by the schema so the two cannot drift apart.
  */
 import { z } from 'zod';
-import { profileUsageSchema } from '../../lib/agent-protocol.js';
-import { quotaOverrideSchema, quotaFields } from '../plugin/quota-schema.js';
+import type { ProfileUsage } from '../../lib/agent-protocol.js';
+import type { AuditPage } from '../audit/query.js';
+import type { DeviceGrant, TokenPair, UserView } from '../auth/index.js';
+import type { Quota, Usage } from '../plugin/contract.js';
+import { quotaFields } from '../plugin/quota-schema.js';
 import { APPS } from '../sessions/view.js';
 import { AUDIT_RESULTS, ROLES } from '../store/entities.js';
 
@@ -41,13 +48,68 @@ export const errorSchema = named(
 export const tokenPairSchema = named(
   'TokenPair',
   z.object({
-    accessToken: z.string(),
-    tokenType: z.literal('Bearer'),
-    expiresIn: z.number().int().describe('seconds'),
-    refreshToken: z.string(),
-    refreshExpiresAt: isoTime,
+    access_token: z.string(),
+    token_type: z.literal('Bearer'),
+    expires_in: z.number().int().describe('seconds'),
+    refresh_token: z.string(),
+    refresh_expires_at: isoTime,
   }),
 );
+
+export function tokenPairToWire(p: TokenPair): z.output<typeof tokenPairSchema> {
+  return { access_token: p.accessToken, token_type: p.tokenType, expires_in: p.expiresIn, refresh_token: p.refreshToken, refresh_expires_at: p.refreshExpiresAt };
+}
+
+/** The quota fields on the wire: internal name → wire name (cpus is the same). */
+const QUOTA_WIRE_NAMES = {
+  maxSessions: 'max_sessions',
+  cpus: 'cpus',
+  memoryMb: 'memory_mb',
+  idleTimeoutMinutes: 'idle_timeout_minutes',
+  maxDurationMinutes: 'max_duration_minutes',
+  storageMb: 'storage_mb',
+  profileMb: 'profile_mb',
+} as const satisfies { readonly [K in keyof Quota]-?: string };
+
+type QuotaKey = keyof typeof QUOTA_WIRE_NAMES;
+type WireQuotaKey = (typeof QUOTA_WIRE_NAMES)[QuotaKey];
+/** Quota-shaped values under their wire names. */
+export type WireQuota<V> = { [K in QuotaKey as (typeof QUOTA_WIRE_NAMES)[K]]: V };
+const QUOTA_KEYS = Object.keys(QUOTA_WIRE_NAMES) as QuotaKey[];
+
+/** Each quota field's bounds under its wire name. */
+export const wireQuotaFields: WireQuota<z.ZodNumber> = {
+  max_sessions: quotaFields.maxSessions,
+  cpus: quotaFields.cpus,
+  memory_mb: quotaFields.memoryMb,
+  idle_timeout_minutes: quotaFields.idleTimeoutMinutes,
+  max_duration_minutes: quotaFields.maxDurationMinutes,
+  storage_mb: quotaFields.storageMb,
+  profile_mb: quotaFields.profileMb,
+};
+
+/** A per-user override on the wire: any subset of the fields. */
+export const quotaOverrideWireSchema = z.object(wireQuotaFields).strict().partial();
+
+/** Quota fields (a whole quota, an override, a patch with nulls) under their wire names. */
+export function quotaToWire<V>(q: { readonly [K in QuotaKey]?: V }): Partial<WireQuota<V>> {
+  const out: Partial<Record<WireQuotaKey, V>> = {};
+  for (const key of QUOTA_KEYS) {
+    const v = q[key];
+    if (v !== undefined) out[QUOTA_WIRE_NAMES[key]] = v;
+  }
+  return out;
+}
+
+/** Quota fields from their wire names back to core's. */
+export function quotaFromWire<V>(q: Partial<WireQuota<V>>): { [K in QuotaKey]?: V } {
+  const out: { [K in QuotaKey]?: V } = {};
+  for (const key of QUOTA_KEYS) {
+    const v = q[QUOTA_WIRE_NAMES[key]];
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
 
 export const userSchema = named(
   'User',
@@ -57,21 +119,60 @@ export const userSchema = named(
     role: z.enum(ROLES),
     disabled: z.boolean(),
     source: z.string().nullable().describe('the identity source owning the account; null: local'),
-    quota: quotaOverrideSchema.describe("per-user overrides of the role's quota"),
-    createdAt: isoTime,
-    updatedAt: isoTime,
+    quota: quotaOverrideWireSchema.describe("per-user overrides of the role's quota"),
+    created_at: isoTime,
+    updated_at: isoTime,
   }),
 );
 
-export const userPageSchema = z.object({ items: z.array(userSchema), nextCursor: z.string().nullable() });
+export function userToWire(u: UserView): z.output<typeof userSchema> {
+  return { id: u.id, username: u.username, role: u.role, disabled: u.disabled, source: u.source, quota: quotaToWire(u.quota), created_at: u.createdAt, updated_at: u.updatedAt };
+}
 
-const profileUsage = named('ProfileUsage', profileUsageSchema);
+export const userPageSchema = z.object({ items: z.array(userSchema), next_cursor: z.string().nullable() });
+
+export function userPageToWire(page: { items: UserView[]; nextCursor: string | null }): z.output<typeof userPageSchema> {
+  return { items: page.items.map(userToWire), next_cursor: page.nextCursor };
+}
+
+const profileUsage = named(
+  'ProfileUsage',
+  z.object({ size_mb: z.number().int().min(0), used_mb: z.number().int().min(0), free_mb: z.number().int().min(0) }).strict(),
+);
+
+/** A profile volume's usage on the wire (the agent RPC says sizeMb, usedMb, freeMb). */
+export function profileUsageToWire(u: ProfileUsage | null): z.output<typeof profileUsage> | null {
+  return u ? { size_mb: u.sizeMb, used_mb: u.usedMb, free_mb: u.freeMb } : null;
+}
+
+const effectiveQuotaSchema = z.object({ ...wireQuotaFields, profile_mb: wireQuotaFields.profile_mb.optional() });
+
+/** The quota that applies to a user, under its wire names. */
+export function effectiveQuotaToWire(q: Quota): z.output<typeof effectiveQuotaSchema> {
+  return {
+    max_sessions: q.maxSessions,
+    cpus: q.cpus,
+    memory_mb: q.memoryMb,
+    idle_timeout_minutes: q.idleTimeoutMinutes,
+    max_duration_minutes: q.maxDurationMinutes,
+    storage_mb: q.storageMb,
+    ...(q.profileMb !== undefined ? { profile_mb: q.profileMb } : {}),
+  };
+}
 
 export const quotasSchema = z.object({
-  quota: z.object({ ...quotaFields, profileMb: quotaFields.profileMb.optional() }),
-  usage: z.object({ sessions: z.number().int(), storageMb: z.number(), profile: profileUsage.nullable() }),
-  override: quotaOverrideSchema,
+  quota: effectiveQuotaSchema,
+  usage: z.object({ sessions: z.number().int(), storage_mb: z.number(), profile: profileUsage.nullable() }),
+  override: quotaOverrideWireSchema,
 });
+
+export function quotasToWire(a: { quota: Quota; usage: Usage; profile: ProfileUsage | null; override: Partial<Quota> }): z.output<typeof quotasSchema> {
+  return {
+    quota: effectiveQuotaToWire(a.quota),
+    usage: { sessions: a.usage.sessions, storage_mb: a.usage.storageMb, profile: profileUsageToWire(a.profile) },
+    override: quotaToWire(a.override),
+  };
+}
 
 export const auditPageSchema = z.object({
   items: z.array(
@@ -83,27 +184,56 @@ export const auditPageSchema = z.object({
         actor: z.string(),
         action: z.string(),
         target: z.string().nullable(),
-        sourceIp: z.string().nullable(),
+        source_ip: z.string().nullable(),
         result: z.enum(AUDIT_RESULTS),
-        details: z.record(z.string(), z.unknown()),
-        prevHash: z.string(),
+        details: z.record(z.string(), z.unknown()).describe('recorded as the event gave it (its keys are not renamed)'),
+        prev_hash: z.string(),
         hash: z.string(),
       }),
     ),
   ),
-  nextCursor: z.string().nullable(),
+  next_cursor: z.string().nullable(),
 });
+
+export function auditPageToWire(page: AuditPage): z.output<typeof auditPageSchema> {
+  return {
+    items: page.items.map((r) => ({
+      id: r.id,
+      at: r.at,
+      actor: r.actor,
+      action: r.action,
+      target: r.target,
+      source_ip: r.sourceIp,
+      result: r.result,
+      details: r.details,
+      prev_hash: r.prevHash,
+      hash: r.hash,
+    })),
+    next_cursor: page.nextCursor,
+  };
+}
 
 export const flowsSchema = z.object({ flows: z.array(z.object({ id: z.string(), label: z.string(), redirect: z.boolean(), device: z.boolean() })) });
 export const redirectSchema = z.object({ url: z.string().describe('also in the Location header (302)') });
 export const deviceGrantSchema = z.object({
-  deviceId: z.string(),
-  userCode: z.string(),
-  verificationUri: z.string(),
-  verificationUriComplete: z.string().optional(),
-  expiresIn: z.number().int().describe('seconds'),
+  device_id: z.string(),
+  user_code: z.string(),
+  verification_uri: z.string(),
+  verification_uri_complete: z.string().optional(),
+  expires_in: z.number().int().describe('seconds'),
   interval: z.number().int().describe('seconds between polls'),
 });
+
+export function deviceGrantToWire(g: DeviceGrant): z.output<typeof deviceGrantSchema> {
+  return {
+    device_id: g.deviceId,
+    user_code: g.userCode,
+    verification_uri: g.verificationUri,
+    ...(g.verificationUriComplete !== undefined ? { verification_uri_complete: g.verificationUriComplete } : {}),
+    expires_in: g.expiresIn,
+    interval: g.interval,
+  };
+}
 
 export const connectSchema = named(
   'Connect',

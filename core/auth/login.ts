@@ -98,7 +98,8 @@ export async function finishLogin(deps: LoginDeps, user: User, first: FirstFacto
     });
     log.info({ userId: user.id, provider: first.provider, factors: required }, 'second factor required');
     logins.inc({ outcome: 'second_factor_required' });
-    throw new AppError('AUTH_SECOND_FACTOR_REQUIRED', 'a second factor is required', { details: { challengeId, factors: required, expiresInS } });
+    // details are the wire form (snake_case, as every /v1 key).
+    throw new AppError('AUTH_SECOND_FACTOR_REQUIRED', 'a second factor is required', { details: { challenge_id: challengeId, factors: required, expires_in: expiresInS } });
   }
   await deps.throttle.succeeded(throttleAs, first.ip);
   const pair = await traced('auth.token_issue', () => deps.tokens.login(user, first.ip, { provider: first.provider, ...(first.flow ? { flow: first.flow } : {}) }), { attributes: { 'hackstream.user.id': user.id } });

@@ -141,7 +141,7 @@ export async function verifySecondFactor(deps: LoginDeps, attempt: SecondFactorA
   if (!verdict.ok) {
     if (left === 0) await deps.challenges.drop(challengeId);
     await loginFailed(deps, { target: pending.username, ip, throttleAs: pending.username, details: { reason: verdict.reason, attemptsLeft: left, ...audited } }, log);
-    throw new AppError('AUTH_SECOND_FACTOR_INVALID', 'the second factor was not accepted', { details: { attemptsLeft: left } });
+    throw new AppError('AUTH_SECOND_FACTOR_INVALID', 'the second factor was not accepted', { details: { attempts_left: left } });
   }
   const user = (await deps.challenges.consume(challengeId)) ? await deps.users.findById(pending.userId) : null;
   if (!user || user.disabled || user.tokenEpoch !== pending.tokenEpoch) {

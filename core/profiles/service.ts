@@ -106,7 +106,7 @@ export class ProfileService {
 export async function refuseWhileLive(dataSource: DataSource, userId: string): Promise<void> {
   const live = await dataSource.getRepository(SessionEntity).findOne({ where: { userId, profile: 'persist', endedAt: IsNull() }, select: { id: true } });
   if (live) {
-    throw new AppError('PROFILE_IN_USE', `the persistent profile is in use by session ${live.id}; stop it first`, { details: { sessionId: live.id } });
+    throw new AppError('PROFILE_IN_USE', `the persistent profile is in use by session ${live.id}; stop it first`, { details: { session_id: live.id } });
   }
 }
 

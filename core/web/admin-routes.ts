@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { z } from 'zod';
 import { userView, type ControlPlane, type Principal } from '../auth/index.js';
+import { auditPageToWire, quotaFromWire, userPageToWire, userToWire } from '../api/schemas.js';
 import { auditCsv, auditQuerySchema, queryAudit, verifyAuditChain } from '../audit/index.js';
 import { AppError } from '../errors.js';
 import type Router from '@koa/router';
@@ -111,7 +112,7 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       access: 'public',
       query: usersQuery,
       async handle(ctx, { query }) {
-        ctx.body = await control.users.list({ limit: query.limit, cursor: query.cursor });
+        ctx.body = userPageToWire(await control.users.list({ limit: query.limit, cursor: query.cursor }));
       },
     }),
     route({
@@ -122,9 +123,9 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       async handle(ctx, { body }) {
         const p = principal(ctx);
         checkCsrf(ctx);
-        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: body.quota } : {}) }, actorOf(ctx, p));
+        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actorOf(ctx, p));
         ctx.status = 201;
-        ctx.body = userView(user);
+        ctx.body = userToWire(userView(user));
       },
     }),
     route({
@@ -138,12 +139,12 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
         const id = await userId(ctx.params.id);
         const actor = actorOf(ctx, p);
         const before = await control.users.findById(id);
-        const user = await control.users.update(id, body, actor);
+        const user = await control.users.update(id, { ...body, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actor);
         // As PATCH /v1/users/:id: disabling, a password reset or a role change ends the user's
         // live sessions (their tabs and xpra clients are cut) before the answer.
         const cause = before ? endsSessions(before, body) : undefined;
         if (cause && deps.sessions) await deps.sessions.endUserSessions(id, cause, actor);
-        ctx.body = userView(user);
+        ctx.body = userToWire(userView(user));
       },
     }),
     route({
@@ -188,7 +189,7 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       access: 'public',
       query: auditFilters,
       async handle(ctx, { query }) {
-        ctx.body = await queryAudit(needDb(), await auditQuery(query));
+        ctx.body = auditPageToWire(await queryAudit(needDb(), await auditQuery(query)));
       },
     }),
     route({

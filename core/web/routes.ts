@@ -8,6 +8,7 @@ import type { ControlPlane } from '../auth/index.js';
 import { AppError } from '../errors.js';
 import type { ApiState } from '../api/errors.js';
 import { clientIp, route, type AnyRoute, type ApiContext } from '../api/route.js';
+import { effectiveQuotaToWire } from '../api/schemas.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { createSessionBody, sessionView } from '../sessions/view.js';
 import { mountAdminPages } from './admin-pages.js';
@@ -28,8 +29,8 @@ export interface WebDeps {
 }
 
 const loginBody = z.strictObject({ username: z.string().min(1).max(256), password: z.string().min(1).max(4096) });
-// No challengeId: the one an SSO sign-in kept in its cookie (core/web/sso.ts).
-const secondFactorBody = z.strictObject({ challengeId: z.string().min(1).max(256).optional(), factor: z.string().min(1).max(64), response: z.string().min(1).max(1024) });
+// No challenge_id: the one an SSO sign-in kept in its cookie (core/web/sso.ts).
+const secondFactorBody = z.strictObject({ challenge_id: z.string().min(1).max(256).optional(), factor: z.string().min(1).max(64), response: z.string().min(1).max(1024) });
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function sessionId(ctx: ApiContext): string {
@@ -89,10 +90,10 @@ function portalApi(deps: WebDeps): AnyRoute[] {
       body: secondFactorBody,
       async handle(ctx, { body }) {
         checkCsrf(ctx);
-        const challengeId = body.challengeId ?? keptChallenge(ctx);
+        const challengeId = body.challenge_id ?? keptChallenge(ctx);
         if (!challengeId) throw new AppError('AUTH_CHALLENGE_INVALID', 'no sign-in is waiting for a second factor; sign in again');
-        setSessionCookies(ctx, await control.secondFactor({ ...body, challengeId, ip: clientIp(ctx) }, ctx.state.log));
-        if (!body.challengeId) clearChallenge(ctx);
+        setSessionCookies(ctx, await control.secondFactor({ challengeId, factor: body.factor, response: body.response, ip: clientIp(ctx) }, ctx.state.log));
+        if (!body.challenge_id) clearChallenge(ctx);
         ctx.status = 204;
       },
     }),
@@ -116,7 +117,7 @@ function portalApi(deps: WebDeps): AnyRoute[] {
       async handle(ctx) {
         const p = await user(ctx);
         const { quota, usage } = await control.quotas.describe(p.user);
-        ctx.body = { id: p.id, username: p.username, role: p.role, quota, usage };
+        ctx.body = { id: p.id, username: p.username, role: p.role, quota: effectiveQuotaToWire(quota), usage: { sessions: usage.sessions, storage_mb: usage.storageMb } };
       },
     }),
     route({

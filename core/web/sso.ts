@@ -71,8 +71,8 @@ export function ssoRoutes(control: ControlPlane): { path: string; handler: Route
           setSessionCookies(ctx, await control.flows.callback(String(ctx.params.id ?? ''), parsed.data, caller(ctx)));
         } catch (err) {
           const d = err instanceof AppError ? err.details : undefined;
-          if (err instanceof AppError && err.code === 'AUTH_SECOND_FACTOR_REQUIRED' && typeof d?.challengeId === 'string') {
-            setCookie(ctx, CHALLENGE_COOKIE, d.challengeId, CHALLENGE_TTL_S, 'Strict');
+          if (err instanceof AppError && err.code === 'AUTH_SECOND_FACTOR_REQUIRED' && typeof d?.challenge_id === 'string') {
+            setCookie(ctx, CHALLENGE_COOKIE, d.challenge_id, CHALLENGE_TTL_S, 'Strict');
             const factor = Array.isArray(d.factors) && typeof d.factors[0] === 'string' ? d.factors[0] : 'totp';
             ctx.status = 303;
             ctx.set('Location', `/#second-factor=${encodeURIComponent(factor)}`);

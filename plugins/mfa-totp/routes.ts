@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import { z } from 'zod';
 import { jsonBody, type PluginPrincipal, type PluginRouter, type PluginRouteState } from '../../core/plugin/contract.js';
 import { RouteError } from './route-error.js';
-import { CODE_PATTERN, type Actor, type Refusal, type TotpService } from './totp.js';
+import { CODE_PATTERN, type Actor, type Enrolment, type Refusal, type TotpService, type TotpStatus } from './totp.js';
 
 /** As apps show it: spaces (`123 456`) are dropped. */
 const code = z
@@ -23,6 +23,15 @@ const REFUSALS: Record<Refusal, { status: number; code: string; message: string 
   'not-enrolled': { status: 404, code: 'MFA_TOTP_NOT_ENROLLED', message: 'the user has no TOTP factor' },
   'unknown-user': { status: 404, code: 'NOT_FOUND', message: 'no such user' },
 };
+
+/** The answers on the wire: snake_case, as every /v1 key (the service's types stay camelCase). */
+function enrolmentToWire(e: Enrolment) {
+  return { secret: e.secret, otpauth_uri: e.otpauthUri, qr_png: e.qrPng, qr_svg: e.qrSvg, expires_at: e.expiresAt };
+}
+
+function statusToWire(s: TotpStatus) {
+  return { enrolled: s.enrolled, pending: s.pending, confirmed_at: s.confirmedAt, recovery_codes_left: s.recoveryCodesLeft };
+}
 
 /**
  * The routes under /v1/plugins/mfa-totp/: the caller's own enrolment and status, and the
@@ -48,7 +57,7 @@ export function totpRoutes(service: TotpService): PluginRouter {
     const out = await service.enrol(actor);
     if (!out.ok) throw refusal(out.refusal);
     ctx.status = 201;
-    ctx.body = out.value;
+    ctx.body = enrolmentToWire(out.value);
   });
 
   router.post('/enrolment/confirm', async (ctx) => {
@@ -56,18 +65,18 @@ export function totpRoutes(service: TotpService): PluginRouter {
     const { code } = parse(confirmBody, ctx.request.body);
     const out = await service.confirm(actor, code);
     if (!out.ok) throw refusal(out.refusal);
-    ctx.body = { enrolled: true, recoveryCodes: out.value.recoveryCodes };
+    ctx.body = { enrolled: true, recovery_codes: out.value.recoveryCodes };
   });
 
   router.get('/status', async (ctx) => {
     const actor = actorOf(ctx.state);
-    ctx.body = await service.status(actor.userId);
+    ctx.body = statusToWire(await service.status(actor.userId));
   });
 
   router.delete('/users/:userId', async (ctx) => {
     const actor = actorOf(ctx.state);
     const userId = ctx.params.userId ?? '';
-    if (!UUID.test(userId)) throw new RouteError(400, 'VALIDATION_FAILED', 'userId: not a user id');
+    if (!UUID.test(userId)) throw new RouteError(400, 'VALIDATION_FAILED', 'user_id: not a user id');
     if (ctx.state.principal?.role !== 'admin') {
       await service.resetForbidden(actor, userId.toLowerCase());
       throw new RouteError(403, 'FORBIDDEN', 'only an admin can reset a TOTP factor');

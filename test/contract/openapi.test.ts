@@ -40,6 +40,33 @@ function refs(value: unknown, out: string[] = []): string[] {
   return out;
 }
 
+/** The one naming convention of /v1 (issue 16): snake_case, as the spec's sketch and RFC 6749/8628. */
+const SNAKE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/;
+
+/** Every property name a JSON schema (anywhere in `value`) declares, with where it is. */
+function propertyNames(value: unknown, at: string, out: Array<[string, string]> = []): Array<[string, string]> {
+  if (Array.isArray(value)) value.forEach((v, i) => propertyNames(v, `${at}[${i}]`, out));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'properties' && v && typeof v === 'object' && !Array.isArray(v)) for (const name of Object.keys(v)) out.push([name, at]);
+      propertyNames(v, `${at}.${k}`, out);
+    }
+  }
+  return out;
+}
+
+/** Every key of a JSON answer that is not snake_case; free-form recorded data (audit `details`) is not the API's own. */
+function nonSnakeKeys(value: unknown, at = '$', out: string[] = []): string[] {
+  if (Array.isArray(value)) value.forEach((v, i) => nonSnakeKeys(v, `${at}[${i}]`, out));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (!SNAKE.test(k)) out.push(`${at}.${k}`);
+      if (k !== 'details') nonSnakeKeys(v, `${at}.${k}`, out);
+    }
+  }
+  return out;
+}
+
 describe('the OpenAPI document of the route table', () => {
   const routes = table();
   const doc = openApiDocument(routes);
@@ -75,6 +102,18 @@ describe('the OpenAPI document of the route table', () => {
     }
     const ops = Object.values(doc.paths).flatMap((p) => Object.values(p)).length;
     assert.equal(ops, routes.length, 'nothing but the routes');
+  });
+
+  it('names every property of every answer, request body and query parameter in snake_case', () => {
+    const names = propertyNames({ paths: doc.paths, components: doc.components.schemas }, '#');
+    assert.ok(names.some(([n]) => n === 'access_token') && names.some(([n]) => n === 'next_cursor'), 'the walk sees the schemas');
+    const camel = names.filter(([n]) => !SNAKE.test(n)).map(([n, at]) => `${n} (${at})`);
+    assert.deepEqual(camel, [], 'not snake_case');
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        for (const p of (op.parameters ?? []) as Array<{ in: string; name: string }>) assert.match(p.name, SNAKE, `${method} ${path}: ${p.in} parameter ${p.name}`);
+      }
+    }
   });
 
   it('has unique operationIds and components every reference resolves into', () => {
@@ -131,6 +170,7 @@ describe(`GET ${OPENAPI_PATH} on a running server`, () => {
       assert.ok(schema && schema !== 'text', `${key} declares ${status}`);
       const parsed = (schema as z.ZodType).safeParse(res.json);
       assert.ok(parsed.success, `${key}: ${parsed.success ? '' : z.prettifyError(parsed.error)}`);
+      if (path !== OPENAPI_PATH) assert.deepEqual(nonSnakeKeys(res.json), [], `${key}: every key is snake_case`);
     };
     await check('POST', '/v1/login', 200, { body: { username: 'root-admin', password: 'Bootstrap-Admin-Pass-1' } });
     await check('GET', '/health', 200);

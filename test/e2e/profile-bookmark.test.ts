@@ -97,7 +97,7 @@ describe('a persistent profile keeps a bookmark across sessions (pixels on the c
     pageUrl = `http://${hostIp}:${(site.address() as { port: number }).port}/page`;
     api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions, plugins: { 'auth-local': {}, 'quota-default': { user: { profileMb: 64, memoryMb: 1536 } } } } });
     aliceId = await api.createUser('alice', 'alice password 1');
-    alice = (await api.login('alice', 'alice password 1')).accessToken;
+    alice = (await api.login('alice', 'alice password 1')).access_token;
   });
 
   after(async () => {

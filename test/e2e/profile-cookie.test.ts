@@ -48,7 +48,7 @@ describe('a persistent profile keeps a site login (cookie) across sessions (real
       config: { sessions, plugins: { 'auth-local': {}, 'quota-default': { user: { profileMb: 64, memoryMb: 1024 } } } },
     });
     await api.createUser('alice', 'alice password 1');
-    alice = (await api.login('alice', 'alice password 1')).accessToken;
+    alice = (await api.login('alice', 'alice password 1')).access_token;
   });
 
   after(async () => {

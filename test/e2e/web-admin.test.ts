@@ -71,7 +71,7 @@ async function signIn(ctx: BrowserContext, who: { username: string; password: st
 async function userToken(who: { username: string; password: string }): Promise<string> {
   const r = await apiCall(server, 'POST', '/v1/login', { body: who });
   assert.equal(r.status, 200, JSON.stringify(r.json));
-  return (r.json as { accessToken: string }).accessToken;
+  return (r.json as { access_token: string }).access_token;
 }
 
 async function launch(token: string, body: Record<string, unknown> = { app: 'firefox' }): Promise<SessionView & { connect: ConnectDescriptor }> {
@@ -95,7 +95,7 @@ const rowText = (sel: string) => admin.textContent(sel).then((t) => (t ?? '').tr
 
 before(async () => {
   server = await startServer({ dataDir: scratch(), publicHost: PUBLIC_HOST, config: { sessions } });
-  adminToken = (await apiCall(server, 'POST', '/v1/login', { body: { username: 'admin', password: server.adminPassword } }).then((r) => r.json as { accessToken: string })).accessToken;
+  adminToken = (await apiCall(server, 'POST', '/v1/login', { body: { username: 'admin', password: server.adminPassword } }).then((r) => r.json as { access_token: string })).access_token;
   const r = await apiCall(server, 'POST', '/v1/users', { token: adminToken, body: { ...PLAIN, role: 'user' } });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   display = await startXvfb();
@@ -188,7 +188,7 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
     await admin.keyboard.press('Tab'); // role
     await admin.keyboard.press('Tab'); // save role
     await admin.keyboard.press('Tab');
-    assert.equal(await admin.evaluate('document.activeElement.id'), 'quota-maxSessions');
+    assert.equal(await admin.evaluate('document.activeElement.id'), 'quota-max_sessions');
     await admin.keyboard.type('3');
     await admin.keyboard.press('Tab'); // cpus
     await admin.keyboard.press('Tab');
@@ -197,7 +197,7 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
     await until(async () => ((await rowText(`tr[data-user="${NEW.username}"] td.quota`)).includes('Sessions at once: 3') ? true : undefined), 10_000, 'the quota did not show');
     const users = await apiCall(server, 'GET', '/v1/users?limit=200', { token: adminToken });
     const u = (users.json as { items: { id: string; username: string; quota: Record<string, number> }[] }).items.find((x) => x.username === NEW.username);
-    assert.deepEqual(u?.quota, { maxSessions: 3, memoryMb: 1536 });
+    assert.deepEqual(u?.quota, { max_sessions: 3, memory_mb: 1536 });
     state.userId = u?.id;
     await shot(admin, 'users-quota-override');
   });

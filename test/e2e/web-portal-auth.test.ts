@@ -56,7 +56,7 @@ before(async () => {
     },
   });
   await api.createUser(LOCAL.username, LOCAL.password);
-  await api.createUser(CAPPED.username, CAPPED.password, { quota: { maxSessions: 0 } });
+  await api.createUser(CAPPED.username, CAPPED.password, { quota: { max_sessions: 0 } });
   browser = await launchChromium();
 });
 

@@ -123,7 +123,7 @@ before(async () => {
   server = await startServer({ dataDir: scratch(), publicHost: PUBLIC_HOST, config: { sessions } });
   const admin = await apiCall(server, 'POST', '/v1/login', { body: { username: 'admin', password: server.adminPassword } });
   assert.equal(admin.status, 200, JSON.stringify(admin.json));
-  const token = (admin.json as { accessToken: string }).accessToken;
+  const token = (admin.json as { access_token: string }).access_token;
   for (const u of [USER, OTHER]) {
     const r = await apiCall(server, 'POST', '/v1/users', { token, body: { ...u, role: 'user' } });
     assert.equal(r.status, 201, JSON.stringify(r.json));
@@ -316,7 +316,7 @@ describe('the portal and a session in a browser tab (real Chromium)', { timeout:
       }
       // By the REST API with the same user's bearer token.
       const login = await apiCall(server, 'POST', '/v1/login', { body: OTHER });
-      const token = (login.json as { accessToken: string }).accessToken;
+      const token = (login.json as { access_token: string }).access_token;
       for (const [method, path] of [['GET', `/v1/sessions/${id}`], ['POST', `/v1/sessions/${id}/connect`], ['POST', `/v1/sessions/${id}/stop`]] as const) {
         const r = await apiCall(server, method, path, { token, ...(method === 'POST' ? { body: {} } : {}) });
         const made404 = await apiCall(server, method, path.replace(id, made), { token, ...(method === 'POST' ? { body: {} } : {}) });

@@ -35,12 +35,13 @@ export interface RequestOptions {
   agent?: https.Agent;
 }
 
+/** A token pair as the API answers it (snake_case, as every /v1 key). */
 export interface TokenPair {
-  accessToken: string;
-  refreshToken: string;
-  expiresIn: number;
-  tokenType: string;
-  refreshExpiresAt: string;
+  access_token: string;
+  refresh_token: string;
+  expires_in: number;
+  token_type: string;
+  refresh_expires_at: string;
 }
 
 export interface ApiOptions {
@@ -128,7 +129,7 @@ export async function startApi(opts: ApiOptions = {}): Promise<TestApi> {
       return r.json as TokenPair;
     },
     async adminToken() {
-      admin ??= (await api.login(opts.bootstrap?.username ?? ADMIN.username, opts.bootstrap?.password ?? ADMIN.password, { localAddress: '127.0.0.1' })).accessToken;
+      admin ??= (await api.login(opts.bootstrap?.username ?? ADMIN.username, opts.bootstrap?.password ?? ADMIN.password, { localAddress: '127.0.0.1' })).access_token;
       return admin;
     },
     async createUser(username, password, extra = {}) {

@@ -29,8 +29,8 @@ describe('admin CLI: disabling a user ends their live sessions on the running se
 
   it('the attached client is cut, the container removed and the stop audited with the cause', async () => {
     const admin = await api.adminToken();
-    await api.createUser('fritz', 'fritz-password-12', { quota: { maxSessions: 2 } });
-    const token = (await api.login('fritz', 'fritz-password-12')).accessToken;
+    await api.createUser('fritz', 'fritz-password-12', { quota: { max_sessions: 2 } });
+    const token = (await api.login('fritz', 'fritz-password-12')).access_token;
     const s = await launch(api, token);
     const sock = tls.connect({ host: '127.0.0.1', port: api.port, servername: s.connect.sni, ca: s.connect.ca_cert });
     sock.on('error', () => {});

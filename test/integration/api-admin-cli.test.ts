@@ -48,7 +48,7 @@ describe('admin CLI on Postgres, next to a running server', () => {
     const generated = /password \(shown once\): (\S+)/.exec(b.out)?.[1];
     assert.ok(generated);
     const pair = await api.login('cli-bob', generated);
-    assert.equal(((await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { role: string }).role, 'admin');
+    assert.equal(((await api.request('GET', '/v1/me', { token: pair.access_token })).json as { role: string }).role, 'admin');
     const rows = await api.request('GET', '/v1/audit?action=user_created&limit=10', { token: await api.adminToken() });
     const actors = (rows.json as { items: { actor: string }[] }).items.map((r) => r.actor);
     assert.ok(actors.includes(`cli:${userInfo().username}`), actors.join());
@@ -64,11 +64,11 @@ describe('admin CLI on Postgres, next to a running server', () => {
     const before = await api.login('cli-alice', 'alice from the cli');
     const reset = await cli(['reset-password', 'cli-alice', '--password-stdin'], 'alice new password');
     assert.equal(reset.code, 0, reset.err);
-    assert.equal((await api.request('GET', '/v1/me', { token: before.accessToken })).status, 401);
+    assert.equal((await api.request('GET', '/v1/me', { token: before.access_token })).status, 401);
     assert.equal((await api.request('POST', '/v1/login', { body: { username: 'cli-alice', password: 'alice from the cli' } })).status, 401);
     const again = await api.login('cli-alice', 'alice new password');
     assert.equal((await cli(['disable', 'cli-alice'])).code, 0);
-    assert.equal((await api.request('GET', '/v1/me', { token: again.accessToken })).status, 401);
+    assert.equal((await api.request('GET', '/v1/me', { token: again.access_token })).status, 401);
     assert.equal((await api.request('POST', '/v1/login', { body: { username: 'cli-alice', password: 'alice new password' } })).status, 401);
     assert.equal((await cli(['enable', 'cli-alice'])).code, 0);
     await api.login('cli-alice', 'alice new password');

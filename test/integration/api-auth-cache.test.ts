@@ -60,7 +60,7 @@ for (const kv of ['redis', 'memory'] as const) {
     async function cachedUser(name: string, extra: Record<string, unknown> = {}) {
       const id = await api.createUser(name, `${name} long password`, extra);
       const pair = await api.login(name, `${name} long password`);
-      assert.equal(await status(api.gw, '/v1/me', pair.accessToken), 200);
+      assert.equal(await status(api.gw, '/v1/me', pair.access_token), 200);
       assert.ok(api.gw.app.control.principals.size > 0, 'the principal is cached');
       return { id, pair };
     }
@@ -75,7 +75,7 @@ for (const kv of ['redis', 'memory'] as const) {
         const { id, pair } = await cachedUser(`one-${kv}-${c.what.replace(/\W+/g, '')}`);
         const r = await api.request('PATCH', `/v1/users/${id}`, { token: await api.adminToken(), body: c.patch });
         assert.equal(r.status, 200, r.text);
-        const me = await api.request('GET', '/v1/me', { token: pair.accessToken });
+        const me = await api.request('GET', '/v1/me', { token: pair.access_token });
         assert.equal(me.status, 401);
         assert.equal(errorCode(me), 'AUTH_REQUIRED');
       });
@@ -83,29 +83,29 @@ for (const kv of ['redis', 'memory'] as const) {
 
     it('refuses the token on the very next request after logout', async () => {
       const { pair } = await cachedUser(`one-${kv}-logout`);
-      assert.equal((await api.request('POST', '/v1/logout', { token: pair.accessToken })).status, 204);
-      assert.equal(await status(api.gw, '/v1/me', pair.accessToken), 401);
+      assert.equal((await api.request('POST', '/v1/logout', { token: pair.access_token })).status, 204);
+      assert.equal(await status(api.gw, '/v1/me', pair.access_token), 401);
     });
 
     it('refuses the token on the very next request after refresh-token reuse ends the login', async () => {
       const { pair } = await cachedUser(`one-${kv}-reuse`);
-      const first = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: pair.refreshToken } });
+      const first = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: pair.refresh_token } });
       assert.equal(first.status, 200, first.text);
-      const fresh = (first.json as { accessToken: string }).accessToken;
+      const fresh = (first.json as { access_token: string }).access_token;
       assert.equal(await status(api.gw, '/v1/me', fresh), 200);
-      const reuse = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: pair.refreshToken } });
+      const reuse = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: pair.refresh_token } });
       assert.equal(reuse.status, 401);
-      assert.equal(await status(api.gw, '/v1/me', pair.accessToken), 401);
+      assert.equal(await status(api.gw, '/v1/me', pair.access_token), 401);
       assert.equal(await status(api.gw, '/v1/me', fresh), 401);
     });
 
     it('shows a quota change in /v1/me on the very next request', async () => {
       const { id, pair } = await cachedUser(`one-${kv}-quota`);
-      const r = await api.request('PATCH', `/v1/users/${id}`, { token: await api.adminToken(), body: { quota: { maxSessions: 3 } } });
+      const r = await api.request('PATCH', `/v1/users/${id}`, { token: await api.adminToken(), body: { quota: { max_sessions: 3 } } });
       assert.equal(r.status, 200, r.text);
-      const me = await api.request('GET', '/v1/me', { token: pair.accessToken });
+      const me = await api.request('GET', '/v1/me', { token: pair.access_token });
       assert.equal(me.status, 200);
-      assert.deepEqual((me.json as { quota: unknown }).quota, { maxSessions: 3 });
+      assert.deepEqual((me.json as { quota: unknown }).quota, { max_sessions: 3 });
     });
   });
 }
@@ -135,9 +135,9 @@ describe('principal cache across two processes (shared Postgres schema and Redis
   async function cachedOnB(name: string, role: 'user' | 'admin' = 'user') {
     const id = await a.createUser(name, `${name} long password`, { role });
     const pair = await a.login(name, `${name} long password`);
-    assert.equal(await status(b, '/v1/me', pair.accessToken), 200);
+    assert.equal(await status(b, '/v1/me', pair.access_token), 200);
     assert.ok(b.app.control.principals.size > 0, 'B caches the principal');
-    return { id, token: pair.accessToken };
+    return { id, token: pair.access_token };
   }
 
   it('B refuses a user disabled through A within 1 s', async (t) => {

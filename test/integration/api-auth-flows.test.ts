@@ -41,7 +41,7 @@ describe('auth flows', () => {
   const me = async (token: string) => (await api.request('GET', '/v1/me', { token })).json as { username: string; role: string };
   const tokens = (json: unknown) => {
     const pair = json as TokenPair;
-    secrets.push(pair.accessToken, pair.refreshToken);
+    secrets.push(pair.access_token, pair.refresh_token);
     return pair;
   };
 
@@ -72,8 +72,8 @@ describe('auth flows', () => {
     secrets.push(state);
     assert.equal(res.status, 200, res.text);
     const pair = tokens(res.json);
-    assert.equal(pair.tokenType, 'Bearer');
-    const who = (await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { username: string; role: string; source: string | null };
+    assert.equal(pair.token_type, 'Bearer');
+    const who = (await api.request('GET', '/v1/me', { token: pair.access_token })).json as { username: string; role: string; source: string | null };
     assert.deepEqual([who.username, who.role, who.source], ['sso-alice', 'user', 'test-sso']);
     const created = (await auditRows(api, 'user_created')).find((r) => r.details.username === 'sso-alice');
     assert.equal(created?.actor, 'auth-flows-test');
@@ -150,13 +150,13 @@ describe('auth flows', () => {
   it('follows the provider\'s role on the next login and ends the old role\'s tokens', async () => {
     idp.signedIn = 'sso-alice';
     const first = tokens((await browserLogin(api)).res.json);
-    assert.equal((await me(first.accessToken)).role, 'user');
+    assert.equal((await me(first.access_token)).role, 'user');
     idp.users.set('sso-alice', { password: 'alice idp password', role: 'admin', subject: 'sub-alice' });
     const { res } = await browserLogin(api);
     assert.equal(res.status, 200, res.text);
     const second = tokens(res.json);
-    assert.equal((await me(second.accessToken)).role, 'admin');
-    assert.equal((await api.request('GET', '/v1/me', { token: first.accessToken })).status, 401, 'tokens of the old role end');
+    assert.equal((await me(second.access_token)).role, 'admin');
+    assert.equal((await api.request('GET', '/v1/me', { token: first.access_token })).status, 401, 'tokens of the old role end');
     const changed = (await auditRows(api, 'privilege_permissions_changed'))[0];
     assert.equal(changed?.actor, 'auth-flows-test');
     assert.equal(changed?.details.role, 'admin');
@@ -205,73 +205,73 @@ describe('auth flows', () => {
     const start = async () => {
       const r = await api.request('POST', '/v1/auth/flows/test-sso/device');
       assert.equal(r.status, 200, r.text);
-      const grant = r.json as { deviceId: string; userCode: string; verificationUri: string; verificationUriComplete: string; expiresIn: number; interval: number };
-      secrets.push(grant.deviceId);
+      const grant = r.json as { device_id: string; user_code: string; verification_uri: string; verification_uri_complete: string; expires_in: number; interval: number };
+      secrets.push(grant.device_id);
       return grant;
     };
-    const poll = (deviceId: string) => api.request('POST', '/v1/auth/flows/test-sso/device/poll', { body: { deviceId } });
+    const poll = (deviceId: string) => api.request('POST', '/v1/auth/flows/test-sso/device/poll', { body: { device_id: deviceId } });
     const answer = (r: Awaited<ReturnType<typeof poll>>) => `${r.status} ${errorCode(r) ?? ''}`.trim();
 
     it('hands out a device id, the user code and the interval', async () => {
       const grant = await start();
-      assert.match(grant.deviceId, /^[A-Za-z0-9_-]{43}$/);
-      assert.deepEqual({ ...grant, deviceId: 'x', userCode: 'x' }, {
-        deviceId: 'x',
-        userCode: 'x',
-        verificationUri: `${idp.url}/device`,
-        verificationUriComplete: `${idp.url}/device?user_code=${grant.userCode}`,
-        expiresIn: 3,
+      assert.match(grant.device_id, /^[A-Za-z0-9_-]{43}$/);
+      assert.deepEqual({ ...grant, device_id: 'x', user_code: 'x' }, {
+        device_id: 'x',
+        user_code: 'x',
+        verification_uri: `${idp.url}/device`,
+        verification_uri_complete: `${idp.url}/device?user_code=${grant.user_code}`,
+        expires_in: 3,
         interval: 1,
       });
     });
 
     it('answers pending, then SLOW_DOWN when polled sooner than the interval', async () => {
       const grant = await start();
-      assert.equal(answer(await poll(grant.deviceId)), '400 AUTHORIZATION_PENDING');
-      const r = await poll(grant.deviceId);
+      assert.equal(answer(await poll(grant.device_id)), '400 AUTHORIZATION_PENDING');
+      const r = await poll(grant.device_id);
       assert.equal(answer(r), '400 SLOW_DOWN');
       assert.match((r.json as { error: { message: string } }).error.message, /6 s/, 'the interval grows by 5 s');
     });
 
     it('logs in once approved; the device id never works again', async () => {
       const grant = await start();
-      idp.approve(grant.userCode, 'sso-alice');
-      const r = await poll(grant.deviceId);
+      idp.approve(grant.user_code, 'sso-alice');
+      const r = await poll(grant.device_id);
       assert.equal(r.status, 200, r.text);
-      assert.equal((await me(tokens(r.json).accessToken)).username, 'sso-alice');
+      assert.equal((await me(tokens(r.json).access_token)).username, 'sso-alice');
       const success = (await auditRows(api, 'authn_login_success'))[0];
       assert.equal(success?.details.flow, 'test-sso');
-      await until(async () => answer(await poll(grant.deviceId)) !== '400 SLOW_DOWN', 10_000);
-      assert.equal(answer(await poll(grant.deviceId)), '400 EXPIRED_TOKEN');
+      await until(async () => answer(await poll(grant.device_id)) !== '400 SLOW_DOWN', 10_000);
+      assert.equal(answer(await poll(grant.device_id)), '400 EXPIRED_TOKEN');
     });
 
     it('answers AUTH_FLOW_DENIED when the user denies, then EXPIRED_TOKEN', async () => {
       const grant = await start();
-      idp.deny(grant.userCode);
-      assert.equal(answer(await poll(grant.deviceId)), '401 AUTH_FLOW_DENIED');
+      idp.deny(grant.user_code);
+      assert.equal(answer(await poll(grant.device_id)), '401 AUTH_FLOW_DENIED');
       assert.equal((await auditRows(api, 'authn_login_fail'))[0]?.details.reason, 'user-denied');
-      assert.equal(answer(await poll(grant.deviceId)), '400 EXPIRED_TOKEN');
+      assert.equal(answer(await poll(grant.device_id)), '400 EXPIRED_TOKEN');
     });
 
     it('answers EXPIRED_TOKEN when the provider says expired, and when the device id outlives its expiry', async () => {
       const a = await start();
-      idp.expire(a.userCode);
-      assert.equal(answer(await poll(a.deviceId)), '400 EXPIRED_TOKEN');
+      idp.expire(a.user_code);
+      assert.equal(answer(await poll(a.device_id)), '400 EXPIRED_TOKEN');
       const b = await start();
-      assert.equal(answer(await poll(b.deviceId)), '400 AUTHORIZATION_PENDING');
+      assert.equal(answer(await poll(b.device_id)), '400 AUTHORIZATION_PENDING');
       // Core's own expiry (3 s here): until then each poll is pending or too soon.
       await until(async () => {
-        const got = answer(await poll(b.deviceId));
+        const got = answer(await poll(b.device_id));
         assert.ok(['400 SLOW_DOWN', '400 AUTHORIZATION_PENDING', '400 EXPIRED_TOKEN'].includes(got), got);
         return got === '400 EXPIRED_TOKEN';
       }, 15_000);
     });
 
     for (const [desc, body, expected] of [
-      ['an unknown device id', { deviceId: randomBytes(32).toString('base64url') }, '400 EXPIRED_TOKEN'],
-      ['a malformed device id', { deviceId: 'nope' }, '400 EXPIRED_TOKEN'],
+      ['an unknown device id', { device_id: randomBytes(32).toString('base64url') }, '400 EXPIRED_TOKEN'],
+      ['a malformed device id', { device_id: 'nope' }, '400 EXPIRED_TOKEN'],
       ['no device id', {}, '400 VALIDATION_FAILED'],
-      ['an extra field', { deviceId: 'x', more: 1 }, '400 VALIDATION_FAILED'],
+      ['an extra field', { device_id: 'x', more: 1 }, '400 VALIDATION_FAILED'],
     ] as const) {
       it(`refuses ${desc}: ${expected}`, async () => {
         const r = await api.request('POST', '/v1/auth/flows/test-sso/device/poll', { body });
@@ -294,7 +294,7 @@ describe('auth flows', () => {
   }
 
   it('answers 404 AUTH_FLOW_NOT_FOUND for a poll of an unknown flow', async () => {
-    const r = await api.request('POST', '/v1/auth/flows/nope/device/poll', { body: { deviceId: 'x' } });
+    const r = await api.request('POST', '/v1/auth/flows/nope/device/poll', { body: { device_id: 'x' } });
     assert.equal(errorCode(r), 'AUTH_FLOW_NOT_FOUND');
   });
 

@@ -23,7 +23,7 @@ interface AuditItem {
   action: string;
   actor: string;
   target: string | null;
-  sourceIp: string | null;
+  source_ip: string | null;
   at: string;
   result: string;
   details: Record<string, unknown>;
@@ -41,8 +41,8 @@ for (const combo of COMBOS) {
     /** Every password and token the tests used: none may appear in the logs. */
     const secrets = new Set<string>([ADMIN.password]);
     const remember = (p: TokenPair) => {
-      secrets.add(p.accessToken);
-      secrets.add(p.refreshToken);
+      secrets.add(p.access_token);
+      secrets.add(p.refresh_token);
       return p;
     };
     const login = async (u: string, pw: string) => remember(await api.login(u, pw));
@@ -64,13 +64,13 @@ for (const combo of COMBOS) {
       const ok = await api.request('POST', '/v1/login', { body: { username: 'alice', password: 'alice password 1' } });
       assert.equal(ok.status, 200);
       const pair = remember(ok.json as TokenPair);
-      assert.match(pair.accessToken, /^hsa_[A-Za-z0-9_-]{43}$/);
-      assert.match(pair.refreshToken, /^hsr_[A-Za-z0-9_-]{43}$/);
-      assert.equal(pair.tokenType, 'Bearer');
-      assert.ok(pair.expiresIn > 0 && pair.expiresIn <= 900, 'access tokens live at most 15 min');
+      assert.match(pair.access_token, /^hsa_[A-Za-z0-9_-]{43}$/);
+      assert.match(pair.refresh_token, /^hsr_[A-Za-z0-9_-]{43}$/);
+      assert.equal(pair.token_type, 'Bearer');
+      assert.ok(pair.expires_in > 0 && pair.expires_in <= 900, 'access tokens live at most 15 min');
       assert.equal(ok.headers['cache-control'], 'no-store');
-      assert.equal(((await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { id: string }).id, id);
-      assert.equal((await api.login('ALICE', 'alice password 1')).tokenType, 'Bearer', 'usernames are case-insensitive');
+      assert.equal(((await api.request('GET', '/v1/me', { token: pair.access_token })).json as { id: string }).id, id);
+      assert.equal((await api.login('ALICE', 'alice password 1')).token_type, 'Bearer', 'usernames are case-insensitive');
 
       assert.equal((await api.request('PATCH', `/v1/users/${carol}`, { token: await api.adminToken(), body: { disabled: true } })).status, 200);
       const refusals = await Promise.all([
@@ -92,7 +92,7 @@ for (const combo of COMBOS) {
       ]);
       for (const f of fails) {
         assert.equal(f.actor, 'anonymous');
-        assert.equal(f.sourceIp, '127.0.0.1');
+        assert.equal(f.source_ip, '127.0.0.1');
         assert.match(f.at, /Z$/, 'UTC');
       }
     });
@@ -101,19 +101,19 @@ for (const combo of COMBOS) {
       await user('rita', 'rita password 1');
       const r1 = await login('rita', 'rita password 1');
       const other = await login('rita', 'rita password 1');
-      const rotated = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: r1.refreshToken } });
+      const rotated = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: r1.refresh_token } });
       assert.equal(rotated.status, 200);
       const r2 = remember(rotated.json as TokenPair);
-      assert.notEqual(r2.refreshToken, r1.refreshToken);
-      assert.equal((await api.request('GET', '/v1/me', { token: r2.accessToken })).status, 200);
+      assert.notEqual(r2.refresh_token, r1.refresh_token);
+      assert.equal((await api.request('GET', '/v1/me', { token: r2.access_token })).status, 200);
 
-      const reuse = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: r1.refreshToken } });
+      const reuse = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: r1.refresh_token } });
       assert.equal(reuse.status, 401);
       assert.equal(errorCode(reuse), 'AUTH_TOKEN_INVALID');
-      const r2again = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: r2.refreshToken } });
+      const r2again = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: r2.refresh_token } });
       assert.equal(r2again.status, 401, 'the successor died with the family');
-      for (const t of [r1.accessToken, r2.accessToken]) assert.equal((await api.request('GET', '/v1/me', { token: t })).status, 401, 'so did its access tokens');
-      assert.equal((await api.request('GET', '/v1/me', { token: other.accessToken })).status, 200, 'another login of the same user lives on');
+      for (const t of [r1.access_token, r2.access_token]) assert.equal((await api.request('GET', '/v1/me', { token: t })).status, 401, 'so did its access tokens');
+      assert.equal((await api.request('GET', '/v1/me', { token: other.access_token })).status, 200, 'another login of the same user lives on');
       const rows = await audit(api, 'action=authn_token_reuse');
       assert.equal(rows.length, 1);
       assert.equal(rows[0]?.result, 'failure');
@@ -122,13 +122,13 @@ for (const combo of COMBOS) {
     it('50 concurrent refreshes with one token make at most one successor, and it is revoked (T6)', async () => {
       await user('racer', 'racer password 1');
       const pair = await login('racer', 'racer password 1');
-      const results = await Promise.all(Array.from({ length: 50 }, () => api.request('POST', '/v1/token/refresh', { body: { refreshToken: pair.refreshToken } })));
+      const results = await Promise.all(Array.from({ length: 50 }, () => api.request('POST', '/v1/token/refresh', { body: { refresh_token: pair.refresh_token } })));
       const winners = results.filter((r) => r.status === 200);
       assert.ok(winners.length <= 1, `${winners.length} successors`);
       assert.ok(results.every((r) => r.status === 200 || r.status === 401));
       for (const w of winners) {
         const p = remember(w.json as TokenPair);
-        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refreshToken: p.refreshToken } })).status, 401);
+        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refresh_token: p.refresh_token } })).status, 401);
       }
     });
 
@@ -137,8 +137,8 @@ for (const combo of COMBOS) {
       const forged = [
         `hsa_${'A'.repeat(43)}`,
         `hsa_${Buffer.alloc(32, 7).toString('base64url')}`,
-        `${some.accessToken.slice(0, -1)}${some.accessToken.endsWith('A') ? 'B' : 'A'}`,
-        some.refreshToken,
+        `${some.access_token.slice(0, -1)}${some.access_token.endsWith('A') ? 'B' : 'A'}`,
+        some.refresh_token,
         'eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiIsInJvbGUiOiJhZG1pbiJ9.',
         'not-a-token',
       ];
@@ -149,8 +149,8 @@ for (const combo of COMBOS) {
         assert.match(String(r.headers['www-authenticate']), /^Bearer/);
       }
       assert.equal((await api.request('GET', '/v1/me', { headers: { authorization: `Basic ${Buffer.from('alice:alice password 1').toString('base64')}` } })).status, 401);
-      for (const refreshToken of [some.accessToken, `hsr_${'B'.repeat(43)}`, 'x']) {
-        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refreshToken } })).status, 401);
+      for (const refreshToken of [some.access_token, `hsr_${'B'.repeat(43)}`, 'x']) {
+        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refresh_token: refreshToken } })).status, 401);
       }
     });
 
@@ -158,16 +158,16 @@ for (const combo of COMBOS) {
       await user('lou', 'lou password 11');
       const a = await login('lou', 'lou password 11');
       const b = await login('lou', 'lou password 11');
-      const out = await api.request('POST', '/v1/logout', { token: a.accessToken });
+      const out = await api.request('POST', '/v1/logout', { token: a.access_token });
       assert.equal(out.status, 204);
       const started = Date.now();
       for (const t of [a, b]) {
-        assert.equal((await api.request('GET', '/v1/me', { token: t.accessToken })).status, 401);
-        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refreshToken: t.refreshToken } })).status, 401);
+        assert.equal((await api.request('GET', '/v1/me', { token: t.access_token })).status, 401);
+        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refresh_token: t.refresh_token } })).status, 401);
       }
       assert.ok(Date.now() - started < 1_000);
       assert.equal((await audit(api, 'action=authn_logout')).length, 1);
-      assert.equal((await api.request('POST', '/v1/logout', { token: a.accessToken })).status, 401);
+      assert.equal((await api.request('POST', '/v1/logout', { token: a.access_token })).status, 401);
     });
 
     it('disable and password reset end every token at once; a disabled user cannot log in; enable lets them back (T8)', async () => {
@@ -175,15 +175,15 @@ for (const combo of COMBOS) {
       const admin = await api.adminToken();
       const t1 = await login('dave', 'dave password 1');
       assert.equal((await api.request('PATCH', `/v1/users/${id}`, { token: admin, body: { disabled: true } })).status, 200);
-      assert.equal((await api.request('GET', '/v1/me', { token: t1.accessToken })).status, 401);
-      assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refreshToken: t1.refreshToken } })).status, 401);
+      assert.equal((await api.request('GET', '/v1/me', { token: t1.access_token })).status, 401);
+      assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refresh_token: t1.refresh_token } })).status, 401);
       assert.equal((await api.request('POST', '/v1/login', { body: { username: 'dave', password: 'dave password 1' } })).status, 401);
       assert.equal((await api.request('PATCH', `/v1/users/${id}`, { token: admin, body: { disabled: false } })).status, 200);
       const t2 = await login('dave', 'dave password 1');
       secrets.add('dave password 2');
       assert.equal((await api.request('PATCH', `/v1/users/${id}`, { token: admin, body: { password: 'dave password 2' } })).status, 200);
-      assert.equal((await api.request('GET', '/v1/me', { token: t2.accessToken })).status, 401);
-      assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refreshToken: t2.refreshToken } })).status, 401);
+      assert.equal((await api.request('GET', '/v1/me', { token: t2.access_token })).status, 401);
+      assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refresh_token: t2.refresh_token } })).status, 401);
       assert.equal((await api.request('POST', '/v1/login', { body: { username: 'dave', password: 'dave password 1' } })).status, 401);
       await login('dave', 'dave password 2');
     });
@@ -193,13 +193,13 @@ for (const combo of COMBOS) {
       const before = await login('rosa', 'rosa password 1');
       const auditBefore = (await audit(api, 'limit=500')).length;
       await api.restart();
-      const access = await api.request('GET', '/v1/me', { token: before.accessToken });
+      const access = await api.request('GET', '/v1/me', { token: before.access_token });
       // Redis keeps access tokens; the in-process KV starts empty, so clients refresh.
       assert.equal(access.status, combo.kv === 'redis' ? 200 : 401);
-      const refreshed = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: before.refreshToken } });
+      const refreshed = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: before.refresh_token } });
       assert.equal(refreshed.status, 200);
       const pair = remember(refreshed.json as TokenPair);
-      assert.equal(((await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { username: string }).username, 'rosa');
+      assert.equal(((await api.request('GET', '/v1/me', { token: pair.access_token })).json as { username: string }).username, 'rosa');
       assert.ok((await audit(api, 'limit=500')).length > auditBefore);
       const chain = await verifyAuditChain(api.gw.app.db.dataSource);
       assert.equal(chain.ok, true, JSON.stringify(chain));
@@ -248,21 +248,21 @@ describe('token lifetimes (T3, T7), embedded + memory and Postgres + Redis', () 
       try {
         await api.createUser('tim', 'tim password 1');
         const first = await api.login('tim', 'tim password 1');
-        assert.equal(first.expiresIn, 1);
-        assert.equal((await api.request('GET', '/v1/me', { token: first.accessToken })).status, 200);
+        assert.equal(first.expires_in, 1);
+        assert.equal((await api.request('GET', '/v1/me', { token: first.access_token })).status, 200);
         await sleep(1_150);
-        assert.equal((await api.request('GET', '/v1/me', { token: first.accessToken })).status, 401, 'access token rejected after exp');
+        assert.equal((await api.request('GET', '/v1/me', { token: first.access_token })).status, 401, 'access token rejected after exp');
         // Idle: unused for longer than 1.5 s.
         const idle = await api.login('tim', 'tim password 1');
         await sleep(1_700);
-        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refreshToken: idle.refreshToken } })).status, 401, 'idle refresh token');
+        assert.equal((await api.request('POST', '/v1/token/refresh', { body: { refresh_token: idle.refresh_token } })).status, 401, 'idle refresh token');
         // Absolute: rotating every 0.8 s keeps it from idling, but the family ends 3.5 s after login.
         let current = await api.login('tim', 'tim password 1');
         const born = Date.now();
         let lastOk = 0;
         for (;;) {
           await sleep(800);
-          const r = await api.request('POST', '/v1/token/refresh', { body: { refreshToken: current.refreshToken } });
+          const r = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: current.refresh_token } });
           if (r.status !== 200) break;
           current = r.json as TokenPair;
           lastOk = Date.now() - born;
@@ -293,11 +293,11 @@ describe('first start (bootstrap)', () => {
       }
       assert.equal((await api.request('POST', '/v1/login', { body: { username: 'admin', password: '' } })).status, 400);
       const pair = await api.login('admin', password);
-      const me = (await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { role: string };
+      const me = (await api.request('GET', '/v1/me', { token: pair.access_token })).json as { role: string };
       assert.equal(me.role, 'admin');
       await api.restart();
       assert.equal(api.announced.length, 1, 'never again once a user exists');
-      const users = await api.request('GET', '/v1/users', { token: (await api.login('admin', password)).accessToken });
+      const users = await api.request('GET', '/v1/users', { token: (await api.login('admin', password)).access_token });
       assert.equal((users.json as { items: unknown[] }).items.length, 1);
     } finally {
       await api.close();

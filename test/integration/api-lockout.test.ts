@@ -16,7 +16,7 @@ interface AuditRow {
   actor: string;
   action: string;
   target: string | null;
-  sourceIp: string | null;
+  source_ip: string | null;
   details: Record<string, unknown>;
 }
 
@@ -142,7 +142,7 @@ describe('A6: no lockout denial of service (default limits, postgres + redis)', 
     const held = await login('victim', 'the victim password', NEW);
     assert.equal(held.status, 429, 'a new address is held by the account limit after the attack');
     assert.ok(retryAfter(held) > 60);
-    const user = (await api.login('walker', 'the walker password', { localAddress: '127.0.5.2' })).accessToken;
+    const user = (await api.login('walker', 'the walker password', { localAddress: '127.0.5.2' })).access_token;
     const admin = await api.adminToken();
     const unlock = (id: string, token: string | undefined, body: unknown = {}) => api.request('POST', `/v1/users/${id}/unlock`, { ...(token ? { token } : {}), body });
     for (const [desc, r, status, code] of [

@@ -71,11 +71,11 @@ describe('metrics: logins by outcome', () => {
       await moved(async () => {
         const r = await login('m-mfa', 'metrics mfa password');
         expect(r, 401, 'AUTH_SECOND_FACTOR_REQUIRED');
-        challengeId = (r.json as { error: { details: { challengeId: string } } }).error.details.challengeId;
+        challengeId = (r.json as { error: { details: { challenge_id: string } } }).error.details.challenge_id;
       }),
       { second_factor_required: 1 },
     );
-    const answer = (response: string) => api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor: 'test-code', response } });
+    const answer = (response: string) => api.request('POST', '/v1/login/second-factor', { body: { challenge_id: challengeId, factor: 'test-code', response } });
     assert.deepEqual(await moved(async () => expect(await answer('000000'), 401, 'AUTH_SECOND_FACTOR_INVALID')), { failure: 1 });
     // The account's one free failure is spent: wait out its short delay by polling, not sleeping a fixed time.
     let ok: ApiResponse | undefined;

@@ -156,7 +156,7 @@ ${['hackstream', 'hackstream-wrong']
     assert.equal(basic.status, 401, 'only as a bearer token');
     const user = await api.createUser('metrics-user', 'metrics user password');
     assert.ok(user);
-    const userToken = (await api.login('metrics-user', 'metrics user password')).accessToken;
+    const userToken = (await api.login('metrics-user', 'metrics user password')).access_token;
     const forbidden = await api.request('GET', '/v1/metrics', { token: userToken });
     assert.equal(forbidden.status, 403);
     assert.equal(errorCode(forbidden), 'FORBIDDEN');

@@ -22,7 +22,7 @@ for (const combo of [
     let userId: string;
     before(async () => {
       api = await startApi(combo);
-      userId = await api.createUser('quincy', 'quincy password', { quota: { maxSessions: 2 } });
+      userId = await api.createUser('quincy', 'quincy password', { quota: { max_sessions: 2 } });
     });
     after(async () => {
       await api?.close();
@@ -50,18 +50,18 @@ for (const combo of [
 
     it('GET /v1/quotas shows the effective quota and the current use', async () => {
       const pair = await api.login('quincy', 'quincy password');
-      const r = await api.request('GET', '/v1/quotas', { token: pair.accessToken });
+      const r = await api.request('GET', '/v1/quotas', { token: pair.access_token });
       assert.equal(r.status, 200);
       assert.deepEqual(r.json, {
-        quota: { maxSessions: 2, cpus: 1, memoryMb: 2048, idleTimeoutMinutes: 30, maxDurationMinutes: 480, storageMb: 1024, profileMb: 512 },
-        usage: { sessions: 2, storageMb: 0, profile: null },
-        override: { maxSessions: 2 },
+        quota: { max_sessions: 2, cpus: 1, memory_mb: 2048, idle_timeout_minutes: 30, max_duration_minutes: 480, storage_mb: 1024, profile_mb: 512 },
+        usage: { sessions: 2, storage_mb: 0, profile: null },
+        override: { max_sessions: 2 },
       });
     });
 
     it('an admin raising the limit lets exactly one more in', async () => {
       const admin = await api.adminToken();
-      assert.equal((await api.request('PATCH', `/v1/users/${userId}`, { token: admin, body: { quota: { maxSessions: 3 } } })).status, 200);
+      assert.equal((await api.request('PATCH', `/v1/users/${userId}`, { token: admin, body: { quota: { max_sessions: 3 } } })).status, 200);
       const results = await Promise.allSettled(Array.from({ length: 10 }, admit));
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     });

@@ -43,8 +43,8 @@ describe('POST /v1/sessions/:id/connect: limited per user (Redis)', () => {
     api = await startApi({ db: 'postgres', kv: 'redis', config: { rateLimits: { connectPerMinute: 2 } } });
     await api.createUser('alice', 'Alice-Password-1234');
     await api.createUser('bob', 'Bobs-Password-12345');
-    alice = (await api.login('alice', 'Alice-Password-1234')).accessToken;
-    bob = (await api.login('bob', 'Bobs-Password-12345')).accessToken;
+    alice = (await api.login('alice', 'Alice-Password-1234')).access_token;
+    bob = (await api.login('bob', 'Bobs-Password-12345')).access_token;
   });
   after(async () => {
     await api?.close();

@@ -158,10 +158,10 @@ describe('A12: every failed login is audited', () => {
         10,
       );
       const r = await api.request('GET', '/v1/audit?action=authn_login_fail&limit=500', { token: await api.adminToken() });
-      const rows = (r.json as { items: { at: string; sourceIp: string | null; result: string }[] }).items;
+      const rows = (r.json as { items: { at: string; source_ip: string | null; result: string }[] }).items;
       assert.equal(rows.length, 100);
-      assert.ok(rows.every((row) => row.at.endsWith('Z') && row.sourceIp?.startsWith('127.0.') && row.result === 'failure'));
-      assert.equal(new Set(rows.map((row) => row.sourceIp)).size, 100);
+      assert.ok(rows.every((row) => row.at.endsWith('Z') && row.source_ip?.startsWith('127.0.') && row.result === 'failure'));
+      assert.equal(new Set(rows.map((row) => row.source_ip)).size, 100);
     } finally {
       await api.close();
     }

@@ -78,9 +78,9 @@ describe('RBAC on every route', () => {
   /** A fresh token per check: logout must not spoil the next case. */
   async function tokenFor(actor: Actor): Promise<string | undefined> {
     if (actor === 'anonymous') return undefined;
-    if (actor === 'admin') return (await api.login('root-admin', 'Bootstrap-Admin-Pass-1')).accessToken;
+    if (actor === 'admin') return (await api.login('root-admin', 'Bootstrap-Admin-Pass-1')).access_token;
     const [u, p] = passwords[actor];
-    return (await api.login(u, p)).accessToken;
+    return (await api.login(u, p)).access_token;
   }
 
   const CASES: Record<string, Case> = {
@@ -89,14 +89,14 @@ describe('RBAC on every route', () => {
     'GET /v1/metrics': {},
     'GET /v1/openapi.json': { publicStatus: 200 },
     'POST /v1/login': { body: () => ({ username: 'rbac-target', password: 'not the password' }), publicStatus: 401 },
-    'POST /v1/token/refresh': { body: () => ({ refreshToken: `hsr_${randomBytes(32).toString('base64url')}` }), publicStatus: 401 },
+    'POST /v1/token/refresh': { body: () => ({ refresh_token: `hsr_${randomBytes(32).toString('base64url')}` }), publicStatus: 401 },
     'POST /v1/logout': {},
     'GET /v1/me': {},
     'GET /v1/quotas': {},
     'POST /v1/users': { body: () => ({ username: `made-${randomBytes(4).toString('hex')}`, password: 'a made-up password' }) },
     'GET /v1/users': { query: 'limit=5' },
     // The target is another user's account: only an admin may change it.
-    'PATCH /v1/users/:id': { path: () => `/v1/users/${ids.target}`, body: () => ({ quota: { maxSessions: 3 } }) },
+    'PATCH /v1/users/:id': { path: () => `/v1/users/${ids.target}`, body: () => ({ quota: { max_sessions: 3 } }) },
     'POST /v1/users/:id/unlock': { path: () => `/v1/users/${ids.target}/unlock`, body: () => ({}) },
     'GET /v1/audit': { query: 'limit=5' },
     // Session routes: the guard is what is checked; past it, a request that needs no container.
@@ -111,12 +111,12 @@ describe('RBAC on every route', () => {
     'GET /v1/users/:id/profile': { path: () => `/v1/users/${ids.target}/profile` },
     'POST /v1/users/:id/profile/delete': { path: () => `/v1/users/${ids.target}/profile/delete`, body: () => ({}) },
     // Second factors and sign-in flows: public steps of logging in.
-    'POST /v1/login/second-factor': { body: () => ({ challengeId: randomBytes(32).toString('base64url'), factor: 'test-code', response: '1' }), publicStatus: 401 },
+    'POST /v1/login/second-factor': { body: () => ({ challenge_id: randomBytes(32).toString('base64url'), factor: 'test-code', response: '1' }), publicStatus: 401 },
     'GET /v1/auth/flows': { publicStatus: 200 },
     'GET /v1/auth/flows/:id/begin': { path: () => '/v1/auth/flows/test-sso/begin', publicStatus: 302 },
     'GET /v1/auth/flows/:id/callback': { path: () => '/v1/auth/flows/test-sso/callback', query: 'state=unknown', publicStatus: 400 },
     'POST /v1/auth/flows/:id/device': { path: () => '/v1/auth/flows/test-sso/device', publicStatus: 200 },
-    'POST /v1/auth/flows/:id/device/poll': { path: () => '/v1/auth/flows/test-sso/device/poll', body: () => ({ deviceId: 'unknown' }), publicStatus: 400 },
+    'POST /v1/auth/flows/:id/device/poll': { path: () => '/v1/auth/flows/test-sso/device/poll', body: () => ({ device_id: 'unknown' }), publicStatus: 400 },
     // The fixture plugin's route decides its own access.
     'GET /v1/plugins/auth-flows-test/whoami': { perActor: { anonymous: 401, user: 200, other: 200, admin: 200 } },
   };
@@ -171,9 +171,9 @@ describe('RBAC on every route', () => {
       assert.equal(r.text, '{"error":{"code":"FORBIDDEN","message":"this needs the admin role"}}');
     }
     const rows = await api.request('GET', `/v1/audit?action=authz_fail&user=${ids.user}&limit=500`, { token: await tokenFor('admin') });
-    const items = (rows.json as { items: { at: string; sourceIp: string | null; actor: string }[] }).items;
+    const items = (rows.json as { items: { at: string; source_ip: string | null; actor: string }[] }).items;
     assert.equal(items.length - already, 100);
-    assert.ok(items.every((row) => row.at.endsWith('Z') && row.sourceIp === '127.0.0.1' && row.actor === ids.user));
+    assert.ok(items.every((row) => row.at.endsWith('Z') && row.source_ip === '127.0.0.1' && row.actor === ids.user));
     const me = (await api.request('GET', '/v1/me', { token: token as string })).json as { role: string };
     assert.equal(me.role, 'user', 'nothing changed');
   });

@@ -15,9 +15,9 @@ const CODE = '246810';
 const RELAXED = { throttle: { accountLongLimit: 1_000, sourceFreeFailures: 1_000, ipFailLimit: 1_000 } };
 
 interface Challenge {
-  challengeId: string;
+  challenge_id: string;
   factors: string[];
-  expiresInS: number;
+  expires_in: number;
 }
 
 describe('second factors', () => {
@@ -47,16 +47,16 @@ describe('second factors', () => {
     assert.equal(r.status, 401, r.text);
     const body = r.json as { error: { code: string; message: string; details: Challenge } };
     assert.deepEqual(body, {
-      error: { code: 'AUTH_SECOND_FACTOR_REQUIRED', message: 'a second factor is required', details: { ...body.error.details, factors: ['test-code'], expiresInS: 300 } },
+      error: { code: 'AUTH_SECOND_FACTOR_REQUIRED', message: 'a second factor is required', details: { ...body.error.details, factors: ['test-code'], expires_in: 300 } },
     });
-    assert.match(body.error.details.challengeId, /^[A-Za-z0-9_-]{43}$/);
-    assert.ok(!('accessToken' in (r.json as object)));
-    secrets.push(body.error.details.challengeId);
+    assert.match(body.error.details.challenge_id, /^[A-Za-z0-9_-]{43}$/);
+    assert.ok(!('access_token' in (r.json as object)));
+    secrets.push(body.error.details.challenge_id);
     return body.error.details;
   }
   const passwordLogin = (username: string, password: string) => api.request('POST', '/v1/login', { body: { username, password } });
   const answer = (challengeId: string, response: string, factor = 'test-code') =>
-    api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor, response } });
+    api.request('POST', '/v1/login/second-factor', { body: { challenge_id: challengeId, factor, response } });
   const code = (r: ApiResponse) => `${r.status} ${errorCode(r) ?? ''}`.trim();
 
   it('logs in a user no factor applies to with the password alone', async () => {
@@ -66,26 +66,26 @@ describe('second factors', () => {
 
   it('asks for the second factor after the password, then issues tokens for the right code', async () => {
     const c = challengeOf(await passwordLogin('mfa-local', 'mfa local password'));
-    const r = await answer(c.challengeId, CODE);
+    const r = await answer(c.challenge_id, CODE);
     assert.equal(r.status, 200, r.text);
     const pair = r.json as TokenPair;
-    assert.deepEqual(Object.keys(pair).sort(), ['accessToken', 'expiresIn', 'refreshExpiresAt', 'refreshToken', 'tokenType']);
-    secrets.push(pair.accessToken, pair.refreshToken);
-    assert.equal(((await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { username: string }).username, 'mfa-local');
+    assert.deepEqual(Object.keys(pair).sort(), ['access_token', 'expires_in', 'refresh_expires_at', 'refresh_token', 'token_type']);
+    secrets.push(pair.access_token, pair.refresh_token);
+    assert.equal(((await api.request('GET', '/v1/me', { token: pair.access_token })).json as { username: string }).username, 'mfa-local');
     const success = (await auditRows(api, 'authn_login_success'))[0];
     assert.equal(success?.details.factor, 'test-code');
     assert.equal(success?.details.provider, 'auth-local');
-    assert.equal(code(await answer(c.challengeId, CODE)), '401 AUTH_CHALLENGE_INVALID', 'single use');
+    assert.equal(code(await answer(c.challenge_id, CODE)), '401 AUTH_CHALLENGE_INVALID', 'single use');
   });
 
   it('counts wrong codes down to the last try, then ends the challenge', async () => {
     const c = challengeOf(await passwordLogin('mfa-local', 'mfa local password'));
     for (const left of [4, 3, 2, 1, 0]) {
-      const r = await answer(c.challengeId, '000000');
+      const r = await answer(c.challenge_id, '000000');
       assert.equal(code(r), '401 AUTH_SECOND_FACTOR_INVALID');
-      assert.deepEqual((r.json as { error: { details: unknown } }).error.details, { attemptsLeft: left });
+      assert.deepEqual((r.json as { error: { details: unknown } }).error.details, { attempts_left: left });
     }
-    assert.equal(code(await answer(c.challengeId, CODE)), '401 AUTH_CHALLENGE_INVALID', 'out of tries, even with the right code');
+    assert.equal(code(await answer(c.challenge_id, CODE)), '401 AUTH_CHALLENGE_INVALID', 'out of tries, even with the right code');
     const refusals = (await auditRows(api, 'authn_login_fail')).slice(0, 6);
     assert.equal(refusals[0]?.details.reason, 'challenge-invalid');
     const wrong = refusals.slice(1);
@@ -97,10 +97,10 @@ describe('second factors', () => {
 
   it('refuses a factor the challenge did not offer, spending a try', async () => {
     const c = challengeOf(await passwordLogin('mfa-local', 'mfa local password'));
-    const r = await answer(c.challengeId, CODE, 'totp');
+    const r = await answer(c.challenge_id, CODE, 'totp');
     assert.equal(code(r), '401 AUTH_SECOND_FACTOR_INVALID');
-    assert.deepEqual((r.json as { error: { details: unknown } }).error.details, { attemptsLeft: 4 });
-    assert.equal((await answer(c.challengeId, CODE)).status, 200);
+    assert.deepEqual((r.json as { error: { details: unknown } }).error.details, { attempts_left: 4 });
+    assert.equal((await answer(c.challenge_id, CODE)).status, 200);
   });
 
   for (const [desc, challengeId] of [
@@ -114,9 +114,9 @@ describe('second factors', () => {
   }
 
   for (const [desc, body] of [
-    ['an extra field', { challengeId: 'x', factor: 'test-code', response: CODE, remember: true }],
-    ['no response', { challengeId: 'x', factor: 'test-code' }],
-    ['a number as response', { challengeId: 'x', factor: 'test-code', response: 246810 }],
+    ['an extra field', { challenge_id: 'x', factor: 'test-code', response: CODE, remember: true }],
+    ['no response', { challenge_id: 'x', factor: 'test-code' }],
+    ['a number as response', { challenge_id: 'x', factor: 'test-code', response: 246810 }],
   ] as const) {
     it(`refuses a body with ${desc}: 400 VALIDATION_FAILED`, async () => {
       assert.equal(code(await api.request('POST', '/v1/login/second-factor', { body })), '400 VALIDATION_FAILED');
@@ -128,27 +128,27 @@ describe('second factors', () => {
     const users = (await api.request('GET', '/v1/users?limit=100', { token: await api.adminToken() })).json as { items: { id: string; username: string }[] };
     const id = users.items.find((u) => u.username === 'mfa-off')?.id;
     assert.equal((await api.request('PATCH', `/v1/users/${id}`, { token: await api.adminToken(), body: { disabled: true } })).status, 200);
-    assert.equal(code(await answer(c.challengeId, CODE)), '401 AUTH_CHALLENGE_INVALID');
+    assert.equal(code(await answer(c.challenge_id, CODE)), '401 AUTH_CHALLENGE_INVALID');
     assert.equal((await auditRows(api, 'authn_login_fail'))[0]?.details.reason, 'disabled');
   });
 
   it('asks for the second factor after a redirect flow (provisioned account), then logs in', async () => {
     idp.signedIn = 'sso-mia';
     const c = challengeOf((await browserLogin(api)).res);
-    const r = await answer(c.challengeId, CODE);
+    const r = await answer(c.challenge_id, CODE);
     assert.equal(r.status, 200, r.text);
     const success = (await auditRows(api, 'authn_login_success'))[0];
     assert.deepEqual([success?.details.flow, success?.details.provider, success?.details.factor], ['test-sso', 'auth-flows-test', 'test-code']);
   });
 
   it('asks for the second factor after a device flow; the device id is finished', async () => {
-    const start = (await api.request('POST', '/v1/auth/flows/test-sso/device')).json as { deviceId: string; userCode: string };
-    secrets.push(start.deviceId);
-    idp.approve(start.userCode, 'sso-mia');
-    const poll = () => api.request('POST', '/v1/auth/flows/test-sso/device/poll', { body: { deviceId: start.deviceId } });
+    const start = (await api.request('POST', '/v1/auth/flows/test-sso/device')).json as { device_id: string; user_code: string };
+    secrets.push(start.device_id);
+    idp.approve(start.user_code, 'sso-mia');
+    const poll = () => api.request('POST', '/v1/auth/flows/test-sso/device/poll', { body: { device_id: start.device_id } });
     const c = challengeOf(await poll());
     assert.equal(code(await poll()), '400 EXPIRED_TOKEN');
-    assert.equal((await answer(c.challengeId, CODE)).status, 200);
+    assert.equal((await answer(c.challenge_id, CODE)).status, 200);
   });
 
   it('wrote no code, challenge id or token to the logs', () => {
@@ -201,9 +201,9 @@ describe('second factors under the default login throttle', () => {
   it('delays wrong codes like wrong passwords (429 with Retry-After); the challenge still works after the delay', async () => {
     const first = await api.request('POST', '/v1/login', { body: { username: 'mfa-slow', password: 'mfa slow password' } });
     assert.equal(errorCode(first), 'AUTH_SECOND_FACTOR_REQUIRED');
-    const { challengeId } = (first.json as { error: { details: Challenge } }).error.details;
-    const wrong = () => api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor: 'test-code', response: '000000' } });
-    assert.deepEqual((await wrong()).json, { error: { code: 'AUTH_SECOND_FACTOR_INVALID', message: 'the second factor was not accepted', details: { attemptsLeft: 4 } } });
+    const { challenge_id: challengeId } = (first.json as { error: { details: Challenge } }).error.details;
+    const wrong = () => api.request('POST', '/v1/login/second-factor', { body: { challenge_id: challengeId, factor: 'test-code', response: '000000' } });
+    assert.deepEqual((await wrong()).json, { error: { code: 'AUTH_SECOND_FACTOR_INVALID', message: 'the second factor was not accepted', details: { attempts_left: 4 } } });
     assert.equal(errorCode(await wrong()), 'AUTH_SECOND_FACTOR_INVALID', 'one free failure, then delays start');
     const limited = await wrong();
     assert.equal(limited.status, 429, limited.text);
@@ -211,7 +211,7 @@ describe('second factors under the default login throttle', () => {
     assert.match(String(limited.headers['retry-after']), /^[1-9]\d*$/);
     let last = limited;
     await until(async () => {
-      last = await api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor: 'test-code', response: CODE } });
+      last = await api.request('POST', '/v1/login/second-factor', { body: { challenge_id: challengeId, factor: 'test-code', response: CODE } });
       return last.status !== 429;
     }, 10_000);
     assert.equal(last.status, 200, last.text);

@@ -59,12 +59,12 @@ describe('API traces in one process (createApp)', () => {
     assert.equal(unknown.attributes['http.route'], undefined);
     assert.equal(unknown.attributes['http.response.status_code'], 404);
     const exported = receiver.requests.map((q) => q.body).join('\n');
-    assert.ok(!exported.includes(pair.accessToken) && !exported.includes(pair.refreshToken), 'no token in any span');
+    assert.ok(!exported.includes(pair.access_token) && !exported.includes(pair.refresh_token), 'no token in any span');
     assert.ok(!exported.includes('secret-value'), "no path value in any span");
   });
 
   it('flushes at close and traces again after a restart (the SDK stops and starts cleanly)', async () => {
-    const token = (await api.login(ADMIN.username, ADMIN.password)).accessToken;
+    const token = (await api.login(ADMIN.username, ADMIN.password)).access_token;
     assert.equal((await api.request('GET', '/v1/me', { token })).status, 200);
     await api.restart();
     assert.ok(receiver.spans.some((x) => x.name === 'GET /v1/me'), 'the queued span was sent when the app closed');

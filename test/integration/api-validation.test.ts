@@ -156,9 +156,9 @@ describe('bad input', () => {
       { body: { username: 'newbie', password: 'p'.repeat(1_025) }, status: 400, code: 'PASSWORD_POLICY' },
       { body: { username: 'newbie', password: 'newbie' + 'x', role: 'root' }, status: 400, code: 'VALIDATION_FAILED' },
       { body: { username: 'n'.repeat(65), password: 'a fine password' }, status: 400, code: 'VALIDATION_FAILED' },
-      { body: { username: 'newbie', password: 'a fine password', quota: { maxSessions: -1 } }, status: 400, code: 'VALIDATION_FAILED' },
+      { body: { username: 'newbie', password: 'a fine password', quota: { max_sessions: -1 } }, status: 400, code: 'VALIDATION_FAILED' },
       { body: { username: 'newbie', password: 'a fine password', quota: { gpus: 1 } }, status: 400, code: 'VALIDATION_FAILED' },
-      { body: { username: 'newbie', password: 'a fine password', quota: { maxSessions: 1, cpus: 0.5 } }, status: 201, code: '' },
+      { body: { username: 'newbie', password: 'a fine password', quota: { max_sessions: 1, cpus: 0.5 } }, status: 201, code: '' },
     ];
     for (const c of cases) {
       const r = await api.request('POST', '/v1/users', { token: admin, body: c.body });
@@ -172,17 +172,42 @@ describe('bad input', () => {
   it('PATCH: needs a field, checks quota bounds, null clears an override; the last admin stays', async () => {
     const path = `/v1/users/${userId}`;
     assert.equal((await api.request('PATCH', path, { token: admin, body: {} })).status, 400);
-    assert.equal((await api.request('PATCH', path, { token: admin, body: { quota: { memoryMb: 1 } } })).status, 400);
-    const set = await api.request('PATCH', path, { token: admin, body: { quota: { memoryMb: 4096, idleTimeoutMinutes: 5 } } });
-    assert.deepEqual((set.json as { quota: object }).quota, { memoryMb: 4096, idleTimeoutMinutes: 5 });
-    const cleared = await api.request('PATCH', path, { token: admin, body: { quota: { memoryMb: null } } });
-    assert.deepEqual((cleared.json as { quota: object }).quota, { idleTimeoutMinutes: 5 });
+    assert.equal((await api.request('PATCH', path, { token: admin, body: { quota: { memory_mb: 1 } } })).status, 400);
+    const set = await api.request('PATCH', path, { token: admin, body: { quota: { memory_mb: 4096, idle_timeout_minutes: 5 } } });
+    assert.deepEqual((set.json as { quota: object }).quota, { memory_mb: 4096, idle_timeout_minutes: 5 });
+    const cleared = await api.request('PATCH', path, { token: admin, body: { quota: { memory_mb: null } } });
+    assert.deepEqual((cleared.json as { quota: object }).quota, { idle_timeout_minutes: 5 });
     const me = (await api.request('GET', '/v1/me', { token: admin })).json as { id: string };
     for (const body of [{ disabled: true }, { role: 'user' }]) {
       const r = await api.request('PATCH', `/v1/users/${me.id}`, { token: admin, body });
       assert.equal(r.status, 409, JSON.stringify(body));
       assert.match((r.json as { error: { message: string } }).error.message, /last enabled administrator/);
     }
+  });
+
+  it('speaks snake_case only: the old camelCase keys are refused with 400 VALIDATION_FAILED, never ignored (issue 16)', async () => {
+    const login = await api.request('POST', '/v1/login', { body: { username: 'valerie', password: 'valerie password' } });
+    assert.equal(login.status, 200, login.text);
+    const pair = login.json as Record<string, unknown>;
+    assert.deepEqual(Object.keys(pair).sort(), ['access_token', 'expires_in', 'refresh_expires_at', 'refresh_token', 'token_type']);
+    const refreshToken = String(pair.refresh_token);
+    const old = [
+      ['POST', '/v1/token/refresh', { refreshToken }, /"refreshToken"/],
+      ['POST', '/v1/login/second-factor', { challengeId: 'x', factor: 'totp', response: '123456' }, /"challengeId"/],
+      ['POST', '/v1/auth/flows/any/device/poll', { deviceId: 'x' }, /"deviceId"/],
+      ['POST', '/v1/users', { username: 'camel', password: 'camel password 1', quota: { maxSessions: 2 } }, /body\.quota: .*"maxSessions"/],
+      ['PATCH', `/v1/users/${userId}`, { quota: { memoryMb: 2048 } }, /body\.quota: .*"memoryMb"/],
+    ] as const;
+    for (const [method, path, body, names] of old) {
+      const r = await api.request(method, path, { token: admin, body });
+      assert.equal(r.status, 400, `${method} ${path} ${JSON.stringify(body)}: ${r.text}`);
+      assert.equal(errorCode(r), 'VALIDATION_FAILED');
+      assert.match((r.json as { error: { message: string } }).error.message, names, 'the message names the refused key');
+    }
+    // The camelCase refresh did not spend the token: the snake_case one still trades it.
+    const refreshed = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: refreshToken } });
+    assert.equal(refreshed.status, 200, refreshed.text);
+    assert.deepEqual(Object.keys(refreshed.json as object).sort(), ['access_token', 'expires_in', 'refresh_expires_at', 'refresh_token', 'token_type']);
   });
 
   it('answers unknown paths 404 and wrong methods 405, as JSON', async () => {

@@ -93,10 +93,10 @@ describe('the admin console API (/web/api/admin)', () => {
 
   it('changes a role, a quota override and a password (the old one stops working); disables and enables', async () => {
     const post = (body: unknown) => as(adminCookie, 'POST', `/web/api/admin/users/${userId}`, body);
-    assert.equal((await post({ quota: { maxSessions: 2, memoryMb: 1024 } })).status, 200);
+    assert.equal((await post({ quota: { max_sessions: 2, memory_mb: 1024 } })).status, 200);
     const role = await post({ role: 'admin' });
-    assert.deepEqual([(role.json as { role: string }).role, (role.json as { quota: unknown }).quota], ['admin', { maxSessions: 2, memoryMb: 1024 }]);
-    assert.equal((await post({ role: 'user', quota: { maxSessions: null } })).status, 200);
+    assert.deepEqual([(role.json as { role: string }).role, (role.json as { quota: unknown }).quota], ['admin', { max_sessions: 2, memory_mb: 1024 }]);
+    assert.equal((await post({ role: 'user', quota: { max_sessions: null } })).status, 200);
     assert.equal((await post({ password: 'Brand-New-Password-9876' })).status, 200);
     assert.equal((await api.request('POST', '/v1/login', { body: USER })).status, 401, 'the old password');
     await api.login(USER.username, 'Brand-New-Password-9876');

@@ -43,14 +43,14 @@ async function session(state: 'ready' | 'connected' | 'idle' | 'stopped'): Promi
   return r.rows[0]!.id;
 }
 
-const refresh = (p: TokenPair) => api.request('POST', '/v1/token/refresh', { body: { refreshToken: p.refreshToken } });
+const refresh = (p: TokenPair) => api.request('POST', '/v1/token/refresh', { body: { refresh_token: p.refresh_token } });
 
 describe('refresh tokens and running sessions', () => {
   it('a login unused past its idle lifetime, with no running session, is refused', async () => {
     await db.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
     const p = await api.login(USER.username, USER.password);
     await session('stopped');
-    await past(p.refreshExpiresAt);
+    await past(p.refresh_expires_at);
     const r = await refresh(p);
     assert.equal(r.status, 401, r.text);
     assert.equal(errorCode(r), 'AUTH_TOKEN_INVALID');
@@ -61,7 +61,7 @@ describe('refresh tokens and running sessions', () => {
       await db.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
       const p = await api.login(USER.username, USER.password);
       const id = await session(state);
-      await past(p.refreshExpiresAt);
+      await past(p.refresh_expires_at);
       const r = await refresh(p);
       assert.equal(r.status, 200, r.text);
       const audit = await db.query<{ details: { keptBySession?: string } }>(
@@ -75,7 +75,7 @@ describe('refresh tokens and running sessions', () => {
   it('a session started after the login had already gone idle does not bring it back', async () => {
     await db.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
     const p = await api.login(USER.username, USER.password);
-    await past(p.refreshExpiresAt);
+    await past(p.refresh_expires_at);
     await session('connected');
     const r = await refresh(p);
     assert.equal(r.status, 401, r.text);
@@ -90,7 +90,7 @@ describe('refresh tokens and running sessions', () => {
     let p = first;
     // Kept alive by the session all along (each refresh is past the idle end), until the family ends.
     for (;;) {
-      await past(p.refreshExpiresAt);
+      await past(p.refresh_expires_at);
       const r = await refresh(p);
       if (r.status !== 200) {
         assert.equal(r.status, 401, r.text);

@@ -30,26 +30,26 @@ describe('tokens while Redis is down', () => {
     await api?.close();
   });
 
-  const refresh = (refreshToken: string) => api.request('POST', '/v1/token/refresh', { body: { refreshToken } });
+  const refresh = (refreshToken: string) => api.request('POST', '/v1/token/refresh', { body: { refresh_token: refreshToken } });
 
   it('refuses a spent refresh token and an access token; keeps an unspent refresh token unspent until Redis is back', async () => {
     // Login 1: its first refresh token is spent by a refresh. Login 2: untouched.
     const first = await api.login(ADMIN.username, ADMIN.password);
-    const rotated = await refresh(first.refreshToken);
+    const rotated = await refresh(first.refresh_token);
     assert.equal(rotated.status, 200, rotated.text);
     const unspent = await api.login(ADMIN.username, ADMIN.password);
-    assert.equal((await api.request('GET', '/v1/me', { token: unspent.accessToken })).status, 200, 'control: the access token works');
+    assert.equal((await api.request('GET', '/v1/me', { token: unspent.access_token })).status, 200, 'control: the access token works');
 
     await killRedisServer(redis);
 
-    const spent = await refresh(first.refreshToken);
+    const spent = await refresh(first.refresh_token);
     assert.equal(spent.status, 401, spent.text);
     assert.equal(errorCode(spent), 'AUTH_TOKEN_INVALID');
 
-    const held = await refresh(unspent.refreshToken);
+    const held = await refresh(unspent.refresh_token);
     assert.equal(held.status, 503, held.text);
     assert.ok(!held.text.includes('hsr_') && !held.text.includes('hsa_'), 'no token in a refusal');
-    const me = await api.request('GET', '/v1/me', { token: unspent.accessToken });
+    const me = await api.request('GET', '/v1/me', { token: unspent.access_token });
     assert.equal(me.status, 503, `an access token cannot be checked, so it is not accepted: ${me.text}`);
 
     redis = await startRedisServer(port);
@@ -57,11 +57,11 @@ describe('tokens while Redis is down', () => {
     // Postgres) did not, and it was not spent by the refusal.
     let again: { status: number; text: string; json: unknown } = held;
     const until = Date.now() + 20_000;
-    while (again.status === 503 && Date.now() < until) again = await refresh(unspent.refreshToken);
+    while (again.status === 503 && Date.now() < until) again = await refresh(unspent.refresh_token);
     assert.equal(again.status, 200, again.text);
     const pair = again.json as TokenPair;
-    assert.equal((await api.request('GET', '/v1/me', { token: pair.accessToken })).status, 200);
+    assert.equal((await api.request('GET', '/v1/me', { token: pair.access_token })).status, 200);
     // And it is spent now, like any refresh token used once.
-    assert.equal(errorCode(await refresh(unspent.refreshToken)), 'AUTH_TOKEN_INVALID');
+    assert.equal(errorCode(await refresh(unspent.refresh_token)), 'AUTH_TOKEN_INVALID');
   });
 });

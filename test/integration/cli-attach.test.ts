@@ -41,7 +41,7 @@ describe('hackstream launch with the real xpra client', () => {
 
     const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display!.name } });
     try {
-      const token = (await api.login(USER.username, USER.password)).accessToken;
+      const token = (await api.login(USER.username, USER.password)).access_token;
       const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
       const first = await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
       assert.ok(!cli.stderr().includes('hst_') && !cli.stdout().includes('hst_'), 'no token printed');

@@ -32,7 +32,7 @@ before(async () => {
   net = await clientNetwork();
   api = await startApi({ db: 'postgres', kv: 'redis', config: { listen: '0.0.0.0:0', sessions } });
   await api.createUser(USER.username, USER.password);
-  token = (await api.login(USER.username, USER.password)).accessToken;
+  token = (await api.login(USER.username, USER.password)).access_token;
   home = scratch();
   await configureAndLogin(api, USER, home, { address: net.hostIp, netns: net.name });
 });

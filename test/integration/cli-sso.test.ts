@@ -128,10 +128,10 @@ describe('hackstream login --sso', () => {
   it('the server refuses a poll sooner than the interval with SLOW_DOWN', async () => {
     const start = await api.request('POST', '/v1/auth/flows/op/device');
     assert.equal(start.status, 200, start.text);
-    const { deviceId } = start.json as { deviceId: string };
-    const first = await api.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } });
+    const { device_id: deviceId } = start.json as { device_id: string };
+    const first = await api.request('POST', '/v1/auth/flows/op/device/poll', { body: { device_id: deviceId } });
     assert.equal(errorCode(first), 'AUTHORIZATION_PENDING');
-    const second = await api.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } });
+    const second = await api.request('POST', '/v1/auth/flows/op/device/poll', { body: { device_id: deviceId } });
     assert.equal(errorCode(second), 'SLOW_DOWN');
   });
 });
@@ -142,7 +142,7 @@ describe('second factor on every login path', () => {
 
   before(async () => {
     await api.createUser(ERIN.username, ERIN.password);
-    secret = await enrolTotp((await api.login(ERIN.username, ERIN.password)).accessToken);
+    secret = await enrolTotp((await api.login(ERIN.username, ERIN.password)).access_token);
   });
 
   it('password login: a wrong --code is exit 5; the right one (--code, or stdin\'s next line) logs in', async () => {

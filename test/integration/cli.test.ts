@@ -46,7 +46,7 @@ before(async () => {
   api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions }, auth: { accessTtlMs: ACCESS_TTL_MS } });
   fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
   caFingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'ca.crt'))).fingerprint256;
-  await api.createUser(USER.username, USER.password, { quota: { maxSessions: 1 } });
+  await api.createUser(USER.username, USER.password, { quota: { max_sessions: 1 } });
 });
 
 after(async () => {
@@ -172,7 +172,7 @@ describe('hackstream CLI', () => {
     assert.equal((await runCli(['admin', 'users', 'role', 'cli-made', 'admin'], { home: h })).code, 0);
     const quota = await runCli(['admin', 'users', 'quota', 'cli-made', '--max-sessions', '3'], { home: h });
     assert.equal(quota.code, 0, explain(quota));
-    assert.match(quota.stdout, /\tadmin\tactive\t.*"maxSessions":3/);
+    assert.match(quota.stdout, /\tadmin\tactive\t.*"max_sessions":3/);
     const disable = await runCli(['admin', 'users', 'disable', 'cli-made'], { home: h });
     assert.match(disable.stdout, /\tdisabled\t/);
     const login = await runCli(['login'], { home: await home(), stdin: 'cli-made\nMade-By-The-Cli-9\n' });
@@ -185,7 +185,7 @@ describe('hackstream CLI', () => {
     const r = await runCli(['logout'], { home: h });
     assert.equal(r.code, 0, explain(r));
     assert.throws(() => statSync(tokensFile(h)));
-    const refresh = await api.request('POST', '/v1/token/refresh', { body: { refreshToken } });
+    const refresh = await api.request('POST', '/v1/token/refresh', { body: { refresh_token: refreshToken } });
     assert.equal(refresh.status, 401);
     const list = await runCli(['list'], { home: h });
     assert.equal(list.code, EXIT.AUTH, explain(list));

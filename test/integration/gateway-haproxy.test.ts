@@ -29,8 +29,7 @@ const SESSION = `s1.${SESSION_DOMAIN}`;
 interface AuditItem {
   action: string;
   target: string | null;
-  sourceIp?: string | null;
-  source_ip?: string | null;
+  source_ip: string | null;
 }
 
 function haproxyConfig(listenPort: number, edgePort: number): string {
@@ -69,7 +68,7 @@ describe('HackStream behind HAProxy (send-proxy-v2, SNI passthrough)', () => {
     const r = await api.request('GET', `/v1/audit?action=${action}&limit=100`, { token: await api.adminToken() });
     return (r.json as { items: AuditItem[] }).items;
   };
-  const sourceOf = (i: AuditItem) => i.sourceIp ?? i.source_ip ?? null;
+  const sourceOf = (i: AuditItem) => i.source_ip;
 
   before(async () => {
     api = await startApi({ config: { gateway: { proxyProtocol: { trusted: [LB] } } } });
@@ -110,7 +109,7 @@ describe('HackStream behind HAProxy (send-proxy-v2, SNI passthrough)', () => {
     assert.equal(r.status, 200, r.text);
     const rows = (await audit('authn_login_success')).filter((i) => sourceOf(i) !== '127.0.0.1');
     assert.deepEqual(rows.map(sourceOf), ['127.0.0.2'], 'one login from the client, none from HAProxy (127.0.0.5) or the edge');
-    const me = await via('/v1/me', '127.0.0.2', { token: (r.json as { accessToken: string }).accessToken });
+    const me = await via('/v1/me', '127.0.0.2', { token: (r.json as { access_token: string }).access_token });
     assert.equal(me.status, 200, 'the API works through HAProxy with a token too');
   });
 

@@ -143,7 +143,7 @@ describe('metrics', () => {
     try {
       await assert.rejects(tlsConnect({ port: gw.port, servername: `nobody.${SESSION_DOMAIN}`, ca: gw.ca }));
       const login = await request(gw, 'POST', '/v1/login', { body: admin });
-      const { accessToken } = login.json as { accessToken: string };
+      const { access_token: accessToken } = login.json as { access_token: string };
       const r = await httpsRequest(gw.port, gw.ca, '/v1/metrics', { headers: { authorization: `Bearer ${accessToken}` } });
       assert.equal(r.status, 200);
       assert.match(String(r.headers['content-type']), /^text\/plain/);

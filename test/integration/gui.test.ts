@@ -174,7 +174,7 @@ before(async () => {
   await startXvfb();
   api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
   presented = ['api.crt', 'ca.crt'].map((f) => new X509Certificate(readFileSync(join(api.dataDir, 'certs', f))).fingerprint256);
-  await api.createUser(USER.username, USER.password, { quota: { maxSessions: 1 } });
+  await api.createUser(USER.username, USER.password, { quota: { max_sessions: 1 } });
 });
 
 after(async () => {
@@ -230,7 +230,7 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
   });
 
   it('Launch Browser starts a session for the typed URL and attaches; a failure (quota) is shown; the browser outlives the launcher', { timeout: 180_000 }, async () => {
-    const token = (await api.login(USER.username, USER.password)).accessToken;
+    const token = (await api.login(USER.username, USER.password)).access_token;
     let main = await waitWindow('HackStream');
     await drive(main, 'example.org/from-gui');
     await press(main, 'alt+l');
@@ -273,7 +273,7 @@ describe('hackstream gui (real yad under Xvfb, driven with xdotool)', () => {
   });
 
   it('Sessions lists my running session; Resume shows it again; Stop ends it with no error dialog', { timeout: 180_000 }, async () => {
-    const token = (await api.login(USER.username, USER.password)).accessToken;
+    const token = (await api.login(USER.username, USER.password)).access_token;
     const id = launched.id;
     assert.ok(id, 'the launch test left a session');
     // End the browser the last test launched (its own process group: the wrapper and xpra): the session stays.

@@ -60,7 +60,7 @@ describe('SIGKILL of each process of npm start, under load', { skip: process.get
     const end = Date.now() + 60_000;
     for (;;) {
       const r = await request(gw(), 'POST', '/v1/login', { body: { username: 'admin', password: server.adminPassword } }).catch(() => undefined);
-      if (r?.status === 200) return (r.json as { accessToken: string }).accessToken;
+      if (r?.status === 200) return (r.json as { access_token: string }).access_token;
       if (Date.now() > end) throw new Error(`cannot log in: ${r?.status} ${r?.text}`);
       await new Promise((res) => setTimeout(res, 250));
     }

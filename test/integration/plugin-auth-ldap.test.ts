@@ -235,13 +235,13 @@ describe('auth-ldap through the server', () => {
     const r = await login('alice', LDAP_PASSWORDS.alice);
     assert.equal(r.status, 200, r.text);
     const pair = r.json as TokenPair;
-    tokens.push(pair.accessToken, pair.refreshToken);
-    const me = (await api.request('GET', '/v1/me', { token: pair.accessToken })).json as { username: string; role: string; disabled: boolean };
+    tokens.push(pair.access_token, pair.refresh_token);
+    const me = (await api.request('GET', '/v1/me', { token: pair.access_token })).json as { username: string; role: string; disabled: boolean };
     assert.deepEqual([me.username, me.role, me.disabled], ['alice', 'admin', false]);
     const bob = await login('Bob', LDAP_PASSWORDS.Bob);
     assert.equal(bob.status, 200, bob.text);
-    tokens.push((bob.json as TokenPair).accessToken);
-    assert.equal(((await api.request('GET', '/v1/me', { token: (bob.json as TokenPair).accessToken })).json as { role: string }).role, 'user');
+    tokens.push((bob.json as TokenPair).access_token);
+    assert.equal(((await api.request('GET', '/v1/me', { token: (bob.json as TokenPair).access_token })).json as { role: string }).role, 'user');
     assert.equal((await login(ADMIN.username, ADMIN.password)).status, 200, 'unknown to the directory: auth-local answers');
   });
 
@@ -258,11 +258,11 @@ describe('auth-ldap through the server', () => {
     await slapd.modify(members('Bob'));
     const after1 = await login('alice', LDAP_PASSWORDS.alice);
     assert.equal(after1.status, 200, after1.text);
-    assert.equal(((await api.request('GET', '/v1/me', { token: (after1.json as TokenPair).accessToken })).json as { role: string }).role, 'user');
+    assert.equal(((await api.request('GET', '/v1/me', { token: (after1.json as TokenPair).access_token })).json as { role: string }).role, 'user');
     await slapd.modify(members('alice'));
     const after2 = await login('alice', LDAP_PASSWORDS.alice);
-    assert.equal(((await api.request('GET', '/v1/me', { token: (after2.json as TokenPair).accessToken })).json as { role: string }).role, 'admin');
-    tokens.push(...[after1, after2].map((x) => (x.json as TokenPair).accessToken));
+    assert.equal(((await api.request('GET', '/v1/me', { token: (after2.json as TokenPair).access_token })).json as { role: string }).role, 'admin');
+    tokens.push(...[after1, after2].map((x) => (x.json as TokenPair).access_token));
   });
 
   it('wrong password, unknown user, filter injection: 401; an empty password never reaches a provider', async () => {
@@ -278,7 +278,7 @@ describe('auth-ldap through the server', () => {
   it('an account disabled in HackStream stays refused with the right directory password', async () => {
     const first = await login('carol', LDAP_PASSWORDS.carol);
     assert.equal(first.status, 200, first.text);
-    const me = (await api.request('GET', '/v1/me', { token: (first.json as TokenPair).accessToken })).json as { id: string };
+    const me = (await api.request('GET', '/v1/me', { token: (first.json as TokenPair).access_token })).json as { id: string };
     const patch = await api.request('PATCH', `/v1/users/${me.id}`, { token: await api.adminToken(), body: { disabled: true } });
     assert.equal(patch.status, 200, patch.text);
     const again = await login('carol', LDAP_PASSWORDS.carol);

@@ -199,8 +199,8 @@ describe('auth-oidc through the real server (browser redirects: begin → OP →
     const callback = await toCallback('carol');
     const done = await browser.go(callback);
     assert.equal(done.status, 200, done.text);
-    const pair = JSON.parse(done.text) as { accessToken: string; tokenType: string };
-    const me = await server.request('GET', '/v1/me', { token: pair.accessToken });
+    const pair = JSON.parse(done.text) as { access_token: string; token_type: string };
+    const me = await server.request('GET', '/v1/me', { token: pair.access_token });
     assert.deepEqual([(me.json as { username: string }).username, (me.json as { role: string }).role], ['carol', 'admin']);
     const again = await browser.go(callback);
     assert.equal(again.status, 400);
@@ -237,9 +237,9 @@ describe('auth-oidc through the real server (browser redirects: begin → OP →
 
   it('a device poll too soon is SLOW_DOWN; an unknown device id is EXPIRED_TOKEN', async () => {
     const start = await server.request('POST', '/v1/auth/flows/op/device');
-    const { deviceId } = start.json as { deviceId: string };
-    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } })), 'AUTHORIZATION_PENDING');
-    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId } })), 'SLOW_DOWN');
-    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { deviceId: 'B'.repeat(43) } })), 'EXPIRED_TOKEN');
+    const { device_id: deviceId } = start.json as { device_id: string };
+    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { device_id: deviceId } })), 'AUTHORIZATION_PENDING');
+    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { device_id: deviceId } })), 'SLOW_DOWN');
+    assert.equal(errorCode(await server.request('POST', '/v1/auth/flows/op/device/poll', { body: { device_id: 'B'.repeat(43) } })), 'EXPIRED_TOKEN');
   });
 });

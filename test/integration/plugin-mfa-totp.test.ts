@@ -37,7 +37,7 @@ let serial = 0;
 async function newUser(): Promise<User> {
   const username = `totp-${process.pid}-${serial++}`;
   const id = await api.createUser(username, PASSWORD);
-  return { id, username, token: (await api.login(username, PASSWORD)).accessToken };
+  return { id, username, token: (await api.login(username, PASSWORD)).access_token };
 }
 
 async function enrol(u: User): Promise<string> {
@@ -51,7 +51,7 @@ async function enrol(u: User): Promise<string> {
 async function confirm(u: User, code: string): Promise<ApiResponse> {
   secrets.add(code);
   const r = await api.request('POST', `${BASE}/enrolment/confirm`, { token: u.token, body: { code } });
-  if (r.status === 200) for (const c of (r.json as { recoveryCodes: string[] }).recoveryCodes) secrets.add(c);
+  if (r.status === 200) for (const c of (r.json as { recovery_codes: string[] }).recovery_codes) secrets.add(c);
   return r;
 }
 
@@ -65,7 +65,7 @@ async function enrolled(marginMs: number): Promise<User & { secret: string; reco
   const step = await midStep(marginMs);
   const r = await confirm(u, await oathtoolCode(secret, step - STEP_MS / 2));
   assert.equal(r.status, 200, r.text);
-  return { ...u, secret, recoveryCodes: (r.json as { recoveryCodes: string[] }).recoveryCodes, step };
+  return { ...u, secret, recoveryCodes: (r.json as { recovery_codes: string[] }).recovery_codes, step };
 }
 
 /** POST /v1/login, which must ask for the totp factor: its challenge id. */
@@ -73,15 +73,15 @@ async function firstFactor(u: User): Promise<string> {
   const r = await api.request('POST', '/v1/login', { body: { username: u.username, password: PASSWORD } });
   assert.equal(r.status, 401, r.text);
   assert.equal(errorCode(r), 'AUTH_SECOND_FACTOR_REQUIRED');
-  const details = (r.json as { error: { details: { challengeId: string; factors: string[]; expiresInS: number } } }).error.details;
+  const details = (r.json as { error: { details: { challenge_id: string; factors: string[]; expires_in: number } } }).error.details;
   assert.deepEqual(details.factors, ['totp']);
-  assert.equal(details.expiresInS, 300);
-  return details.challengeId;
+  assert.equal(details.expires_in, 300);
+  return details.challenge_id;
 }
 
 async function secondFactor(challengeId: string, response: string): Promise<ApiResponse> {
   secrets.add(response);
-  return api.request('POST', '/v1/login/second-factor', { body: { challengeId, factor: 'totp', response } });
+  return api.request('POST', '/v1/login/second-factor', { body: { challenge_id: challengeId, factor: 'totp', response } });
 }
 
 /** The reason core audited for the user's latest refused login. */
@@ -102,13 +102,13 @@ describe('mfa-totp through the server', () => {
     const u = await newUser();
     const r = await api.request('POST', `${BASE}/enrolment`, { token: u.token });
     assert.equal(r.status, 201, r.text);
-    const body = r.json as { secret: string; otpauthUri: string; qrPng: string; qrSvg: string };
+    const body = r.json as { secret: string; otpauth_uri: string; qr_png: string; qr_svg: string };
     secrets.add(body.secret);
-    assert.equal(body.otpauthUri, `otpauth://totp/HS%20Test:${u.username}?secret=${body.secret}&issuer=HS%20Test`);
-    assert.match(body.qrPng, /^data:image\/png;base64,/);
-    assert.match(body.qrSvg, /^<svg/);
+    assert.equal(body.otpauth_uri, `otpauth://totp/HS%20Test:${u.username}?secret=${body.secret}&issuer=HS%20Test`);
+    assert.match(body.qr_png, /^data:image\/png;base64,/);
+    assert.match(body.qr_svg, /^<svg/);
     const status = await api.request('GET', `${BASE}/status`, { token: u.token });
-    assert.deepEqual(status.json, { enrolled: false, pending: true, confirmedAt: null, recoveryCodesLeft: 0 });
+    assert.deepEqual(status.json, { enrolled: false, pending: true, confirmed_at: null, recovery_codes_left: 0 });
     const login = await api.request('POST', '/v1/login', { body: { username: u.username, password: PASSWORD } });
     assert.equal(login.status, 200, 'a pending enrolment asks for no code');
   });
@@ -131,7 +131,7 @@ describe('mfa-totp through the server', () => {
       const r = await confirm(u, 'spaced' in c ? `${code.slice(0, 3)} ${code.slice(3)}` : code);
       assert.equal(r.status, c.status, r.text);
       if (c.status === 400) assert.equal(errorCode(r), 'MFA_TOTP_CODE_INVALID');
-      else assert.equal((r.json as { recoveryCodes: string[] }).recoveryCodes.length, 10);
+      else assert.equal((r.json as { recovery_codes: string[] }).recovery_codes.length, 10);
     });
   }
 
@@ -152,7 +152,7 @@ describe('mfa-totp through the server', () => {
       const r = await secondFactor(await firstFactor(u), c.code);
       if (c.ok) {
         assert.equal(r.status, 200, `${c.what}: ${r.text}`);
-        const me = await api.request('GET', '/v1/me', { token: (r.json as TokenPair).accessToken });
+        const me = await api.request('GET', '/v1/me', { token: (r.json as TokenPair).access_token });
         assert.equal(me.status, 200);
       } else {
         assert.equal(r.status, 401, `${c.what}: ${r.text}`);
@@ -169,7 +169,7 @@ describe('mfa-totp through the server', () => {
     const again = await secondFactor(await firstFactor(u), code);
     assert.equal(errorCode(again), 'AUTH_SECOND_FACTOR_INVALID');
     const status = await api.request('GET', `${BASE}/status`, { token: u.token });
-    assert.equal((status.json as { recoveryCodesLeft: number }).recoveryCodesLeft, 9);
+    assert.equal((status.json as { recovery_codes_left: number }).recovery_codes_left, 9);
   });
 
   it('admin reset: a non-admin is refused (403), an admin removes the factor (audited) and the login needs no code', async () => {

@@ -74,7 +74,7 @@ describe('a third-party plugin loaded by package name from pluginsDir (shared Po
 
   it('another caller is another principal: role user, only its own rows', async () => {
     await api.createUser('note-bob', 'Bob-Notes-Password-7');
-    const bob = (await api.login('note-bob', 'Bob-Notes-Password-7')).accessToken;
+    const bob = (await api.login('note-bob', 'Bob-Notes-Password-7')).access_token;
     const posted = await api.request('POST', '/v1/plugins/acme-hello/notes', { token: bob, body: { text: 'bob was here' } });
     assert.deepEqual(posted.json, { id: 3, owner: 'note-bob', first: true });
     const list = await api.request('GET', '/v1/plugins/acme-hello/notes', { token: bob });

@@ -81,7 +81,7 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
   const login = async (username: string, password: string): Promise<string> => {
     const r = await request(server, 'POST', '/v1/login', { body: { username, password }, localAddress: '127.0.0.1' });
     assert.equal(r.status, 200, r.text);
-    return (r.json as { accessToken: string }).accessToken;
+    return (r.json as { access_token: string }).access_token;
   };
   const loginAll = async () => {
     tokens.admin = await login(ADMIN.username, ADMIN.password);
@@ -109,7 +109,7 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     return c.Id;
   };
   const sh = (containerId: string, script: string) => execInContainer(docker, containerId, ['sh', '-c', script], { user: '1000:1000', timeoutMs: 60_000 });
-  const profileUsage = async (who: string) => ((await call('GET', '/v1/quotas', who)).json as { usage: { profile: { sizeMb: number; usedMb: number; freeMb: number } | null } }).usage.profile;
+  const profileUsage = async (who: string) => ((await call('GET', '/v1/quotas', who)).json as { usage: { profile: { size_mb: number; used_mb: number; free_mb: number } | null } }).usage.profile;
   const volume = (who: string) => join(dataDir, 'profiles', `${ids[who]}.img`);
   let first: CreatedSession;
   let timesJson: string;
@@ -143,7 +143,7 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     assert.equal(errorCode(again), 'PROFILE_IN_USE');
     assert.match((again.json as { error: { message: string } }).error.message, new RegExp(`in use by session ${first.session_id}`));
     const usage = await profileUsage('alice');
-    assert.equal(usage?.sizeMb, PROFILE_MB);
+    assert.equal(usage?.size_mb, PROFILE_MB);
     const c = await containerOf(first.session_id);
     // Firefox made its profile on the volume.
     const times = await sh(c, 'for i in $(seq 1 100); do [ -s /tmp/hs/profile/times.json ] && exec cat /tmp/hs/profile/times.json; sleep 0.2; done; exit 1');
@@ -158,14 +158,14 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     const bobSession = await launch('bob');
     await stop('bob', bobSession.session_id);
     const bobBefore = await profileUsage('bob');
-    assert.equal(bobBefore?.sizeMb, PROFILE_MB);
+    assert.equal(bobBefore?.size_mb, PROFILE_MB);
     const hostBefore = freeBytes(dataDir);
     const c = await containerOf(first.session_id);
     const fill = await sh(c, 'dd if=/dev/zero of=/tmp/hs/profile/fill bs=1M count=256 2>&1; echo "dd exit $?"');
     assert.match(fill.output, /No space left on device/);
     assert.match(fill.output, /dd exit 1/);
     const full = await profileUsage('alice');
-    assert.ok(full && full.freeMb < 8 && full.usedMb > PROFILE_MB - 16, `full: ${JSON.stringify(full)}`);
+    assert.ok(full && full.free_mb < 8 && full.used_mb > PROFILE_MB - 16, `full: ${JSON.stringify(full)}`);
     const held = statSync(volume('alice')).blocks * 512;
     assert.ok(held <= PROFILE_MB * 1024 * 1024, `the host holds at most the quota for it: ${held} bytes`);
     t.diagnostic(`host free space moved by ${Math.round((hostBefore - freeBytes(dataDir)) / 1024 / 1024)} MB during the fill (other work on the host included)`);
@@ -174,7 +174,7 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     assert.equal((await sh(c, 'rm /tmp/hs/profile/fill')).exitCode, 0);
     const freed = await profileUsage('alice');
     // (Firefox keeps writing its young profile meanwhile: compare with the full state, not the size.)
-    assert.ok((freed?.freeMb ?? 0) > full.freeMb + 16, `freed: ${JSON.stringify(freed)}`);
+    assert.ok((freed?.free_mb ?? 0) > full.free_mb + 16, `freed: ${JSON.stringify(freed)}`);
   });
 
   it('survives a SIGKILL of the whole server mid-session: the session is adopted, the volume is clean (e2fsck -n) and still used', async () => {
@@ -214,7 +214,7 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
   it('an admin sees and deletes a profile (audited); the owner resets their own; others cannot', async () => {
     const seen = await call('GET', `/v1/users/${ids.alice}/profile`, 'admin');
     assert.equal(seen.status, 200);
-    assert.equal((seen.json as { profile: { sizeMb: number } }).profile.sizeMb, PROFILE_MB);
+    assert.equal((seen.json as { profile: { size_mb: number } }).profile.size_mb, PROFILE_MB);
     assert.equal((await call('GET', `/v1/users/${ids.alice}/profile`, 'bob')).status, 403);
     assert.equal((await call('POST', `/v1/users/${ids.alice}/profile/delete`, 'bob', {})).status, 403);
     const del = await call('POST', `/v1/users/${ids.alice}/profile/delete`, 'admin', {});
@@ -245,8 +245,8 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     const started = answers.find((r) => r.status === 201)?.json as CreatedSession;
     await stop('bob', started.session_id);
   });
-  it('a persist launch the quota refuses creates no volume (the volume comes after the quota check); profileMb overridden per user', async () => {
-    const r = await call('POST', '/v1/users', 'admin', { username: 'carol', password: 'carol password 1', quota: { maxSessions: 1 } });
+  it('a persist launch the quota refuses creates no volume (the volume comes after the quota check); profile_mb overridden per user', async () => {
+    const r = await call('POST', '/v1/users', 'admin', { username: 'carol', password: 'carol password 1', quota: { max_sessions: 1 } });
     assert.equal(r.status, 201, r.text);
     ids.carol = (r.json as { id: string }).id;
     tokens.carol = await login('carol', 'carol password 1');
@@ -260,14 +260,14 @@ describe('persistent profiles through the API (real agent, loop mounts, containe
     await stop('carol', (running.json as CreatedSession).session_id);
 
     // A per-user override of the profile's size (the role's is PROFILE_MB).
-    const patched = await call('PATCH', `/v1/users/${ids.carol}`, 'admin', { quota: { profileMb: 96 } });
+    const patched = await call('PATCH', `/v1/users/${ids.carol}`, 'admin', { quota: { profile_mb: 96 } });
     assert.equal(patched.status, 200, patched.text);
-    const quotas = (await call('GET', '/v1/quotas', 'carol')).json as { quota: { profileMb: number } };
-    assert.equal(quotas.quota.profileMb, 96);
+    const quotas = (await call('GET', '/v1/quotas', 'carol')).json as { quota: { profile_mb: number } };
+    assert.equal(quotas.quota.profile_mb, 96);
     const own = await launch('carol');
-    assert.equal((await profileUsage('carol'))?.sizeMb, 96, 'the volume has the override size');
+    assert.equal((await profileUsage('carol'))?.size_mb, 96, 'the volume has the override size');
     await stop('carol', own.session_id);
-    const bad = await call('PATCH', `/v1/users/${ids.carol}`, 'admin', { quota: { profileMb: 1 } });
+    const bad = await call('PATCH', `/v1/users/${ids.carol}`, 'admin', { quota: { profile_mb: 1 } });
     assert.equal(bad.status, 400, bad.text);
   });
 });

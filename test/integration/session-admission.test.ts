@@ -22,8 +22,8 @@ describe('session admission: tunnels only from the address that asked for the co
 
   before(async () => {
     api = await startApi({ config: { sessions } });
-    await api.createUser('alice', 'alice-password-1', { quota: { maxSessions: 2 } });
-    alice = (await api.login('alice', 'alice-password-1')).accessToken;
+    await api.createUser('alice', 'alice-password-1', { quota: { max_sessions: 2 } });
+    alice = (await api.login('alice', 'alice-password-1')).access_token;
   });
   after(async () => {
     await api?.close();

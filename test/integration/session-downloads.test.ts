@@ -116,7 +116,7 @@ for (const c of CASES) {
       served = c.file;
       const saveTo = mkdtempSync(join(tmpdir(), 'hs-downloads-client-'));
       dirs.push(saveTo);
-      const token = (await api.login(USER.username, USER.password)).accessToken;
+      const token = (await api.login(USER.username, USER.password)).access_token;
       const s = await launch(api, token, { app: 'firefox', url: page.url });
       const client = xpraAttach(target(api, s.connect), display!.name, { extra: ['--file-transfer=yes', '--open-files=no'], env: { XPRA_DOWNLOAD_DIR: saveTo } });
       try {

@@ -34,7 +34,7 @@ after(async () => {
 
 describe('reaper: an attached client without input is idle', () => {
   it('input every few seconds keeps the session past its idle timeout; without input it is stopped while still attached', { timeout: 240_000 }, async () => {
-    const token = (await api.login(USER.username, USER.password)).accessToken;
+    const token = (await api.login(USER.username, USER.password)).access_token;
     const s = await launch(api, token);
     const client = xpraAttach(target(api, s.connect), display!.name);
     try {

@@ -59,7 +59,7 @@ describe('knocking without logging in never keeps a session connected', () => {
   before(async () => {
     api = await startApi({ config: { sessions } });
     await api.createUser(USER.username, USER.password);
-    token = (await api.login(USER.username, USER.password)).accessToken;
+    token = (await api.login(USER.username, USER.password)).access_token;
   });
   after(async () => {
     await api?.close();

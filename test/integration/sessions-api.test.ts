@@ -25,10 +25,10 @@ describe('sessions API (real Docker, real xpra client through the gateway)', () 
 
   before(async () => {
     api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
-    await api.createUser('alice', 'alice-password-1', { quota: { maxSessions: 4 } });
-    bobId = await api.createUser('bob', 'bob-password-12', { quota: { maxSessions: 1 } });
-    alice = (await api.login('alice', 'alice-password-1')).accessToken;
-    bob = (await api.login('bob', 'bob-password-12')).accessToken;
+    await api.createUser('alice', 'alice-password-1', { quota: { max_sessions: 4 } });
+    bobId = await api.createUser('bob', 'bob-password-12', { quota: { max_sessions: 1 } });
+    alice = (await api.login('alice', 'alice-password-1')).access_token;
+    bob = (await api.login('bob', 'bob-password-12')).access_token;
   });
   after(async () => {
     await api?.close();
@@ -217,8 +217,8 @@ describe('sessions API: changing a user ends their live sessions (real Docker, a
 
   it('disabling the user cuts the attached client and removes the container before the API answers, audited with why', async () => {
     const admin = await api.adminToken();
-    const id = await api.createUser('dora', 'dora-password-12', { quota: { maxSessions: 2 } });
-    const token = (await api.login('dora', 'dora-password-12')).accessToken;
+    const id = await api.createUser('dora', 'dora-password-12', { quota: { max_sessions: 2 } });
+    const token = (await api.login('dora', 'dora-password-12')).access_token;
     const s = await launch(api, token);
     const cid = await containerOf(s.session_id);
     // A real TLS connection through the gateway to the session's xpra (its certificate, the pinned CA).
@@ -254,10 +254,10 @@ describe('sessions API: changing a user ends their live sessions (real Docker, a
 
   it('a password reset or a role change ends the user’s live sessions too; a quota change does not', async () => {
     const admin = await api.adminToken();
-    const id = await api.createUser('emil', 'emil-password-12', { quota: { maxSessions: 3 } });
-    const login = async () => (await api.login('emil', 'emil-password-12')).accessToken;
+    const id = await api.createUser('emil', 'emil-password-12', { quota: { max_sessions: 3 } });
+    const login = async () => (await api.login('emil', 'emil-password-12')).access_token;
     const cases = [
-      { patch: { quota: { maxSessions: 4 } }, cause: null },
+      { patch: { quota: { max_sessions: 4 } }, cause: null },
       { patch: { password: 'emil-password-12' }, cause: 'password-reset' },
       { patch: { role: 'admin' }, cause: 'role-changed' },
     ] as const;

@@ -52,7 +52,7 @@ describe('faults: Redis killed mid-traffic', () => {
     // This Redis kept nothing on disk, so access tokens died with it: log in again.
     let again: string | undefined;
     const loginBy = Date.now() + 20_000;
-    while (!again && Date.now() < loginBy) again = await api.login(ADMIN.username, ADMIN.password).then((p) => p.accessToken, () => undefined);
+    while (!again && Date.now() < loginBy) again = await api.login(ADMIN.username, ADMIN.password).then((p) => p.access_token, () => undefined);
     assert.ok(again, 'logging in works again');
     const admin2 = again;
     let fresh: ConnectDescriptor | undefined;
@@ -261,7 +261,7 @@ describe('faults: SIGKILL of the control plane, then a restart', () => {
     const login = async () => {
       const r = await request(gw(), 'POST', '/v1/login', { body: { username: 'admin', password: 'kill test admin password' } });
       assert.equal(r.status, 200, r.text);
-      return (r.json as { accessToken: string }).accessToken;
+      return (r.json as { access_token: string }).access_token;
     };
     let token = await login();
     const created = await request(gw(), 'POST', '/v1/sessions', { token, body: { app: 'firefox' } });
@@ -303,7 +303,7 @@ describe('faults: SIGKILL of the control plane, then a restart', () => {
     await startServer();
     const gw = () => ({ port, ca: caPem() });
     const login = async () =>
-      ((await request(gw(), 'POST', '/v1/login', { body: { username: 'admin', password: 'kill test admin password' } })).json as { accessToken: string }).accessToken;
+      ((await request(gw(), 'POST', '/v1/login', { body: { username: 'admin', password: 'kill test admin password' } })).json as { access_token: string }).access_token;
     let token = await login();
     const launched: CreatedSession[] = [];
     for (let i = 0; i < 2; i++) {

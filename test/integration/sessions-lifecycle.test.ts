@@ -44,8 +44,8 @@ describe('session lifecycle: idle timeout, maximum duration, pool, crashes, OOM,
 
   before(async () => {
     api = await startApi({ db: 'postgres', kv: 'redis', config: { sessions } });
-    await api.createUser('carol', 'carol-password-1', { quota: { maxSessions: 4, memoryMb: 1024 } });
-    user = (await api.login('carol', 'carol-password-1')).accessToken;
+    await api.createUser('carol', 'carol-password-1', { quota: { max_sessions: 4, memory_mb: 1024 } });
+    user = (await api.login('carol', 'carol-password-1')).access_token;
   });
   after(async () => {
     await api?.close();

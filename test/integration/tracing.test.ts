@@ -58,11 +58,11 @@ async function stop(r: Running | undefined): Promise<number | null | undefined> 
 const api = (r: Running, method: string, path: string, o: Parameters<typeof request>[3] = {}): Promise<ApiResponse> => request({ port: r.server.port, ca: r.ca }, method, path, o);
 
 /** Logs in as the first admin (control may still be coming up behind the edge: 503 until then). */
-async function login(r: Running): Promise<{ accessToken: string; refreshToken: string }> {
+async function login(r: Running): Promise<{ access_token: string; refresh_token: string }> {
   const end = Date.now() + 60_000;
   for (;;) {
     const res = await api(r, 'POST', '/v1/login', { body: { username: 'admin', password: r.server.adminPassword } }).catch(() => undefined);
-    if (res?.status === 200) return res.json as { accessToken: string; refreshToken: string };
+    if (res?.status === 200) return res.json as { access_token: string; refresh_token: string };
     if (Date.now() > end) throw new Error(`cannot log in: ${res?.status} ${res?.text}`);
     await new Promise((res2) => setTimeout(res2, 250));
   }
@@ -91,7 +91,7 @@ function assertChild(child: ReceivedSpan, parent: ReceivedSpan): void {
 describe('traces of a login and a launch across control and the agent', { skip: process.getuid?.() !== 0 ? 'needs root' : false, timeout: 600_000 }, () => {
   let receiver: OtlpReceiver;
   let r: Running | undefined;
-  let tokens: { accessToken: string; refreshToken: string };
+  let tokens: { access_token: string; refresh_token: string };
   let launched: { session_id: string; connect: { token: string } };
   const clientTraceId = randomBytes(16).toString('hex');
 
@@ -100,7 +100,7 @@ describe('traces of a login and a launch across control and the agent', { skip: 
     r = await start({ otlpEndpoint: receiver.url, serviceName: 'hs-test' });
     tokens = await login(r);
     // A client's own traceparent must not become the request's parent.
-    launched = await launch(r, tokens.accessToken, { traceparent: `00-${clientTraceId}-${randomBytes(8).toString('hex')}-01` });
+    launched = await launch(r, tokens.access_token, { traceparent: `00-${clientTraceId}-${randomBytes(8).toString('hex')}-01` });
   });
   after(async () => {
     await stop(r);
@@ -161,11 +161,11 @@ describe('traces of a login and a launch across control and the agent', { skip: 
 
   it('puts no secret and no query string in any span', async () => {
     // A query string with a would-be secret: the span has the route, never the query.
-    const res = await api(r!, 'GET', '/v1/audit?secret=hunter2-in-the-query', { token: tokens.accessToken });
+    const res = await api(r!, 'GET', '/v1/audit?secret=hunter2-in-the-query', { token: tokens.access_token });
     assert.ok(res.status === 200 || res.status === 400, res.text);
     await receiver.until((s) => s.some((x) => x.name === 'GET /v1/audit'));
     const exported = receiver.requests.map((q) => q.body).join('\n');
-    for (const secret of [r!.server.adminPassword, tokens.accessToken, tokens.refreshToken, launched.connect.token, 'hunter2-in-the-query', 'PRIVATE KEY', 'Bearer ']) {
+    for (const secret of [r!.server.adminPassword, tokens.access_token, tokens.refresh_token, launched.connect.token, 'hunter2-in-the-query', 'PRIVATE KEY', 'Bearer ']) {
       assert.ok(!exported.includes(secret), `an exported span holds a secret (${secret.slice(0, 12)}…)`);
     }
     for (const s of receiver.spans) {
@@ -177,7 +177,7 @@ describe('traces of a login and a launch across control and the agent', { skip: 
   });
 
   it('flushes the spans still queued when it stops (SIGTERM), and stops cleanly', async () => {
-    const res = await api(r!, 'GET', '/v1/me', { token: tokens.accessToken });
+    const res = await api(r!, 'GET', '/v1/me', { token: tokens.access_token });
     assert.equal(res.status, 200);
     const running = r!;
     r = undefined;
@@ -202,7 +202,7 @@ describe('tracing with a collector that refuses connections', { skip: process.ge
 
   it('logs in, launches and stops as usual: no crash, no unhandled rejection, a logged export failure', async () => {
     const tokens = await login(r!);
-    await launch(r!, tokens.accessToken);
+    await launch(r!, tokens.access_token);
     const running = r!;
     r = undefined;
     assert.equal(await stop(running), 0, 'every process drained and exited 0');
@@ -228,7 +228,7 @@ describe('tracing off (no tracing block)', { skip: process.getuid?.() !== 0 ? 'n
 
   it('sends nothing through a login, a launch and a shutdown, and starts no SDK', async () => {
     const tokens = await login(r!);
-    await launch(r!, tokens.accessToken);
+    await launch(r!, tokens.access_token);
     const running = r!;
     r = undefined;
     // Shutting down would flush anything queued: after the exit, nothing can still come.

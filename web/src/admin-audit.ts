@@ -10,7 +10,7 @@ interface AuditItem {
   actor: string;
   action: string;
   target: string | null;
-  sourceIp: string | null;
+  source_ip: string | null;
   result: string;
   details: Record<string, unknown>;
 }
@@ -65,9 +65,9 @@ export function AuditPage() {
   const load = useCallback(async (f: Filters, cursor?: string) => {
     setError('');
     try {
-      const page = await call<{ items: AuditItem[]; nextCursor: string | null }>('GET', `/admin/audit${qs(f, cursor)}`);
+      const page = await call<{ items: AuditItem[]; next_cursor: string | null }>('GET', `/admin/audit${qs(f, cursor)}`);
       setItems((old) => (cursor ? [...old, ...page.items] : page.items));
-      setNext(page.nextCursor);
+      setNext(page.next_cursor);
       setApplied(f);
     } catch (err) {
       setError(errorText(err));

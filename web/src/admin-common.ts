@@ -36,17 +36,18 @@ export interface UserView {
   disabled: boolean;
   source: string | null;
   quota: Partial<Record<QuotaField, number>>;
-  createdAt: string;
+  created_at: string;
 }
 
-export const QUOTA_FIELDS = ['maxSessions', 'cpus', 'memoryMb', 'idleTimeoutMinutes', 'maxDurationMinutes', 'storageMb', 'profileMb'] as const;
+/** The quota fields as the API names them (snake_case, as /v1). */
+export const QUOTA_FIELDS = ['max_sessions', 'cpus', 'memory_mb', 'idle_timeout_minutes', 'max_duration_minutes', 'storage_mb', 'profile_mb'] as const;
 export type QuotaField = (typeof QUOTA_FIELDS)[number];
 export const QUOTA_LABELS: Record<QuotaField, string> = {
-  maxSessions: 'Sessions at once',
+  max_sessions: 'Sessions at once',
   cpus: 'CPUs per session',
-  memoryMb: 'Memory per session (MB)',
-  idleTimeoutMinutes: 'Idle timeout (min)',
-  maxDurationMinutes: 'Maximum duration (min)',
-  storageMb: 'Profile storage (MB)',
-  profileMb: 'Profile volume (MB)',
+  memory_mb: 'Memory per session (MB)',
+  idle_timeout_minutes: 'Idle timeout (min)',
+  max_duration_minutes: 'Maximum duration (min)',
+  storage_mb: 'Profile storage (MB)',
+  profile_mb: 'Profile volume (MB)',
 };

@@ -45,8 +45,8 @@ export interface Me {
   id: string;
   username: string;
   role: string;
-  quota: { maxSessions: number; cpus: number; memoryMb: number; idleTimeoutMinutes: number; maxDurationMinutes: number; storageMb: number };
-  usage: { sessions: number; storageMb: number };
+  quota: { max_sessions: number; cpus: number; memory_mb: number; idle_timeout_minutes: number; max_duration_minutes: number; storage_mb: number };
+  usage: { sessions: number; storage_mb: number };
 }
 
 export interface Methods {

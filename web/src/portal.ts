@@ -81,13 +81,13 @@ function Sessions(props: { items: Session[]; now: number; onChange: () => void }
 /** The quota and what is used of it (GET /web/api/me). */
 function Quota(props: { me: Me }) {
   const { quota, usage } = props.me;
-  const full = usage.sessions >= quota.maxSessions;
+  const full = usage.sessions >= quota.max_sessions;
   return html`<section class="card" aria-labelledby="quota-title"><h2 id="quota-title">Quota and usage</h2>
     <dl class="quota" id="quota">
-      <div><dt>Sessions running</dt><dd id="quota-sessions">${usage.sessions} of ${quota.maxSessions}</dd></div>
-      <div><dt>Each session</dt><dd>${quota.memoryMb} MB memory, ${quota.cpus} CPU</dd></div>
-      <div><dt>Stopped after</dt><dd>${quota.idleTimeoutMinutes} min without a client, ${quota.maxDurationMinutes} min in all</dd></div>
-      <div><dt>Profile storage</dt><dd>${usage.storageMb} of ${quota.storageMb} MB</dd></div>
+      <div><dt>Sessions running</dt><dd id="quota-sessions">${usage.sessions} of ${quota.max_sessions}</dd></div>
+      <div><dt>Each session</dt><dd>${quota.memory_mb} MB memory, ${quota.cpus} CPU</dd></div>
+      <div><dt>Stopped after</dt><dd>${quota.idle_timeout_minutes} min without a client, ${quota.max_duration_minutes} min in all</dd></div>
+      <div><dt>Profile storage</dt><dd>${usage.storage_mb} of ${quota.storage_mb} MB</dd></div>
     </dl>
     ${full && html`<p class="muted" id="quota-full">You run as many sessions as your quota allows: stop one to launch another.</p>`}
   </section>`;

@@ -54,14 +54,14 @@ export function SignIn(props: { onDone: () => void; hint: Hint }) {
     setBusy(true);
     setError('');
     try {
-      if (challenge) await call('POST', '/login/second-factor', { ...(challenge.id ? { challengeId: challenge.id } : {}), factor: challenge.factor, response: code });
+      if (challenge) await call('POST', '/login/second-factor', { ...(challenge.id ? { challenge_id: challenge.id } : {}), factor: challenge.factor, response: code });
       else await call('POST', '/login', { username, password });
       setPassword('');
       props.onDone();
     } catch (err) {
       const d = err instanceof CallError ? err.info.details : undefined;
-      if (err instanceof CallError && err.info.code === 'AUTH_SECOND_FACTOR_REQUIRED' && typeof d?.challengeId === 'string' && Array.isArray(d.factors)) {
-        setChallenge({ id: d.challengeId, factor: String(d.factors[0]) });
+      if (err instanceof CallError && err.info.code === 'AUTH_SECOND_FACTOR_REQUIRED' && typeof d?.challenge_id === 'string' && Array.isArray(d.factors)) {
+        setChallenge({ id: d.challenge_id, factor: String(d.factors[0]) });
       } else {
         if (challenge && err instanceof CallError && err.info.code === 'AUTH_CHALLENGE_INVALID') setChallenge(null);
         setError(errorText(err));

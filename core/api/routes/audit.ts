@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { auditQuerySchema, queryAudit } from '../../audit/index.js';
 import { route, type AnyRoute } from '../route.js';
-import { auditPageSchema } from '../schemas.js';
+import { auditPageSchema, auditPageToWire } from '../schemas.js';
 
 /** Admin only: GET /v1/audit?user&action&from&to&limit&cursor (newest first). */
 export function auditRoutes(dataSource: DataSource): AnyRoute[] {
@@ -14,7 +14,7 @@ export function auditRoutes(dataSource: DataSource): AnyRoute[] {
       responses: { 200: auditPageSchema },
       query: auditQuerySchema,
       async handle(ctx, { query }) {
-        ctx.body = await queryAudit(dataSource, query);
+        ctx.body = auditPageToWire(await queryAudit(dataSource, query));
       },
     }),
   ];

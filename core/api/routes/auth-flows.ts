@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import type { ControlPlane } from '../../auth/index.js';
 import { clientIp, route, type AnyRoute, type ApiContext } from '../route.js';
-import { deviceGrantSchema, flowsSchema, redirectSchema, tokenPairSchema } from '../schemas.js';
+import { deviceGrantSchema, deviceGrantToWire, flowsSchema, redirectSchema, tokenPairSchema, tokenPairToWire } from '../schemas.js';
 
 const secondFactorBody = z.strictObject({
-  challengeId: z.string().min(1).max(256),
+  challenge_id: z.string().min(1).max(256),
   factor: z.string().min(1).max(64),
   response: z.string().min(1).max(1024),
 });
@@ -14,7 +14,7 @@ const callbackQuery = z
   .record(z.string().max(128), z.string().max(8_192))
   .refine((q) => Object.keys(q).length <= 50, 'at most 50 query parameters');
 
-const pollBody = z.strictObject({ deviceId: z.string().min(1).max(256) });
+const pollBody = z.strictObject({ device_id: z.string().min(1).max(256) });
 
 /**
  * Second factors and sign-in flows (contract v2): POST /v1/login/second-factor, and under
@@ -33,7 +33,9 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       responses: { 200: tokenPairSchema },
       body: secondFactorBody,
       async handle(ctx, { body }) {
-        ctx.body = await control.secondFactor({ ...body, ip: clientIp(ctx) }, ctx.state.log);
+        ctx.body = tokenPairToWire(
+          await control.secondFactor({ challengeId: body.challenge_id, factor: body.factor, response: body.response, ip: clientIp(ctx) }, ctx.state.log),
+        );
       },
     }),
     route({
@@ -67,7 +69,7 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       responses: { 200: tokenPairSchema },
       query: callbackQuery,
       async handle(ctx, { query }) {
-        ctx.body = await control.flows.callback(flowId(ctx), query, caller(ctx));
+        ctx.body = tokenPairToWire(await control.flows.callback(flowId(ctx), query, caller(ctx)));
       },
     }),
     route({
@@ -77,7 +79,7 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       summary: 'Start a device flow',
       responses: { 200: deviceGrantSchema },
       async handle(ctx) {
-        ctx.body = await control.flows.deviceStart(flowId(ctx), caller(ctx));
+        ctx.body = deviceGrantToWire(await control.flows.deviceStart(flowId(ctx), caller(ctx)));
       },
     }),
     route({
@@ -88,7 +90,7 @@ export function authFlowRoutes(control: ControlPlane): AnyRoute[] {
       responses: { 200: tokenPairSchema },
       body: pollBody,
       async handle(ctx, { body }) {
-        ctx.body = await control.flows.devicePoll(flowId(ctx), body.deviceId, caller(ctx));
+        ctx.body = tokenPairToWire(await control.flows.devicePoll(flowId(ctx), body.device_id, caller(ctx)));
       },
     }),
   ];

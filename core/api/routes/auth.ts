@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ControlPlane } from '../../auth/index.js';
 import { clientIp, principal, route, type AnyRoute } from '../route.js';
-import { tokenPairSchema } from '../schemas.js';
+import { tokenPairSchema, tokenPairToWire } from '../schemas.js';
 import { authFlowRoutes } from './auth-flows.js';
 
 const loginBody = z.strictObject({
@@ -10,7 +10,7 @@ const loginBody = z.strictObject({
   password: z.string().min(1).max(4096),
 });
 
-const refreshBody = z.strictObject({ refreshToken: z.string().min(1).max(256) });
+const refreshBody = z.strictObject({ refresh_token: z.string().min(1).max(256) });
 
 /** POST /v1/login, /v1/token/refresh, /v1/logout, and the second-factor and flow routes. */
 export function authRoutes(control: ControlPlane): AnyRoute[] {
@@ -24,7 +24,7 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
       body: loginBody,
       async handle(ctx, { body }) {
         ctx.set('Cache-Control', 'no-store');
-        ctx.body = await control.login({ username: body.username, password: body.password, ip: clientIp(ctx) }, ctx.state.log);
+        ctx.body = tokenPairToWire(await control.login({ username: body.username, password: body.password, ip: clientIp(ctx) }, ctx.state.log));
       },
     }),
     route({
@@ -36,7 +36,7 @@ export function authRoutes(control: ControlPlane): AnyRoute[] {
       body: refreshBody,
       async handle(ctx, { body }) {
         ctx.set('Cache-Control', 'no-store');
-        ctx.body = await control.tokens.refresh(body.refreshToken, clientIp(ctx), ctx.state.log);
+        ctx.body = tokenPairToWire(await control.tokens.refresh(body.refresh_token, clientIp(ctx), ctx.state.log));
       },
     }),
     route({

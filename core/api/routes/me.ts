@@ -2,11 +2,11 @@ import type { ControlPlane } from '../../auth/index.js';
 import { userView } from '../../auth/index.js';
 import type { ProfileService } from '../../profiles/service.js';
 import { principal, route, type AnyRoute } from '../route.js';
-import { quotasSchema, userSchema } from '../schemas.js';
+import { quotasSchema, quotasToWire, userSchema, userToWire } from '../schemas.js';
 
 /**
  * GET /v1/me, GET /v1/quotas: the caller's own account. `usage.profile` is the persistent
- * profile volume as statfs sees it ({sizeMb, usedMb, freeMb}), null when there is none.
+ * profile volume as statfs sees it ({size_mb, used_mb, free_mb}), null when there is none.
  */
 export function meRoutes(control: ControlPlane, profiles?: ProfileService): AnyRoute[] {
   return [
@@ -18,7 +18,7 @@ export function meRoutes(control: ControlPlane, profiles?: ProfileService): AnyR
       responses: { 200: userSchema },
       async handle(ctx) {
         // The row authentication read for this very request: no second query.
-        ctx.body = userView(principal(ctx).user);
+        ctx.body = userToWire(userView(principal(ctx).user));
       },
     }),
     route({
@@ -30,7 +30,7 @@ export function meRoutes(control: ControlPlane, profiles?: ProfileService): AnyR
       async handle(ctx) {
         const user = principal(ctx).user;
         const [{ quota, usage }, profile] = await Promise.all([control.quotas.describe(user), profiles ? profiles.usageOrNull(user.id) : null]);
-        ctx.body = { quota, usage: { ...usage, profile }, override: userView(user).quota };
+        ctx.body = quotasToWire({ quota, usage, profile, override: userView(user).quota });
       },
     }),
   ];

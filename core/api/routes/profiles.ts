@@ -2,7 +2,7 @@ import type { ControlPlane } from '../../auth/index.js';
 import { AppError } from '../../errors.js';
 import type { ProfileService } from '../../profiles/service.js';
 import { clientIp, principal, route, type AnyRoute, type ApiContext } from '../route.js';
-import { profileDeletedSchema, profileSchema, userProfileDeletedSchema, userProfileSchema } from '../schemas.js';
+import { profileDeletedSchema, profileSchema, profileUsageToWire, userProfileDeletedSchema, userProfileSchema } from '../schemas.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -28,7 +28,7 @@ export function profileRoutes(control: ControlPlane, profiles: ProfileService): 
       summary: "The caller's persistent profile",
       responses: { 200: profileSchema },
       async handle(ctx) {
-        ctx.body = { profile: await profiles.usage(principal(ctx).user.id) };
+        ctx.body = { profile: profileUsageToWire(await profiles.usage(principal(ctx).user.id)) };
       },
     }),
     route({
@@ -50,7 +50,7 @@ export function profileRoutes(control: ControlPlane, profiles: ProfileService): 
       responses: { 200: userProfileSchema },
       async handle(ctx) {
         const userId = await pathUser(control, ctx);
-        ctx.body = { user_id: userId, profile: await profiles.usage(userId) };
+        ctx.body = { user_id: userId, profile: profileUsageToWire(await profiles.usage(userId)) };
       },
     }),
     route({

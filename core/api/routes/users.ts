@@ -1,23 +1,22 @@
 import { z } from 'zod';
 import { userView, usernameSchema, type ControlPlane } from '../../auth/index.js';
 import { AppError } from '../../errors.js';
-import { quotaFields } from '../../plugin/quota-schema.js';
 import type { SessionManager, UserEndReason } from '../../sessions/manager.js';
 import { ROLES, type User } from '../../store/entities.js';
 import { clientIp, principal, route, type AnyRoute } from '../route.js';
-import { userPageSchema, userSchema } from '../schemas.js';
+import { quotaFromWire, userPageSchema, userPageToWire, userSchema, userToWire, wireQuotaFields } from '../schemas.js';
 
 const password = z.string().min(1).max(4096);
 
-/** Per-user overrides in API units; null returns a field to the role's default. */
+/** Per-user overrides in API units, under their wire names; null returns a field to the role's default. */
 const quotaPatch = z.strictObject({
-  maxSessions: quotaFields.maxSessions.nullable().optional(),
-  cpus: quotaFields.cpus.nullable().optional(),
-  memoryMb: quotaFields.memoryMb.nullable().optional(),
-  idleTimeoutMinutes: quotaFields.idleTimeoutMinutes.nullable().optional(),
-  maxDurationMinutes: quotaFields.maxDurationMinutes.nullable().optional(),
-  storageMb: quotaFields.storageMb.nullable().optional(),
-  profileMb: quotaFields.profileMb.nullable().optional(),
+  max_sessions: wireQuotaFields.max_sessions.nullable().optional(),
+  cpus: wireQuotaFields.cpus.nullable().optional(),
+  memory_mb: wireQuotaFields.memory_mb.nullable().optional(),
+  idle_timeout_minutes: wireQuotaFields.idle_timeout_minutes.nullable().optional(),
+  max_duration_minutes: wireQuotaFields.max_duration_minutes.nullable().optional(),
+  storage_mb: wireQuotaFields.storage_mb.nullable().optional(),
+  profile_mb: wireQuotaFields.profile_mb.nullable().optional(),
 });
 
 export const createUserBody = z.strictObject({
@@ -70,10 +69,10 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       body: createUserBody,
       async handle(ctx, { body }) {
         const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
-        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: body.quota } : {}) }, actor);
+        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actor);
         ctx.status = 201;
         ctx.set('Location', `/v1/users/${user.id}`);
-        ctx.body = userView(user);
+        ctx.body = userToWire(userView(user));
       },
     }),
     route({
@@ -84,7 +83,7 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       responses: { 200: userPageSchema },
       query: listQuery,
       async handle(ctx, { query }) {
-        ctx.body = await control.users.list({ limit: query.limit, cursor: query.cursor });
+        ctx.body = userPageToWire(await control.users.list({ limit: query.limit, cursor: query.cursor }));
       },
     }),
     route({
@@ -99,10 +98,11 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
         if (id === undefined) throw new AppError('NOT_FOUND', 'no such user');
         const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
         const before = await control.users.findById(id);
-        const user = await control.users.update(id, body, actor);
+        const patch = { ...body, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) };
+        const user = await control.users.update(id, patch, actor);
         const cause = before ? endsSessions(before, body) : undefined;
         if (cause && sessions) await sessions.endUserSessions(id, cause, actor);
-        ctx.body = userView(user);
+        ctx.body = userToWire(userView(user));
       },
     }),
     route({
