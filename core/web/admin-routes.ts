@@ -1,14 +1,14 @@
 import type { DataSource } from 'typeorm';
 import { z } from 'zod';
-import { userView, type ControlPlane, type Principal } from '../auth/index.js';
-import { auditPageToWire, quotaFromWire, userPageToWire, userToWire } from '../api/schemas.js';
+import type { ControlPlane, Principal } from '../auth/index.js';
+import { auditPageToWire, userPageToWire } from '../api/schemas.js';
 import { auditCsv, auditQuerySchema, queryAudit, verifyAuditChain } from '../audit/index.js';
 import { AppError } from '../errors.js';
 import type Router from '@koa/router';
 import type { RouterMiddleware } from '@koa/router';
 import type { ApiState } from '../api/errors.js';
 import { clientIp, principal, route, type AnyRoute, type ApiContext } from '../api/route.js';
-import { createUserBody, endsSessions, patchUserBody } from '../api/routes/users.js';
+import { changeUser, createUser, createUserBody, patchUserBody } from '../api/routes/users.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { SessionView } from '../sessions/view.js';
 import { checkCsrf, cookieAuth } from './cookie-auth.js';
@@ -123,9 +123,8 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       async handle(ctx, { body }) {
         const p = principal(ctx);
         checkCsrf(ctx);
-        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actorOf(ctx, p));
         ctx.status = 201;
-        ctx.body = userToWire(userView(user));
+        ctx.body = await createUser(control, body, actorOf(ctx, p));
       },
     }),
     route({
@@ -136,15 +135,9 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       async handle(ctx, { body }) {
         const p = principal(ctx);
         checkCsrf(ctx);
-        const id = await userId(ctx.params.id);
-        const actor = actorOf(ctx, p);
-        const before = await control.users.findById(id);
-        const user = await control.users.update(id, { ...body, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actor);
         // As PATCH /v1/users/:id: disabling, a password reset or a role change ends the user's
         // live sessions (their tabs and xpra clients are cut) before the answer.
-        const cause = before ? endsSessions(before, body) : undefined;
-        if (cause && deps.sessions) await deps.sessions.endUserSessions(id, cause, actor);
-        ctx.body = userToWire(userView(user));
+        ctx.body = await changeUser(control, deps.sessions, await userId(ctx.params.id), body, actorOf(ctx, p));
       },
     }),
     route({

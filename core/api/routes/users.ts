@@ -46,11 +46,38 @@ const listQuery = z.strictObject({
 });
 
 /** What of a change ends the user's live sessions (as it revokes their tokens), if anything. */
-export function endsSessions(before: User, patch: z.output<typeof patchUserBody>): UserEndReason | undefined {
+function endsSessions(before: User, patch: z.output<typeof patchUserBody>): UserEndReason | undefined {
   if (patch.disabled === true && !before.disabled) return 'user-disabled';
   if (patch.password !== undefined) return 'password-reset';
   if (patch.role !== undefined && patch.role !== before.role) return 'role-changed';
   return undefined;
+}
+
+type Actor = { id: string; ip: string | null };
+
+/** Creates a user from a create body (POST /v1/users, the admin console); answers its wire view. */
+export async function createUser(control: ControlPlane, body: z.output<typeof createUserBody>, actor: Actor): Promise<z.output<typeof userSchema>> {
+  const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actor);
+  return userToWire(userView(user));
+}
+
+/**
+ * Applies a patch body (PATCH /v1/users/:id, the admin console). Disabling the user, resetting
+ * their password or changing their role also ends their live sessions (attached clients are
+ * cut) before it answers the user's wire view.
+ */
+export async function changeUser(
+  control: ControlPlane,
+  sessions: Pick<SessionManager, 'endUserSessions'> | undefined,
+  id: string,
+  body: z.output<typeof patchUserBody>,
+  actor: Actor,
+): Promise<z.output<typeof userSchema>> {
+  const before = await control.users.findById(id);
+  const user = await control.users.update(id, { ...body, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actor);
+  const cause = before ? endsSessions(before, body) : undefined;
+  if (cause && sessions) await sessions.endUserSessions(id, cause, actor);
+  return userToWire(userView(user));
 }
 
 /**
@@ -68,11 +95,10 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       responses: { 201: userSchema },
       body: createUserBody,
       async handle(ctx, { body }) {
-        const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
-        const user = await control.users.create({ username: body.username, password: body.password, role: body.role, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) }, actor);
+        const user = await createUser(control, body, { id: principal(ctx).id, ip: clientIp(ctx) });
         ctx.status = 201;
         ctx.set('Location', `/v1/users/${user.id}`);
-        ctx.body = userToWire(userView(user));
+        ctx.body = user;
       },
     }),
     route({
@@ -96,13 +122,7 @@ export function userRoutes(control: ControlPlane, sessions?: Pick<SessionManager
       async handle(ctx, { body }) {
         const id = ctx.params.id;
         if (id === undefined) throw new AppError('NOT_FOUND', 'no such user');
-        const actor = { id: principal(ctx).id, ip: clientIp(ctx) };
-        const before = await control.users.findById(id);
-        const patch = { ...body, ...(body.quota ? { quota: quotaFromWire(body.quota) } : {}) };
-        const user = await control.users.update(id, patch, actor);
-        const cause = before ? endsSessions(before, body) : undefined;
-        if (cause && sessions) await sessions.endUserSessions(id, cause, actor);
-        ctx.body = userToWire(userView(user));
+        ctx.body = await changeUser(control, sessions, id, body, { id: principal(ctx).id, ip: clientIp(ctx) });
       },
     }),
     route({
