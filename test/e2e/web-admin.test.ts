@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { gotoPage } from '../helpers/portal.js';
+import { gotoPage, portalContext, signInPortal } from '../helpers/portal.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -52,21 +52,14 @@ const dialogs: string[] = [];
 const state: { userId?: string; s1?: string; s2?: string; s3?: string } = {};
 
 const origin = () => `https://${PUBLIC_HOST}:${server.port}`;
-const newContext = () => browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 }, timezoneId: 'UTC' });
-
-async function signIn(ctx: BrowserContext, who: { username: string; password: string }): Promise<Page> {
-  const p = await ctx.newPage();
-  p.on('dialog', (d) => {
-    dialogs.push(d.message());
-    void d.dismiss();
-  });
-  await gotoPage(p, `${origin()}/`);
-  await p.fill('#username', who.username);
-  await p.fill('#password', who.password);
-  await p.click('#sign-in');
-  await p.waitForSelector('#sign-out');
-  return p;
-}
+const newContext = () => portalContext(browser, 900);
+const signIn = (ctx: BrowserContext, who: { username: string; password: string }) =>
+  signInPortal(ctx, origin(), who, (p) =>
+    p.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    }),
+  );
 
 async function userToken(who: { username: string; password: string }): Promise<string> {
   const r = await apiCall(server, 'POST', '/v1/login', { body: who });

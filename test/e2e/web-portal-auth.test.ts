@@ -10,7 +10,7 @@ import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { midStep, oathtoolCode, STEP_MS } from '../helpers/oathtool.js';
 import { startOp, type TestOp } from '../helpers/oidc-op.js';
-import { axeSerious, gotoPage, launchChromium, tabTo } from '../helpers/portal.js';
+import { axeSerious, gotoPage, launchChromium, portalContext, tabTo } from '../helpers/portal.js';
 import { scratchDirs } from '../helpers/tmp.js';
 
 /*
@@ -66,9 +66,7 @@ after(async () => {
   await op?.close();
 });
 
-function newContext(): Promise<BrowserContext> {
-  return browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-}
+const newContext = () => portalContext(browser);
 
 /** Signs in with the keyboard only: Tab to each field, type, Enter. */
 async function keyboardSignIn(ctx: BrowserContext, who: { username: string; password: string }): Promise<Page> {

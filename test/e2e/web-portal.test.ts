@@ -11,7 +11,7 @@ import { PUBLIC_HOST } from '../helpers/gateway.js';
 import { cleanupSessions, containersOf, docker, testSessions } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
 import { apiCall } from '../helpers/web.js';
-import { axeSerious, gotoPage, launchChromium, tabTo } from '../helpers/portal.js';
+import { axeSerious, gotoPage, launchChromium, portalContext, signInPortal, tabTo } from '../helpers/portal.js';
 import { centre, clientClipboard, clientSettings, colourIn, localClipboard } from '../helpers/xpra-tab.js';
 
 /*
@@ -61,19 +61,8 @@ function origin(): string {
   return `https://${PUBLIC_HOST}:${server.port}`;
 }
 
-async function newContext(): Promise<BrowserContext> {
-  return browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-}
-
-async function signIn(ctx: BrowserContext, who: { username: string; password: string }): Promise<Page> {
-  const p = await ctx.newPage();
-  await gotoPage(p, `${origin()}/`);
-  await p.fill('#username', who.username);
-  await p.fill('#password', who.password);
-  await p.click('#sign-in');
-  await p.waitForSelector('#sign-out');
-  return p;
-}
+const newContext = () => portalContext(browser);
+const signIn = (ctx: BrowserContext, who: { username: string; password: string }) => signInPortal(ctx, origin(), who);
 
 /** Waits for the page's magenta block in the tab; keeps that screenshot. */
 async function magentaIn(tab: Page, name: string): Promise<void> {

@@ -1,5 +1,5 @@
 import axe from 'axe-core';
-import { chromium, type Browser, type Page, type Response } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
 import { PUBLIC_HOST } from './gateway.js';
 
 /** Debian's chromium through playwright-core: no sandbox (CI containers), no background traffic, a fresh profile. */
@@ -54,4 +54,21 @@ export async function gotoPage(page: Page, url: string): Promise<Response | null
       if (attempt >= 4 || !changed) throw err;
     }
   }
+}
+
+/** A fresh context as the portal tests use one: the edge's self-signed certificate accepted, a desktop viewport, UTC. */
+export function portalContext(browser: Browser, height = 800): Promise<BrowserContext> {
+  return browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height }, timezoneId: 'UTC' });
+}
+
+/** Signs `who` in with the portal's password form at `origin` in a new page of `ctx`; `prepare` sees the page before it loads. */
+export async function signInPortal(ctx: BrowserContext, origin: string, who: { username: string; password: string }, prepare?: (p: Page) => void): Promise<Page> {
+  const p = await ctx.newPage();
+  prepare?.(p);
+  await gotoPage(p, `${origin}/`);
+  await p.fill('#username', who.username);
+  await p.fill('#password', who.password);
+  await p.click('#sign-in');
+  await p.waitForSelector('#sign-out');
+  return p;
 }
