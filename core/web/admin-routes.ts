@@ -86,6 +86,11 @@ export function mountAdminApi(router: Router<ApiState>, deps: AdminDeps): void {
 export function adminApi(deps: AdminDeps): AnyRoute[] {
   const { control } = deps;
   const actorOf = (ctx: ApiContext, p: Principal) => ({ id: p.id, ip: clientIp(ctx) });
+  /** The admin behind a console request that changes something, once its CSRF token checks out. */
+  const changer = (ctx: ApiContext): Principal => {
+    checkCsrf(ctx);
+    return principal(ctx);
+  };
   const needSessions = (): SessionManager => {
     if (!deps.sessions) throw new AppError('NOT_FOUND', 'sessions are not enabled');
     return deps.sessions;
@@ -121,8 +126,7 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       access: 'public',
       body: createUserBody,
       async handle(ctx, { body }) {
-        const p = principal(ctx);
-        checkCsrf(ctx);
+        const p = changer(ctx);
         ctx.status = 201;
         ctx.body = await createUser(control, body, actorOf(ctx, p));
       },
@@ -133,8 +137,7 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       access: 'public',
       body: patchUserBody,
       async handle(ctx, { body }) {
-        const p = principal(ctx);
-        checkCsrf(ctx);
+        const p = changer(ctx);
         // As PATCH /v1/users/:id: disabling, a password reset or a role change ends the user's
         // live sessions (their tabs and xpra clients are cut) before the answer.
         ctx.body = await changeUser(control, deps.sessions, await userId(ctx.params.id), body, actorOf(ctx, p));
@@ -145,8 +148,7 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       path: '/web/api/admin/users/:id/second-factor/reset',
       access: 'public',
       async handle(ctx) {
-        const p = principal(ctx);
-        checkCsrf(ctx);
+        const p = changer(ctx);
         const id = await userId(ctx.params.id);
         ctx.body = { reset: await control.resetSecondFactors(id, { userId: p.id, username: p.username, ip: clientIp(ctx) ?? '' }) };
       },
@@ -169,8 +171,7 @@ export function adminApi(deps: AdminDeps): AnyRoute[] {
       path: '/web/api/admin/sessions/:id/stop',
       access: 'public',
       async handle(ctx) {
-        const p = principal(ctx);
-        checkCsrf(ctx);
+        const p = changer(ctx);
         const id = String(ctx.params.id ?? '').toLowerCase();
         if (!UUID.test(id)) throw new AppError('NOT_FOUND', 'no such session');
         ctx.body = await needSessions().stop(p.user, id, { sourceIp: clientIp(ctx), log: ctx.state.log });
