@@ -141,9 +141,12 @@ fi
 XPRA_DOWNLOAD_DIR="$HS/home/Downloads" xpra "${xpra_args[@]}" &
 XPRA_PID=$!
 
-# Downloads reach the attached client through xpra's file transfer (hs-downloads.py).
+# Downloads reach the attached client through xpra's file transfer (hs-downloads.py); when
+# they are off, each one is removed at once and the user is told why (--refuse).
 if [ "$HS_DOWNLOADS" = 1 ] && [ "$HS_FILE_TRANSFER" = 1 ]; then
   python3 /usr/local/lib/hackstream/hs-downloads.py &
+elif [ "$HS_DOWNLOADS" != 1 ]; then
+  python3 /usr/local/lib/hackstream/hs-downloads.py --refuse &
 fi
 
 # docker stop: let xpra say goodbye to its client, but never for longer than about a second

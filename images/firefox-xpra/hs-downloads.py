@@ -6,15 +6,23 @@ Firefox saves into DOWNLOADS (hs-policies.py), writing <name>.part beside an emp
 and renaming at the end: a file counts as complete when no <name>.part is beside it and its
 size held over two scans. Each complete file is sent once with `xpra control send-file`
 (never opened on the client); while no client is attached it waits and goes with the next
-attach. Files over HS_DOWNLOAD_MAX_MB are not sent: the refusal is logged here and in
-<name>.not-sent.txt beside the file. The client saves into its XPRA_DOWNLOAD_DIR.
+attach. Files over HS_DOWNLOAD_MAX_MB are not sent: the refusal is logged here, written in
+<name>.not-sent.txt beside the file, and shown to the user in a notice tab. The client saves
+into its XPRA_DOWNLOAD_DIR.
+
+With --refuse (the policy forbids downloads) it watches REFUSED instead, where Firefox saves
+then: every entry is removed at once, so nothing is kept, and the user gets a notice tab
+(download-refused.html) saying that downloads are off, once per file name.
 """
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
 
 DOWNLOADS = os.environ.get("HS_WEB_DOWNLOADS", "/tmp/hs/home/Web-Downloads")
+REFUSED = "/tmp/hs/home/Refused-Downloads"
+NOTICE = "file:///usr/share/hackstream/download-refused.html"
 SOCKET_DIR = "/tmp/hs/xpra"
 DISPLAY = ":100"
 SCAN_S = 0.5
@@ -59,6 +67,41 @@ def send(path):
     return r.returncode == 0
 
 
+def notify(reason, name, **extra):
+    """Opens HackStream's notice in a new tab of the session's Firefox (what the user sees)."""
+    fragment = urllib.parse.urlencode(dict(reason=reason, file=name, **extra), quote_via=urllib.parse.quote)
+    try:
+        r = subprocess.run(
+            ["/usr/local/bin/hs-open", "--notice", NOTICE + "#" + fragment],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False,
+        )
+        ok = r.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    log("notice shown" if ok else "notice not shown", reason=reason, file=name)
+
+
+def refuse():
+    os.makedirs(REFUSED, mode=0o700, exist_ok=True)
+    told = set()
+    while True:
+        try:
+            names = os.listdir(REFUSED)
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                os.unlink(os.path.join(REFUSED, name))
+            except OSError:
+                pass
+            base = name[: -len(".part")] if name.endswith(".part") else name
+            if base not in told:
+                told.add(base)
+                log("refused: downloads are off", file=base)
+                notify("off", base)
+        time.sleep(SCAN_S)
+
+
 def main():
     os.makedirs(DOWNLOADS, exist_ok=True)
     limit = max_bytes()
@@ -82,6 +125,7 @@ def main():
                 log("refused", file=name, size=size, limitMb=limit // 1048576)
                 with open(path + NOT_SENT_NOTE, "w") as f:
                     f.write(why + "\n")
+                notify("too-large", name, limit=limit // 1048576)
                 continue
             try:
                 ok = send(path)
@@ -96,4 +140,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    refuse() if sys.argv[1:] == ["--refuse"] else main()

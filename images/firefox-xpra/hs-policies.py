@@ -8,8 +8,11 @@ import os
 import sys
 
 HOME = os.environ.get("HOME", "/tmp/hs/home")
-# An existing folder nobody can write (the root FS is read-only): downloads fail there.
-NO_DOWNLOADS_DIR = "/usr/share/hackstream/no-downloads"
+# Where Firefox saves when downloads are off: hs-downloads.py --refuse empties it at once and
+# tells the user (the download fails in Firefox's panel; the notice says why).
+REFUSED_DOWNLOADS_DIR = os.path.join(HOME, "Refused-Downloads")
+# HackStream's notice page, opened from the session even where file:// is blocked.
+NOTICE_URL = "file:///usr/share/hackstream/download-refused.html*"
 # Firefox's downloads, apart from ~/Downloads (where files the client sends land), so that
 # hs-downloads sends the client only what came from the web.
 WEB_DOWNLOADS_DIR = os.path.join(HOME, "Web-Downloads")
@@ -70,16 +73,15 @@ def policies():
         "AllowFileSelectionDialogs": on("HS_FILE_TRANSFER") or file_urls,
         "PromptForDownloadLocation": False,
         "StartDownloadsInTempDirectory": False,
-        "DownloadDirectory": WEB_DOWNLOADS_DIR if downloads else NO_DOWNLOADS_DIR,
+        "DownloadDirectory": WEB_DOWNLOADS_DIR if downloads else REFUSED_DOWNLOADS_DIR,
     }
     if not file_urls:
         # Also covers view-source:file:// (the filter checks the inner URL).
-        p["WebsiteFilter"] = {"Block": ["file:///*"]}
+        p["WebsiteFilter"] = {"Block": ["file:///*"], "Exceptions": [NOTICE_URL]}
     return {"policies": p}
 
 
 if __name__ == "__main__":
-    if on("HS_DOWNLOADS"):
-        os.makedirs(WEB_DOWNLOADS_DIR, mode=0o700, exist_ok=True)
+    os.makedirs(WEB_DOWNLOADS_DIR if on("HS_DOWNLOADS") else REFUSED_DOWNLOADS_DIR, mode=0o700, exist_ok=True)
     json.dump(policies(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

@@ -268,6 +268,20 @@ describe('session image', { timeout: 15 * 60_000 }, () => {
       });
     }
 
+    // --notice opens HackStream's own notice page and nothing else.
+    const NOTICE = 'file:///usr/share/hackstream/download-refused.html';
+    for (const url of ['file:///etc/passwd#x', `${NOTICE}/../../../etc/passwd`, `${NOTICE}#a b`, `${NOTICE}#<script>`, 'http://example.org/']) {
+      it(`--notice refuses ${url}`, async () => {
+        const run = await exec(session.container, ['/usr/local/bin/hs-open', '--notice', url]);
+        assert.equal(run.code, 2, run.stderr);
+      });
+    }
+
+    it('--notice opens the notice page in the running Firefox', async () => {
+      const run = await exec(session.container, ['/usr/local/bin/hs-open', '--notice', `${NOTICE}#reason=off&file=report%20%281%29.bin`]);
+      assert.equal(run.code, 0, run.stderr);
+    });
+
     it('opens an http URL in the running Firefox, without a second instance', async () => {
       const run = await exec(session.container, ['/usr/local/bin/hs-open', 'http://127.0.0.1:9/hackstream-test']);
       assert.equal(run.code, 0, run.stderr);
@@ -292,10 +306,10 @@ describe('session image', { timeout: 15 * 60_000 }, () => {
       }
     });
 
-    it('writes policies.json as switched (downloads off, file:// blocked, printing on)', async () => {
+    it('writes policies.json as switched (downloads off, file:// blocked but for the notice, printing on)', async () => {
       const p = await policiesOf();
-      assert.equal(p.DownloadDirectory, '/usr/share/hackstream/no-downloads');
-      assert.deepEqual(p.WebsiteFilter, { Block: ['file:///*'] });
+      assert.equal(p.DownloadDirectory, '/tmp/hs/home/Refused-Downloads');
+      assert.deepEqual(p.WebsiteFilter, { Block: ['file:///*'], Exceptions: ['file:///usr/share/hackstream/download-refused.html*'] });
       assert.equal(p.PrintingEnabled, true);
       assert.equal(p.DisableTelemetry, true);
       assert.equal(p.DisableAppUpdate, true);

@@ -59,6 +59,9 @@ async function servePage(): Promise<typeof page> {
   };
 }
 
+/** The titles of the session's windows, as its xpra server lists them (Firefox's is its tab's title). */
+const WINDOW_TITLES = 'PATH=/usr/bin:/bin xpra info --socket-dirs=/tmp/hs/xpra :100 2>/dev/null | grep -E "^windows\\.[0-9]+\\.title=" || true';
+
 /** Runs a command in the session's container as its user; its exit code and output. */
 async function execIn(instanceId: string, sessionId: string, cmd: string[]): Promise<{ code: number | null; out: string }> {
   const c = (await containersOf(instanceId)).find((x) => x.Labels[LABELS.session] === sessionId);
@@ -109,8 +112,8 @@ for (const c of CASES) {
 
     const title = {
       arrives: 'the downloaded file arrives on the client byte for byte',
-      blocked: "Firefox's download is blocked and nothing arrives",
-      'too-large': 'the download stays in the session with a note why, and nothing arrives',
+      blocked: "Firefox's download is refused with HackStream's notice, nothing is kept and nothing arrives",
+      'too-large': 'the download stays in the session with a note why, the user is told, and nothing arrives',
     }[c.expect];
     it(title, { timeout: 240_000 }, async () => {
       served = c.file;
@@ -119,6 +122,13 @@ for (const c of CASES) {
       const token = (await api.login(USER.username, USER.password)).access_token;
       const s = await launch(api, token, { app: 'firefox', url: page.url });
       const client = xpraAttach(target(api, s.connect), display!.name, { extra: ['--file-transfer=yes', '--open-files=no'], env: { XPRA_DOWNLOAD_DIR: saveTo } });
+      /** Waits for Firefox's window to show HackStream's notice tab, titled `title`. */
+      const noticeShown = (sessionId: string, title: string) =>
+        until(
+          async () => ((await execIn(sessions.instanceId, sessionId, ['/bin/bash', '-c', WINDOW_TITLES])).out.includes(title) ? true : undefined),
+          60_000,
+          `no window titled "${title}"`,
+        );
       try {
         await waitForSession(api, token, s.session_id, (v) => { assert.ok(!client.exited(), `the client exited: ${client.output()}`); return v.state === 'connected'; }, 90_000).catch((err: Error) => {
           throw new Error(`${err.message}; the client said: ${client.output()}`);
@@ -133,6 +143,7 @@ for (const c of CASES) {
             'no note that the file was not sent',
           );
           assert.match(note, /report\.bin is \d+ bytes, over the 1 MB download limit: not sent to the client/);
+          await noticeShown(s.session_id, 'Download not sent — HackStream');
           assert.deepEqual(readdirSync(saveTo), [], 'nothing arrived on the client');
         } else if (allowed) {
           const got = await until(
@@ -147,8 +158,9 @@ for (const c of CASES) {
           );
           assert.equal(createHash('sha256').update(got).digest('hex'), SHA, 'the same bytes');
         } else {
-          // Firefox fetched it (the page led it there) but could not save it.
+          // Firefox fetched it (the page led it there); the download is removed and the user told.
           await until(async () => (page.fileHits() > 0 ? true : undefined), 120_000, 'Firefox never asked for the file');
+          await noticeShown(s.session_id, 'Download not allowed — HackStream');
           await until(
             async () => {
               const r = await execIn(sessions.instanceId, s.session_id, ['/bin/bash', '-c', 'find /tmp/hs/home -name "report.bin*" | head -5']);
@@ -157,8 +169,8 @@ for (const c of CASES) {
             60_000,
             'a copy of the download stayed in the session',
           );
-          const watcher = await execIn(sessions.instanceId, s.session_id, ['/bin/bash', '-c', 'pgrep -f "^python3 /usr/local/lib/hackstream/hs-downloads" || true']);
-          assert.equal(watcher.out.trim(), '', 'no download sender runs when downloads are forbidden');
+          const sender = await execIn(sessions.instanceId, s.session_id, ['/bin/bash', '-c', 'pgrep -f "^python3 /usr/local/lib/hackstream/hs-downloads.py$" || true']);
+          assert.equal(sender.out.trim(), '', 'no download sender runs when downloads are forbidden');
           assert.deepEqual(readdirSync(saveTo), [], 'nothing arrived on the client');
         }
       } finally {
