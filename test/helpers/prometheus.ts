@@ -72,7 +72,10 @@ export async function startPrometheus(config: (dir: string) => string, files: Re
     until,
     async close() {
       if (!gone) child.kill('SIGTERM');
+      // Prometheus drains on SIGTERM; one that does not within 10 s is killed.
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
+      clearTimeout(killer);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -112,7 +115,7 @@ export function namesInExpr(expr: string): string[] {
 export async function startConnectProxy(to: { port: number }): Promise<{ url: string; tunnels: () => number; close(): Promise<void> }> {
   const server = http.createServer((_req, res) => res.writeHead(405).end());
   let tunnels = 0;
-  const sockets = new Set<net.Socket>();
+  const sockets = new Set<Duplex>();
   server.on('connect', (_req: http.IncomingMessage, client: Duplex, head: Buffer) => {
     tunnels++;
     const upstream = net.connect(to.port, '127.0.0.1', () => {
@@ -120,8 +123,12 @@ export async function startConnectProxy(to: { port: number }): Promise<{ url: st
       if (head.length > 0) upstream.write(head);
       upstream.pipe(client).pipe(upstream);
     });
-    sockets.add(upstream);
-    upstream.on('close', () => sockets.delete(upstream));
+    // Both ends are tracked: a tunnelled socket is no longer the HTTP server's to close, and
+    // the server's close waits for it (a client end left half-open hung a CI run's teardown).
+    for (const s of [upstream, client]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
   });

@@ -73,11 +73,16 @@ describe('what ends the wait for the network', () => {
   it('the session is stopped while the client is away: back on the network, "has ended", exit 10', { timeout: 180_000 }, async () => {
     assert.ok(id, 'the session runs');
     const c = cli(['attach', id]);
-    // Attached again: an xpra in the namespace holds a connection to the gateway (the server's
-    // state may still say connected for the tunnel the give-up left half-open).
-    await until(async () => ((await net.exec('ss', ['-tnpH', 'state', 'established', `dport = :${api.port}`])).includes('xpra') ? true : undefined), 60_000, 'xpra did not connect from the namespace');
+    // Attached again: xpra in the namespace says so once its handshake is done (the server's
+    // state may still say connected for the tunnel the give-up left half-open, and a socket
+    // that is only established may be cut mid-handshake, which xpra treats differently).
+    await c.waitFor(/(Attached to ssl:)/, 60_000).catch((err: Error) => {
+      throw new Error(`xpra did not attach from the namespace (${err.message}); the CLI said:\n${c.stdout().slice(-2000)}\n${c.stderr().slice(-2000)}`);
+    });
     await net.down();
-    await until(async () => (/reconnecting…/.test(c.stderr()) ? true : undefined), 60_000, 'no reconnecting… line');
+    await until(async () => (/reconnecting…/.test(c.stderr()) ? true : undefined), 60_000, 'no reconnecting… line').catch((err: Error) => {
+      throw new Error(`${err.message}; the CLI said:\n${c.stderr().slice(-3000)}`);
+    });
     const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
     assert.equal(stop.status, 200, stop.text);
     await waitForSession(api, token, id, (s) => s.state === 'stopped', 60_000);
