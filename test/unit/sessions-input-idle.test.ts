@@ -21,11 +21,16 @@ describe('reaper: input idleness of connected sessions', () => {
     s = undefined;
   });
 
-  async function connected(): Promise<{ id: string; containerId: string }> {
+  /** A connected session whose client has been idle for `idleSeconds` (given its idle timeout) from the first ask on. */
+  async function connected(idleSeconds: (idleTimeoutS: number) => number = () => 0): Promise<{ id: string; containerId: string }> {
     const { session, connect } = await s!.manager.create(s!.user, LAUNCH);
     const c = s!.runtime.bySession(session.session_id);
     assert.ok(c);
-    c.activity = { clients: 1, idleSeconds: 0, tokensSpent: 0 }; // xpra: a client logged in through the tunnel
+    const idleTimeoutS = (await s!.row(session.session_id)).idleTimeoutS;
+    assert.ok(idleTimeoutS, 'the session has an idle timeout');
+    // xpra: a client logged in through the tunnel. Set before the tunnel opens: the reaper may
+    // ask as soon as the session is connected, and waits for the idle time left before it asks again.
+    c.activity = { clients: 1, idleSeconds: idleSeconds(idleTimeoutS), tokensSpent: 0 };
     s!.tunnels.set(connect.sni, 1);
     await s!.event(of(session.session_id, 'connected'));
     return { id: session.session_id, containerId: c.containerId };
@@ -37,10 +42,8 @@ describe('reaper: input idleness of connected sessions', () => {
   it('an attached client with no input for the idle timeout: stopped as idle-timeout, audited with input: true', async () => {
     s = await startFakeSessions();
     const runtime = s.runtime;
-    const { id, containerId } = await connected();
+    const { id } = await connected((timeout) => timeout);
     const idleTimeoutS = (await s.row(id)).idleTimeoutS;
-    assert.ok(idleTimeoutS, 'the session has an idle timeout');
-    runtime.containers.get(containerId)!.activity = { clients: 1, idleSeconds: idleTimeoutS, tokensSpent: 0 };
     const stopped = await s.event(of(id, 'stopped'));
     assert.equal(stopped.type === 'stopped' && stopped.reason, 'idle-timeout');
     assert.equal(runtime.bySession(id), undefined, 'the container is removed');
