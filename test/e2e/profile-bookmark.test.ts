@@ -138,14 +138,22 @@ describe('a persistent profile keeps a bookmark across sessions (pixels on the c
     assert.doesNotMatch(before2, TITLE_OCR, 'session 2 does not show the title before the search (the check can fail)');
     const g2 = await windowGeometry(display, win2);
     await xdotool(display, ['mousemove', String(g2.x + Math.floor(g2.width / 2)), String(g2.y + Math.floor(g2.height * 0.7)), 'click', '1']);
-    await xdotool(display, ['key', 'ctrl+l']);
-    await xdotool(display, ['type', '--delay', '80', '* HSBM']);
+    // Keys typed while the address bar is still taking the focus can be lost (CI10 once saw
+    // the bar focused and empty): the search is typed again while the bar does not show it.
+    const search = async () => {
+      await xdotool(display, ['key', 'ctrl+l']);
+      await xdotool(display, ['type', '--delay', '80', '* HSBM']);
+      typedAt = Date.now();
+    };
+    let typedAt = 0;
+    await search();
     let text = '';
     await until(
       async () => {
         const shot = await screenshot(display);
         const w = await windowGeometry(display, win2);
         text = await ocr(shot, { x: w.x, y: w.y, width: w.width, height: Math.min(w.height, 400) }, art.path('session-2-ocr.png'));
+        if (!/HSBM/.test(text) && Date.now() - typedAt > 5_000) await search();
         if (!TITLE_OCR.test(text)) return undefined;
         shot.save(art.path(`${String(++shots).padStart(2, '0')}-session-2-bookmark-found.png`));
         return true;
