@@ -77,14 +77,15 @@ done
 log "running ${#files[@]} test files: ${#solo[@]} alone, then three lanes (docker ${#docker[@]}, isolated ${#isolated[@]}, plain ${#plain[@]})…"
 mkdir -p artifacts
 status=0
-run_tests "${solo[@]}" || status=1
+# The solo and docker lanes print as they run and are kept in artifacts/ too (for the summary below).
+run_tests "${solo[@]}" 2>&1 | tee artifacts/test-lane-solo.log || status=1
 run_tests "${isolated[@]}" >artifacts/test-lane-isolated.log 2>&1 &
 isolated_pid=$!
 run_tests "${plain[@]}" >artifacts/test-lane-plain.log 2>&1 &
 plain_pid=$!
 # Ctrl-C or a CI cancel stops the background lanes too.
 trap 'kill "$isolated_pid" "$plain_pid" 2>/dev/null' EXIT
-run_tests "${docker[@]}" || status=1
+run_tests "${docker[@]}" 2>&1 | tee artifacts/test-lane-docker.log || status=1
 wait "$isolated_pid" || status=1
 wait "$plain_pid" || status=1
 trap - EXIT
@@ -93,6 +94,13 @@ for lane in isolated plain; do
   cat "artifacts/test-lane-$lane.log"
 done
 if [ "$status" -ne 0 ]; then
+  # Each lane's "failing tests" part again, with its errors, where the end of the output shows it.
+  for lane in solo docker isolated plain; do
+    if grep -q '^✖ failing tests:' "artifacts/test-lane-$lane.log"; then
+      printf '\n===== failures in lane "%s" =====\n' "$lane"
+      sed -n '/^✖ failing tests:/,$p' "artifacts/test-lane-$lane.log" | head -n 150
+    fi
+  done
   log "FAILED: see the ✖ lines above (each lane's summary ends its part)"
 else
   log "all lanes passed"

@@ -268,34 +268,45 @@ describe('the admin console (real Chromium)', { timeout: 600_000 }, () => {
 
   it('audit: filters by user, action and time, the hash chain verifies, and the CSV holds the filtered rows', async () => {
     await consolePage('audit', '#audit tbody tr');
-    await until(async () => ((await rowText('#chain')).startsWith('Verified:') ? true : undefined), 30_000, 'the chain status did not show');
+    await until(async () => ((await rowText('#chain')).startsWith('Verified:') ? true : undefined), 30_000, 'the chain status did not show', () => rowText('#chain'));
     assert.equal(await admin.getAttribute('#chain', 'data-ok'), 'true');
+    const cells = async (cell: string) => admin.locator(`#audit ${cell}`).allTextContents();
+    /** Applies the filters and waits for that very query's answer (status 200), not an earlier one's rows. */
+    const apply = async (what: string) => {
+      const [res] = await Promise.all([admin.waitForResponse((r) => r.url().includes('/web/api/admin/audit?'), { timeout: 30_000 }), admin.click('#apply')]);
+      assert.equal(res.status(), 200, `${what}: ${await res.text()}`);
+      return new URL(res.url()).searchParams;
+    };
     await admin.fill('#filter-user', NEW.username);
     await admin.fill('#filter-action', 'user_updated');
-    await admin.click('#apply');
+    const asked = await apply('user and action');
+    assert.deepEqual([asked.get('user'), asked.get('action')], [NEW.username, 'user_updated']);
     await until(async () => {
-      const actions = await admin.locator('#audit td.action').allTextContents();
+      const actions = await cells('td.action');
       return actions.length >= 2 && actions.every((a) => a === 'user_updated') ? actions : undefined;
-    }, 10_000, 'the filtered rows did not show');
+    }, 10_000, 'the filtered rows did not show', () => cells('td.action'));
     const shown = await admin.locator('#audit tbody tr').count();
-    assert.ok((await admin.locator('#audit td.target').allTextContents()).every((t) => t === NEW.username), 'the target is the user (named)');
+    // The names come from the console's user list, asked for when the page opened.
+    await until(async () => ((await cells('td.target')).every((t) => t === NEW.username) ? true : undefined), 10_000, 'the target is not the user (named)', () => cells('td.target'));
     await shot(admin, 'audit-filtered');
     const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#export')]);
     const csv = readFileSync((await download.path())!, 'utf8').trim().split('\r\n');
     assert.equal(csv[0], 'id,at,actor,action,target,source_ip,result,details,prev_hash,hash');
-    assert.equal(csv.length - 1, shown, 'as many CSV rows as the page shows');
-    assert.ok(csv.slice(1).every((l) => l.split(',')[3] === 'user_updated' && l.split(',')[4] === state.userId), 'only the filtered rows');
+    assert.equal(csv.length - 1, shown, `as many CSV rows as the page shows: ${download.url()}`);
+    assert.ok(csv.slice(1).every((l) => l.split(',')[3] === 'user_updated' && l.split(',')[4] === state.userId), `only the filtered rows: ${csv.join('\n')}`);
     assert.ok(csv.some((l) => l.includes('disabled')), 'the disable is in the export');
     // A time range after now selects nothing; one that covers the test selects the rows again.
-    const local = (ms: number) => new Date(ms).toISOString().slice(0, 19);
+    // datetime-local is the browser's zone: the test's wall clock in that zone, not UTC.
+    const zoneOffsetMs = (await admin.evaluate('new Date().getTimezoneOffset()')) as number * 60_000;
+    const local = (ms: number) => new Date(ms - zoneOffsetMs).toISOString().slice(0, 19);
     await admin.fill('#filter-from', local(Date.now() + 3_600_000));
-    await admin.click('#apply');
-    await admin.waitForSelector('#audit tbody tr', { state: 'detached' });
-    assert.equal(await rowText('#row-count'), '0 shown');
+    assert.ok((await apply('from in an hour')).get('from'), 'the from filter was sent');
+    await until(async () => ((await rowText('#row-count')) === '0 shown' ? true : undefined), 10_000, 'rows after now did not go', () => rowText('#row-count'));
     await admin.fill('#filter-from', local(Date.now() - 3_600_000));
     await admin.fill('#filter-to', local(Date.now() + 60_000));
-    await admin.click('#apply');
-    await until(async () => ((await admin.locator('#audit tbody tr').count()) === shown ? true : undefined), 10_000, 'the time range did not select the rows');
+    const range = await apply('the last hour');
+    assert.ok(range.get('from') && range.get('to'), `both ends were sent: ${range.toString()}`);
+    await until(async () => ((await admin.locator('#audit tbody tr').count()) === shown ? true : undefined), 10_000, `the time range did not select the ${shown} rows`, () => rowText('#row-count'));
   });
 
   it('hostile text in the audit (a login name, an unlock reason) renders as text', async () => {

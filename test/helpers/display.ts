@@ -135,12 +135,16 @@ export async function xdotool(display: Display | string, args: string[]): Promis
 }
 
 /** Polls `check` every 250 ms until it returns a value, or fails after `ms` naming `what`. */
-export async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+export async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string, seen?: () => Promise<unknown>): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what} within ${ms} ms`);
+    if (Date.now() > end) {
+      // What was there instead, so that a failure in CI says more than "did not happen".
+      const last = seen ? ` (last seen: ${JSON.stringify(await seen().catch((err: unknown) => String(err)))})` : '';
+      throw new Error(`${what} within ${ms} ms${last}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
