@@ -47,12 +47,22 @@ export function findXpra(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * The session's sound on the client (`--audio`): off, xpra's sound subsystem is not even
- * loaded (memory on a weak client); on, the speaker only, as Opus in Ogg (GStreamer's opusenc
- * default, 64 kbit/s: a small share of `low`'s 2 Mbit/s cap, where raw PCM would take 1.4).
- * The microphone is never forwarded. The server sends sound only when its policy allows audio.
+ * loaded (memory and start-up time on a weak client: `no`, not `disabled`, which still loads it
+ * and asks PulseAudio); on, the speaker only, as Opus in Ogg (GStreamer's opusenc default,
+ * 64 kbit/s: a small share of `low`'s 2 Mbit/s cap, where raw PCM would take 1.4). The
+ * microphone is never forwarded. The server sends sound only when its policy allows audio.
  */
 export function audioOptions(audio: boolean): string[] {
-  return audio ? ['--speaker=on', '--speaker-codec=opus+ogg', '--microphone=disabled'] : ['--speaker=disabled', '--microphone=disabled'];
+  return audio ? ['--speaker=on', '--speaker-codec=opus+ogg', '--microphone=disabled'] : ['--speaker=no', '--microphone=no'];
+}
+
+/**
+ * xpra's environment besides the user's: its download folder (see downloadDir), and
+ * setuptools' distutils shim off — xpra 3.1 looks up `pactl` with distutils, and the shim
+ * would import all of setuptools for it (~0.3 s of the client's start-up here, when sound is on).
+ */
+export function xpraEnv(): Record<string, string> {
+  return { XPRA_DOWNLOAD_DIR: downloadDir(), SETUPTOOLS_USE_DISTUTILS: 'stdlib' };
 }
 
 /** The xpra command line: the token is in a 0600 file, never an argument `ps` would show. */
@@ -88,7 +98,7 @@ export function downloadDir(env: NodeJS.ProcessEnv = process.env): string {
 
 function runXpra(xpra: string, args: string[]): Promise<number> {
   // Debian's xpra first: pyenv and friends put a foreign python3 ahead of /usr/bin.
-  const env = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}`, XPRA_DOWNLOAD_DIR: downloadDir() };
+  const env = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}`, ...xpraEnv() };
   return new Promise((resolve, reject) => {
     const child = spawn(xpra, args, { stdio: ['ignore', 'inherit', 'inherit'], env });
     const forward = (sig: NodeJS.Signals) => child.kill(sig);
@@ -205,8 +215,8 @@ function prepareRun(dir: string, c: Connect, st: AttachState): string[] {
  * The shell runs xpra and calls `hackstream __resume <xpra exit code>` when it exits.
  */
 function handOff(dir: string, xpra: string, c: Connect, st: AttachState): never {
-  // The shell runs the lines as a command: env sets xpra's download folder (see downloadDir).
-  const args = ['/usr/bin/env', `XPRA_DOWNLOAD_DIR=${downloadDir()}`, xpra, ...prepareRun(dir, c, { ...st, started: Date.now() })];
+  // The shell runs the lines as a command: env sets xpra's environment (see xpraEnv).
+  const args = ['/usr/bin/env', ...Object.entries(xpraEnv()).map(([k, v]) => `${k}=${v}`), xpra, ...prepareRun(dir, c, { ...st, started: Date.now() })];
   if (args.some((a) => a.includes('\n'))) throw new CliError(EXIT.FAILURE, 'an xpra argument contains a line break');
   writeFileSync(join(dir, 'state.json'), JSON.stringify({ ...st, started: Date.now() } satisfies AttachState), { mode: 0o600 });
   writeFileSync(join(dir, 'xpra.args'), `${args.join('\n')}\n`, { mode: 0o600 });

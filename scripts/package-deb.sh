@@ -31,13 +31,16 @@ install -d "$root/usr/bin" "$root/usr/share/applications" "$root/usr/share/icons
   "$root/usr/share/doc/$name" "$root/DEBIAN"
 # bin/hackstream (the shell that waits on xpra, see docs/clients.md) with the bundle as its CLI.
 sed -e '/^root=/d' -e 's|^cli() .*# @cli$|cli() { node /usr/lib/hackstream/hackstream.mjs "$@"; }|' \
+  -e 's|^warm_py=.*# @warm$|warm_py=/usr/lib/hackstream/xpra-warm.py|' \
   -e 's|^# From a checkout it runs client/cli.ts with tsx.*$|# Installed by the hackstream-client package: the CLI is one bundled file.|' bin/hackstream >"$root/usr/bin/hackstream"
-if ! grep -q '^cli() { node /usr/lib/hackstream/hackstream.mjs' "$root/usr/bin/hackstream" || grep -q tsx "$root/usr/bin/hackstream"; then
-  log "bin/hackstream no longer has its '# @cli' line; cannot make /usr/bin/hackstream"
+if ! grep -q '^cli() { node /usr/lib/hackstream/hackstream.mjs' "$root/usr/bin/hackstream" || grep -q tsx "$root/usr/bin/hackstream" ||
+  ! grep -q '^warm_py=/usr/lib/hackstream/xpra-warm.py$' "$root/usr/bin/hackstream"; then
+  log "bin/hackstream no longer has its '# @cli' and '# @warm' lines; cannot make /usr/bin/hackstream"
   exit 1
 fi
 chmod 0755 "$root/usr/bin/hackstream"
 chmod 0644 "$root/usr/lib/hackstream/hackstream.mjs"
+install -m 0644 client/xpra-warm.py "$root/usr/lib/hackstream/xpra-warm.py"
 install -m 0644 packaging/hackstream.desktop "$root/usr/share/applications/hackstream.desktop"
 install -m 0644 packaging/hackstream.svg "$root/usr/share/icons/hicolor/scalable/apps/hackstream.svg"
 install -m 0644 docs/clients.md "$root/usr/share/doc/$name/clients.md"

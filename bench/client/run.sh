@@ -39,6 +39,7 @@ if [ ${#compiled[@]} -gt 0 ]; then
   # /usr/bin/hackstream as scripts/package-deb.sh makes it (keep the sed in step), the CLI line
   # pointing at our build instead of /usr/lib/hackstream/hackstream.mjs.
   sed -e '/^root=/d' -e "s|^cli() .*# @cli\$|cli() { node \"${compiled[1]}\" \"\$@\"; }|" \
+    -e "s|^warm_py=.*# @warm\$|warm_py=$PWD/client/xpra-warm.py|" \
     -e 's|^# From a checkout it runs client/cli.ts with tsx.*$|# Installed by the hackstream-client package: the CLI is one bundled file.|' bin/hackstream >"$build/hackstream"
   chmod 0755 "$build/hackstream"
   if grep -q tsx "$build/hackstream" || ! grep -q "^cli() { node \"${compiled[1]}\"" "$build/hackstream"; then

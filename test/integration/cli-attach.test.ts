@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { audioOptions } from '../../client/attach.js';
 import { EXIT } from '../../client/errors.js';
+import { qualityOptions } from '../../client/quality.js';
 import { startApi, type TestApi } from '../helpers/api.js';
 import { configureAndLogin, spawnCli } from '../helpers/cli.js';
 import { startXvfb, type Display } from '../helpers/display.js';
@@ -21,6 +25,39 @@ async function childCommands(pid: number): Promise<string[]> {
   return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean).sort();
 }
 let display: Display | undefined;
+
+/** A process's command line, or [] once it is gone. */
+const cmdline = (pid: number): string[] => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+  } catch {
+    return [];
+  }
+};
+const childrenOf = (pid: number): number[] =>
+  readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((p) => {
+      try {
+        return Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    });
+const isWarm = (pid: number) => cmdline(pid).some((a) => a.endsWith('/client/xpra-warm.py'));
+const isNode = (pid: number) => /(^|\/)node$/.test(cmdline(pid)[0] ?? '');
+
+/** Polls every 20 ms (a refused launch is over in a second) until `check` returns a value. */
+async function poll<T>(check: () => T | undefined, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`${what} within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 before(async () => {
   display = await startXvfb();
@@ -64,5 +101,106 @@ describe('hackstream launch with the real xpra client', () => {
     } finally {
       cli.kill();
     }
+  });
+});
+
+describe('the warm start: the xpra client loads while the CLI talks to the server (bin/hackstream, client/xpra-warm.py)', () => {
+  it('the client process started with the CLI is the one that attaches, named xpra', { timeout: 120_000 }, async () => {
+    const home = scratch();
+    await configureAndLogin(api, USER, home);
+    const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display!.name } });
+    try {
+      const token = (await api.login(USER.username, USER.password)).access_token;
+      // Both children at once: the warm client is up while the CLI (Node) still runs.
+      const warm = await poll(() => {
+        const kids = childrenOf(cli.pid);
+        return kids.some(isNode) ? kids.find(isWarm) : undefined;
+      }, 30_000, 'no warm xpra client beside the running CLI');
+      const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
+      await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+      assert.deepEqual(childrenOf(cli.pid), [warm], 'the attached xpra is the process started with the CLI');
+      assert.equal(readFileSync(`/proc/${warm}/comm`, 'utf8').trim(), 'xpra');
+      assert.doesNotMatch(cli.stderr(), /Traceback/);
+      const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
+      assert.equal(stop.status, 200, stop.text);
+      await cli.exited(30_000);
+    } finally {
+      cli.kill();
+    }
+  });
+
+  it('a warm client killed before the hand-over: the wrapper runs xpra itself and attaches', { timeout: 120_000 }, async () => {
+    const home = scratch();
+    await configureAndLogin(api, USER, home);
+    const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display!.name } });
+    try {
+      const token = (await api.login(USER.username, USER.password)).access_token;
+      const warm = await poll(() => childrenOf(cli.pid).find(isWarm), 30_000, 'no warm xpra client');
+      process.kill(warm, 'SIGKILL');
+      const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
+      await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+      const [xpra, ...more] = childrenOf(cli.pid);
+      assert.deepEqual(more, []);
+      assert.notEqual(xpra, warm);
+      assert.deepEqual(cmdline(xpra!).slice(0, 4), ['/usr/bin/python3', '/usr/bin/xpra', 'attach', `ssl://127.0.0.1:${api.port}/`], 'xpra run the usual way');
+      const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
+      assert.equal(stop.status, 200, stop.text);
+      await cli.exited(30_000);
+    } finally {
+      cli.kill();
+    }
+  });
+
+  it('a refused launch leaves no warm client behind', { timeout: 60_000 }, async () => {
+    const home = scratch();
+    await configureAndLogin(api, USER, home);
+    const cli = spawnCli(['launch', 'browser', '--url', 'ftp://example.org/'], { home, env: { DISPLAY: display!.name } });
+    const warm = await poll(() => childrenOf(cli.pid).find(isWarm), 30_000, 'no warm xpra client');
+    assert.equal(await cli.exited(30_000), EXIT.FAILURE, cli.stderr());
+    assert.match(cli.stderr(), /url/i);
+    assert.ok(!existsSync(`/proc/${warm}`), `the warm client ${warm} is still there: ${cmdline(warm).join(' ')}`);
+  });
+
+  it('HACKSTREAM_WARM=no: no warm client, xpra starts after the CLI', { timeout: 60_000 }, async () => {
+    const home = scratch();
+    await configureAndLogin(api, USER, home);
+    const cli = spawnCli(['launch', 'browser', '--url', 'ftp://example.org/'], { home, env: { DISPLAY: display!.name, HACKSTREAM_WARM: 'no' } });
+    let seen = false;
+    const watch = setInterval(() => (seen ||= childrenOf(cli.pid).some(isWarm)), 20);
+    try {
+      await poll(() => (childrenOf(cli.pid).some(isNode) ? true : undefined), 30_000, 'no CLI');
+      assert.equal(await cli.exited(30_000), EXIT.FAILURE, cli.stderr());
+    } finally {
+      clearInterval(watch);
+    }
+    assert.equal(seen, false, 'a warm client was started');
+  });
+});
+
+describe('the xpra client without --audio', () => {
+  /** Runs Debian's xpra client with `options` against a port nobody listens on, with PATH's `pactl` a probe (a FAKE that records its calls). */
+  async function pactlCalls(options: string[]): Promise<string> {
+    const dir = scratch();
+    const calls = join(dir, 'calls');
+    writeFileSync(join(dir, 'pactl'), `#!/bin/sh\necho "$*" >>'${calls}'\nexit 1\n`);
+    chmodSync(join(dir, 'pactl'), 0o755);
+    const child = spawn('/usr/bin/xpra', ['attach', 'tcp://127.0.0.1:9/', ...options], { env: { ...process.env, PATH: `${dir}:/usr/bin:/bin`, DISPLAY: display!.name }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      // Everything the client loads comes before its first try to connect.
+      await poll(() => (/failed to connect to 127\.0\.0\.1:9/.test(out) ? true : undefined), 60_000, `xpra did not try to connect:\n${out}`);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    return existsSync(calls) ? readFileSync(calls, 'utf8') : '';
+  }
+
+  it('does not load its sound subsystem (it never asks PulseAudio); with --audio it does', { timeout: 150_000 }, async () => {
+    assert.equal(await pactlCalls([...qualityOptions('low'), ...audioOptions(false)]), '', 'pactl was run without --audio');
+    assert.match(await pactlCalls([...qualityOptions('low'), ...audioOptions(true)]), /info/, 'the probe saw no call with --audio: it would prove nothing');
   });
 });

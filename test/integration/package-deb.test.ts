@@ -123,6 +123,7 @@ describe('npm run package:deb', () => {
     const modes: Array<[string, number]> = [
       ['/usr/bin/hackstream', 0o755],
       ['/usr/lib/hackstream/hackstream.mjs', 0o644],
+      ['/usr/lib/hackstream/xpra-warm.py', 0o644],
       [desktop, 0o644],
       ['/usr/share/icons/hicolor/scalable/apps/hackstream.svg', 0o644],
       ['/usr/share/doc/hackstream-client/copyright', 0o644],

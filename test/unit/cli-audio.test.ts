@@ -7,7 +7,7 @@ describe('cli --audio (the xpra client options for sound)', () => {
   const c = { host: 'hackstream.test', port: 8443, sni: 'abc.sessions.test', token: 'hst_secret-token', ca_cert: 'PEM' };
   const files = { ca: '/tmp/d/ca.pem', token: '/tmp/d/token' };
   const cases: { desc: string; audio: boolean | undefined; expect: string[] }[] = [
-    { desc: 'without --audio the sound subsystem is not loaded at all (speaker and microphone disabled)', audio: undefined, expect: ['--speaker=disabled', '--microphone=disabled'] },
+    { desc: 'without --audio the sound subsystem is not loaded at all (speaker and microphone no)', audio: undefined, expect: ['--speaker=no', '--microphone=no'] },
     { desc: '--audio: the speaker on, as Opus in Ogg; never the microphone', audio: true, expect: ['--speaker=on', '--speaker-codec=opus+ogg', '--microphone=disabled'] },
   ];
   for (const t of cases) {
