@@ -181,15 +181,25 @@ firefox_mapped() {
 
 deadline=$((SECONDS + READY_TIMEOUT))
 ready=
+sizes=
 while ((SECONDS < deadline)); do
   if ! kill -0 "$XPRA_PID" 2>/dev/null; then
     rc=0
     wait "$XPRA_PID" || rc=$?
     fail "xpra exited with code $rc before the session was ready"
   fi
-  if listening && firefox_mapped; then
-    ready=1
-    break
+  if listening; then
+    # Once Xvfb is up, while Firefox starts: RandR modes for common client screens, so that an
+    # attach at one of them skips xpra's half-second wait after adding a mode (hs-screen-sizes.py).
+    if [ -z "$sizes" ]; then
+      sizes=1
+      # Not fatal: without them an attach is half a second slower, nothing else.
+      NO_AT_BRIDGE=1 python3 /usr/local/lib/hackstream/hs-screen-sizes.py "$SCREEN" >&2 || echo "hs-screen-sizes failed (above): attaches will wait for xpra's new mode" >&2
+    fi
+    if firefox_mapped; then
+      ready=1
+      break
+    fi
   fi
   sleep 0.1
 done

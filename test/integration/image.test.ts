@@ -171,6 +171,19 @@ describe('session image', { timeout: 15 * 60_000 }, () => {
     assert.equal(session.output().match(/HACKSTREAM-/g)?.length, 1, 'exactly one status line');
   });
 
+  it('has RandR modes for common client screens when ready, none larger than its own (hs-screen-sizes.py)', async () => {
+    // xpra 3.1 sleeps 0.5 s after adding a mode for an attaching client's size: these are there before.
+    const out = await exec(session.container, ['xrandr']);
+    assert.equal(out.code, 0, out.stderr);
+    // The output's modes (indented "WxH  rate"), not modes created but left off the output.
+    const sizes = [...out.stdout.matchAll(/^ {3}(\d+)x(\d+) +\d/gm)].map((m) => [Number(m[1]), Number(m[2])] as const);
+    const names = sizes.map(([w, h]) => `${w}x${h}`);
+    for (const common of ['1920x1080', '1366x768', '1536x864', '1280x720', '1440x900', '1280x800', '1280x1024', '1024x768', '800x480']) {
+      assert.ok(names.includes(common), `${common} missing from ${names.join(' ')}`);
+    }
+    assert.ok(sizes.every(([w, h]) => w <= 1920 && h <= 1080), `a mode larger than the 1920x1080 screen: ${names.join(' ')}`);
+  });
+
   it('runs as uid 1000 on a read-only root, keeps its secrets in 0600 files and out of the environment', async () => {
     const c = session.container;
     assert.equal((await exec(c, ['id', '-u'])).stdout.trim(), '1000');
