@@ -1,7 +1,9 @@
 /*
  * npm run bench:client — what a user of the `hackstream` CLI sees and pays, on this host:
  *   launch → visible: `hackstream launch browser --url <page>` until the page's colour block is on
- *     the client's X display (an Xvfb), cold (no pool) and from a pool of one;
+ *     the client's X display (an Xvfb), cold (no pool) and from a pool of one, for each client
+ *     interleaved: "before" (no warm start, the old sound options: xpra-before.sh), the
+ *     checkout's wrapper (tsx CLI) and, with --packaged-wrapper, the packaged one (bundled CLI);
  *   attached (the page up, then idle, then scrolled with the mouse wheel), at each --quality:
  *     the wrapper's RSS and CPU (bin/hackstream, a shell: while attached the Node CLI has handed
  *     xpra's command line over and exited, and the bench checks that no node process is left under
@@ -24,6 +26,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { silentLogger } from '../../lib/log.js';
 import { ensureSessionNetwork } from '../../agent/network.js';
@@ -34,7 +37,7 @@ import { PUBLIC_HOST } from '../../test/helpers/gateway.js';
 import { cleanupSessions, docker, testSessions } from '../../test/helpers/sessions.js';
 import { MARK, servePages, type PageServer } from './page.js';
 import { childrenOf, commandOf, cpuSeconds, memoryOf, tcpBytesOf, treeOf } from './proc.js';
-import { report } from './report.js';
+import { report, type Launches } from './report.js';
 import { summary, type Attached, type Window } from './stats.js';
 
 const { values } = parseArgs({
@@ -76,6 +79,14 @@ type Launcher = (ctx: Ctx, args: string[]) => Launched;
 
 /** bin/hackstream from the checkout (its CLI runs with tsx), as the helpers' spawnCli runs it. */
 const checkoutCli: Launcher = (ctx, args) => spawnCli(args, { home: ctx.home, env: { DISPLAY: ctx.display.name } });
+
+/**
+ * The client as it was before the warm start (the "before" of launch → visible): the same
+ * wrapper with HACKSTREAM_XPRA at xpra-before.sh, which turns the warm start off and puts back
+ * the old sound options.
+ */
+const beforeCli: Launcher = (ctx, args) =>
+  spawnCli(args, { home: ctx.home, env: { DISPLAY: ctx.display.name, HACKSTREAM_XPRA: fileURLToPath(new URL('./xpra-before.sh', import.meta.url)) } });
 
 /** The packaged wrapper (a shell script; run.sh makes it), same HOME, cwd and display. */
 const packagedCli = (file: string): Launcher => (ctx, args) => {
@@ -158,24 +169,31 @@ async function stop(ctx: Ctx, id: string, cli: Launched): Promise<void> {
   }
 }
 
-async function launchToVisible(ctx: Ctx, label: string, before: () => Promise<void>) {
-  const visible: number[] = [];
-  const descriptor: number[] = [];
-  const window: number[] = [];
+/** The clients launch → visible compares, one launch of each per run, interleaved (same host conditions). */
+function launchClients(): Record<string, Launcher> {
+  const packaged = values['packaged-wrapper'];
+  return { before: beforeCli, 'checkout (tsx)': checkoutCli, ...(packaged ? { packaged: packagedCli(packaged) } : {}) };
+}
+
+async function launchToVisible(ctx: Ctx, label: string, before: () => Promise<void>): Promise<Record<string, Launches>> {
+  const times: Record<string, { visible: number[]; descriptor: number[]; window: number[] }> = {};
   for (let i = 0; i <= RUNS; i++) {
-    await before();
-    const { cli, id, ms, descriptorMs, windowMs } = await launch(ctx, checkoutCli, '/visible', 'low');
-    await stop(ctx, id, cli);
-    const line = `${Math.round(ms)} ms from launch to the page on the display (the CLI said "attaching" at ${Math.round(descriptorMs)} ms, xpra's window at ${Math.round(windowMs)} ms)`;
-    if (i === 0) progress(`${label} warm-up: ${line}, not counted`);
-    else {
-      visible.push(ms);
-      descriptor.push(descriptorMs);
-      window.push(windowMs);
-      progress(`${label} ${i}/${RUNS}: ${line}`);
+    for (const [name, launcher] of Object.entries(launchClients())) {
+      await before();
+      const { cli, id, ms, descriptorMs, windowMs } = await launch(ctx, launcher, '/visible', 'low');
+      await stop(ctx, id, cli);
+      const line = `${Math.round(ms)} ms from launch to the page on the display (the CLI said "attaching" at ${Math.round(descriptorMs)} ms, xpra's window at ${Math.round(windowMs)} ms)`;
+      if (i === 0) progress(`${label}, ${name}, warm-up: ${line}, not counted`);
+      else {
+        const t = (times[name] ??= { visible: [], descriptor: [], window: [] });
+        t.visible.push(ms);
+        t.descriptor.push(descriptorMs);
+        t.window.push(windowMs);
+        progress(`${label}, ${name} ${i}/${RUNS}: ${line}`);
+      }
     }
   }
-  return { visible: summary(visible), attaching: summary(descriptor), window: summary(window) };
+  return Object.fromEntries(Object.entries(times).map(([name, t]) => [name, { visible: summary(t.visible), attaching: summary(t.descriptor), window: summary(t.window) }]));
 }
 
 /** RSS of a Node process that does nothing (the floor under any Node wrapper), KiB. */

@@ -9,8 +9,8 @@ export interface Result {
   seconds: number;
   bareNodeRssKiB: number;
   screenshotMs: Summary;
-  /** Absent with --runs 0. */
-  launch: { cold: Launches; pool: Launches } | undefined;
+  /** By client (before, checkout (tsx), packaged); absent with --runs 0. */
+  launch: { cold: Record<string, Launches>; pool: Record<string, Launches> } | undefined;
   attached: Attached[];
 }
 
@@ -27,6 +27,20 @@ const mib = (kib: number) => (kib / 1024).toFixed(1);
 const kBps = (bps: number) => (bps / 1000).toFixed(1);
 const Bps = (bps: number) => String(Math.round(bps));
 const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : '–');
+
+/** Each client's launch → visible p50 over the "before" client's, per path; and pool / cold. */
+function launchRatios(l: NonNullable<Result['launch']>): string[] {
+  const lines: string[] = [];
+  for (const [path, by] of [['cold', l.cold], ['pool', l.pool]] as const) {
+    const before = by.before?.visible.p50 ?? NaN;
+    for (const [name, x] of Object.entries(by)) if (name !== 'before') lines.push(`- ${path}, launch → visible p50, ${name} / before: ${ratio(x.visible.p50, before)}`);
+  }
+  for (const name of Object.keys(l.cold)) {
+    const pool = l.pool[name];
+    if (pool) lines.push(`- ${name}: pool / cold, launch → visible p50: ${ratio(pool.visible.p50, l.cold[name]!.visible.p50)}`);
+  }
+  return lines;
+}
 
 export function report(r: Result): string {
   const launchRow = (name: string, l: Launches) =>
@@ -48,10 +62,10 @@ export function report(r: Result): string {
       ? [
           `Launch → page visible on the client display (ms, ${r.runs} runs each, after one warm-up):`,
           '',
-          '| path | visible p50 | p95 | min | max | CLI says "attaching" p50 | xpra window mapped p50 |',
+          '| path, client | visible p50 | p95 | min | max | CLI says "attaching" p50 | xpra window mapped p50 |',
           '| --- | --- | --- | --- | --- | --- | --- |',
-          launchRow('cold (no pool)', r.launch.cold),
-          launchRow('from the pool', r.launch.pool),
+          ...Object.entries(r.launch.cold).map(([name, l]) => launchRow(`cold (no pool), ${name}`, l)),
+          ...Object.entries(r.launch.pool).map(([name, l]) => launchRow(`from the pool, ${name}`, l)),
           `Screenshots took ${r.screenshotMs.p50} ms p50 (${r.screenshotMs.p95} ms p95): the resolution of these times.`,
           '',
         ]
@@ -69,7 +83,7 @@ export function report(r: Result): string {
     ...(low ? [`- wrapper RSS / an idle bare Node process (${mib(r.bareNodeRssKiB)} MiB): ${ratio(low.rss, r.bareNodeRssKiB)}`] : []),
     ...(low && built ? [`- Node CLI peak RSS during launch, ${built.cli} / tsx: ${ratio(built.nodeLaunchPeakKiB, low.node)}`] : []),
     ...(tsx.length ? [`- bytes down while scrolling, low / high: ${ratio(scroll('low'), scroll('high'))}; low / auto: ${ratio(scroll('low'), scroll('auto'))}; auto / high: ${ratio(scroll('auto'), scroll('high'))}`] : []),
-    ...(r.launch ? [`- pool / cold, launch → visible p50: ${ratio(r.launch.pool.visible.p50, r.launch.cold.visible.p50)}`] : []),
+    ...(r.launch ? launchRatios(r.launch) : []),
     '',
     `xpra client processes: ${[...new Set(r.attached.flatMap((a) => a.xpraProcesses.map((c) => c.replace(/ --.*/, ''))))].join('; ')}`,
     '',
