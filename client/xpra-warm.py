@@ -25,12 +25,28 @@ NOT_STARTED = 86
 MAX_WAIT_S = 15 * 60
 # What `xpra attach` imports before its first window (python3 -X importtime): the bulk of its
 # start-up. Optional ones (a codec not installed) are skipped; xpra decides about them later.
+# Never xpra.client.ui_client_base or what imports it (gtk3.client, gtk_client_base): that module
+# composes the client class from xpra's mixin switches when it is first imported, which must
+# happen after xpra has read the options (no sound mixin with --speaker=no, no tray with
+# --tray=no, ...), not with the defaults. Nor the sound mixin: it loads only when sound is on.
 PRELOAD = (
     "xpra.scripts.main",
     "xpra.net.packet_encoding",
     "xpra.net.compression",
+    "xpra.net.protocol",
     "xpra.codecs.video_helper",
-    "xpra.client.gtk3.client",
+    "xpra.gtk_common.gobject_compat",
+    "xpra.gtk_common.gtk_util",
+    "xpra.client.client_base",
+    "xpra.client.gobject_client_base",
+    "xpra.client.gtk_base.gtk_keyboard_helper",
+    "xpra.platform.gui",
+    "xpra.platform.paths",
+    "xpra.platform.keyboard",
+    "xpra.client.gtk3.client_window",
+    "xpra.client.mixins.window_manager",
+    "xpra.client.mixins.display",
+    "xpra.client.mixins.clipboard",
     "PIL.Image",
     "PIL.JpegImagePlugin",
     "PIL.ImageCms",
@@ -38,13 +54,32 @@ PRELOAD = (
     "xpra.codecs.jpeg.decoder",
     "xpra.codecs.csc_swscale.colorspace_converter",
     "xpra.codecs.dec_avcodec2.decoder",
-    "xpra.platform.keyboard",
     "dbus.mainloop.glib",
     "xpra.dbus.helper",
     "xpra.x11.xsettings_prop",
     "xpra.x11.gtk_x11.clipboard",
     "xpra.platform.ui_thread_watcher",
 )
+# Imported only after the options are known (see PRELOAD).
+COMPOSES = "xpra.client.ui_client_base"
+
+
+def preload():
+    """xpra's platform set-up and the PRELOAD modules; returns xpra's main."""
+    from xpra.platform import init, set_default_name
+
+    set_default_name("Xpra")
+    init()
+    from xpra.scripts.main import main as xpra_main
+
+    for module in PRELOAD:
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    if COMPOSES in sys.modules:
+        raise RuntimeError("%s was imported before the options were read" % COMPOSES)
+    return xpra_main
 
 
 def name_process(name):
@@ -98,17 +133,7 @@ def main():
     os.dup2(quiet, 2)
     os.close(quiet)
     try:
-        from xpra.platform import init, set_default_name
-
-        set_default_name("Xpra")
-        init()
-        from xpra.scripts.main import main as xpra_main
-
-        for module in PRELOAD:
-            try:
-                __import__(module)
-            except ImportError:
-                pass
+        xpra_main = preload()
     except (Exception, SystemExit):
         # GTK exits the process when it cannot open the display: xpra itself will say why.
         return NOT_STARTED

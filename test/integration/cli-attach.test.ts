@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { audioOptions } from '../../client/attach.js';
@@ -121,12 +122,31 @@ describe('the warm start: the xpra client loads while the CLI talks to the serve
       assert.deepEqual(childrenOf(cli.pid), [warm], 'the attached xpra is the process started with the CLI');
       assert.equal(readFileSync(`/proc/${warm}/comm`, 'utf8').trim(), 'xpra');
       assert.doesNotMatch(cli.stderr(), /Traceback/);
+      // The client class was composed from the options: no sound mixin, so PulseAudio was never asked.
+      assert.doesNotMatch(cli.stderr(), /pactl/);
       const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
       assert.equal(stop.status, 200, stop.text);
       await cli.exited(30_000);
     } finally {
       cli.kill();
     }
+  });
+
+  it("warms up without composing xpra's client class: that waits for the options (no sound mixin without --audio)", { timeout: 60_000 }, async () => {
+    const script = fileURLToPath(new URL('../../client/xpra-warm.py', import.meta.url));
+    const probe = `import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("warm", ${JSON.stringify(script)})
+warm = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(warm)
+warm.preload()
+print(json.dumps({m: m in sys.modules for m in ("xpra.scripts.main", "xpra.client.gtk3.client_window", warm.COMPOSES, "xpra.client.mixins.audio")}))`;
+    const r = await promisify(execFile)('/usr/bin/python3', ['-c', probe], { env: { ...process.env, PATH: '/usr/bin:/bin', DISPLAY: display!.name, NO_AT_BRIDGE: '1' } });
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}'), {
+      'xpra.scripts.main': true,
+      'xpra.client.gtk3.client_window': true,
+      'xpra.client.ui_client_base': false,
+      'xpra.client.mixins.audio': false,
+    });
   });
 
   it('a warm client killed before the hand-over: the wrapper runs xpra itself and attaches', { timeout: 120_000 }, async () => {
