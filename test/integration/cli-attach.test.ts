@@ -9,7 +9,7 @@ import { audioOptions } from '../../client/attach.js';
 import { EXIT } from '../../client/errors.js';
 import { qualityOptions } from '../../client/quality.js';
 import { startApi, type TestApi } from '../helpers/api.js';
-import { configureAndLogin, spawnCli } from '../helpers/cli.js';
+import { configureAndLogin, spawnCli, type RunningCli } from '../helpers/cli.js';
 import { startXvfb, type Display } from '../helpers/display.js';
 import { cleanupSessions, testSessions, waitForSession } from '../helpers/sessions.js';
 import { scratchDirs } from '../helpers/tmp.js';
@@ -106,31 +106,40 @@ describe('hackstream launch with the real xpra client', () => {
 });
 
 describe('the warm start: the xpra client loads while the CLI talks to the server (bin/hackstream, client/xpra-warm.py)', () => {
-  it('the client process started with the CLI is the one that attaches, named xpra', { timeout: 120_000 }, async () => {
+  /** `hackstream launch` (low) from a fresh home: `during` runs while it starts and attaches; then the session is stopped and the CLI ends. */
+  async function launchThenStop(during: (cli: RunningCli, attached: () => Promise<void>) => Promise<void>): Promise<void> {
     const home = scratch();
     await configureAndLogin(api, USER, home);
     const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display!.name } });
     try {
       const token = (await api.login(USER.username, USER.password)).access_token;
-      // Both children at once: the warm client is up while the CLI (Node) still runs.
-      const warm = await poll(() => {
-        const kids = childrenOf(cli.pid);
-        return kids.some(isNode) ? kids.find(isWarm) : undefined;
-      }, 30_000, 'no warm xpra client beside the running CLI');
-      const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
-      await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
-      assert.deepEqual(childrenOf(cli.pid), [warm], 'the attached xpra is the process started with the CLI');
-      assert.equal(readFileSync(`/proc/${warm}/comm`, 'utf8').trim(), 'xpra');
-      assert.doesNotMatch(cli.stderr(), /Traceback/);
-      // The client class was composed from the options: no sound mixin, so PulseAudio was never asked.
-      assert.doesNotMatch(cli.stderr(), /pactl/);
+      let id = '';
+      await during(cli, async () => {
+        id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
+        await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+      });
       const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
       assert.equal(stop.status, 200, stop.text);
       await cli.exited(30_000);
     } finally {
       cli.kill();
     }
-  });
+  }
+
+  it('the client process started with the CLI is the one that attaches, named xpra', { timeout: 120_000 }, () =>
+    launchThenStop(async (cli, attached) => {
+      // Both children at once: the warm client is up while the CLI (Node) still runs.
+      const warm = await poll(() => {
+        const kids = childrenOf(cli.pid);
+        return kids.some(isNode) ? kids.find(isWarm) : undefined;
+      }, 30_000, 'no warm xpra client beside the running CLI');
+      await attached();
+      assert.deepEqual(childrenOf(cli.pid), [warm], 'the attached xpra is the process started with the CLI');
+      assert.equal(readFileSync(`/proc/${warm}/comm`, 'utf8').trim(), 'xpra');
+      assert.doesNotMatch(cli.stderr(), /Traceback/);
+      // The client class was composed from the options: no sound mixin, so PulseAudio was never asked.
+      assert.doesNotMatch(cli.stderr(), /pactl/);
+    }));
 
   it("warms up without composing xpra's client class: that waits for the options (no sound mixin without --audio)", { timeout: 60_000 }, async () => {
     const script = fileURLToPath(new URL('../../client/xpra-warm.py', import.meta.url));
@@ -149,27 +158,16 @@ print(json.dumps({m: m in sys.modules for m in ("xpra.scripts.main", "xpra.clien
     });
   });
 
-  it('a warm client killed before the hand-over: the wrapper runs xpra itself and attaches', { timeout: 120_000 }, async () => {
-    const home = scratch();
-    await configureAndLogin(api, USER, home);
-    const cli = spawnCli(['launch', 'browser', '--url', 'https://example.org/', '--quality', 'low'], { home, env: { DISPLAY: display!.name } });
-    try {
-      const token = (await api.login(USER.username, USER.password)).access_token;
+  it('a warm client killed before the hand-over: the wrapper runs xpra itself and attaches', { timeout: 120_000 }, () =>
+    launchThenStop(async (cli, attached) => {
       const warm = await poll(() => childrenOf(cli.pid).find(isWarm), 30_000, 'no warm xpra client');
       process.kill(warm, 'SIGKILL');
-      const id = await cli.waitFor(/Session ([0-9a-f-]{36}) is ready/, 60_000);
-      await waitForSession(api, token, id, (s) => s.state === 'connected', 45_000);
+      await attached();
       const [xpra, ...more] = childrenOf(cli.pid);
       assert.deepEqual(more, []);
       assert.notEqual(xpra, warm);
       assert.deepEqual(cmdline(xpra!).slice(0, 4), ['/usr/bin/python3', '/usr/bin/xpra', 'attach', `ssl://127.0.0.1:${api.port}/`], 'xpra run the usual way');
-      const stop = await api.request('POST', `/v1/sessions/${id}/stop`, { token });
-      assert.equal(stop.status, 200, stop.text);
-      await cli.exited(30_000);
-    } finally {
-      cli.kill();
-    }
-  });
+    }));
 
   it('a refused launch leaves no warm client behind', { timeout: 60_000 }, async () => {
     const home = scratch();
