@@ -12,8 +12,8 @@ command line, as /usr/bin/xpra would.
 Right before xpra's `main` runs, this creates `<hand-off dir>/started`. Without it xpra never ran
 here (a module missing, the display not there, no go within the wait, the shell gone, a kill):
 the shell then runs xpra the usual way, which reports any real problem itself. The exit status
-is then NOT_STARTED (86, no xpra exit code) unless a signal ended this process. Until the go, nothing is written to the terminal: it
-may be showing the CLI's prompts.
+is then NOT_STARTED (86, no xpra exit code) unless a signal ended this process. Until the go,
+nothing is written to the terminal: it may be showing the CLI's prompts.
 """
 
 import os
