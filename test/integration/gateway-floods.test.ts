@@ -575,7 +575,11 @@ describe('gateway floods (gateway in its own process)', { timeout: 240_000 }, ()
       assert.equal(s.backendAccepted(), 200);
       assert.equal(results.filter((r) => r.capped || r.error).length, 0, 'every staller was closed by the gateway');
       assert.ok(Math.max(...closeMs) <= DEADLINE + 1000, `slowest staller closed after ${fmt(Math.max(...closeMs))} ms`);
-      assert.ok(Math.min(...closeMs) >= DEADLINE - 250, 'no staller was closed before the deadline');
+      // The gateway's deadline runs from its accept; the earliest point the test knows before that is
+      // its own connect call (its 'connect' event, and so the write, can come hundreds of ms later
+      // while 1,000 sockets open on a busy host: CI saw 4681 ms measured from the write).
+      const sinceConnect = results.map((r) => r.writeMs + r.closeMs);
+      assert.ok(Math.min(...sinceConnect) >= DEADLINE - 250, `a staller was closed ${fmt(Math.min(...sinceConnect))} ms after its connect, before the deadline`);
       assert.equal(m.rejected.client_hello_timeout, STALLED);
     } finally {
       await s.close();
