@@ -306,7 +306,7 @@ try {
   const home = mkdtempSync(join(tmpdir(), 'hs-bench-pi-zero-'));
   const runs: Run[] = [];
   try {
-    await api.createUser(USER.username, USER.password, { quota: { maxSessions: 10, memoryMb: 2048 } });
+    await api.createUser(USER.username, USER.password, { quota: { max_sessions: 10, memory_mb: 2048 } });
     const fingerprint = new X509Certificate(readFileSync(join(api.dataDir, 'certs', 'api.crt'))).fingerprint256;
     const conf = await runCli(['configure', '--api-url', `https://${PUBLIC_HOST}:${api.port}`, '--address', '127.0.0.1', '--ca-fingerprint', fingerprint], { home });
     if (conf.code !== 0) throw new Error(`hackstream configure: ${conf.stderr}`);
