@@ -30,7 +30,6 @@ MAX_WAIT_S = 15 * 60
 # happen after xpra has read the options (no sound mixin with --speaker=no, no tray with
 # --tray=no, ...), not with the defaults. Nor the sound mixin: it loads only when sound is on.
 PRELOAD = (
-    "xpra.scripts.main",
     "xpra.net.packet_encoding",
     "xpra.net.compression",
     "xpra.net.protocol",
@@ -65,7 +64,7 @@ COMPOSES = "xpra.client.ui_client_base"
 
 
 def preload():
-    """xpra's platform set-up and the PRELOAD modules; returns xpra's main."""
+    """xpra's platform set-up, its main and the PRELOAD modules; returns xpra's main."""
     from xpra.platform import init, set_default_name
 
     set_default_name("Xpra")

@@ -170,15 +170,16 @@ async function stop(ctx: Ctx, id: string, cli: Launched): Promise<void> {
 }
 
 /** The clients launch → visible compares, one launch of each per run, interleaved (same host conditions). */
-function launchClients(): Record<string, Launcher> {
-  const packaged = values['packaged-wrapper'];
-  return { before: beforeCli, 'checkout (tsx)': checkoutCli, ...(packaged ? { packaged: packagedCli(packaged) } : {}) };
-}
+const LAUNCH_CLIENTS: Record<string, Launcher> = {
+  before: beforeCli,
+  'checkout (tsx)': checkoutCli,
+  ...(values['packaged-wrapper'] ? { packaged: packagedCli(values['packaged-wrapper']) } : {}),
+};
 
 async function launchToVisible(ctx: Ctx, label: string, before: () => Promise<void>): Promise<Record<string, Launches>> {
   const times: Record<string, { visible: number[]; descriptor: number[]; window: number[] }> = {};
   for (let i = 0; i <= RUNS; i++) {
-    for (const [name, launcher] of Object.entries(launchClients())) {
+    for (const [name, launcher] of Object.entries(LAUNCH_CLIENTS)) {
       await before();
       const { cli, id, ms, descriptorMs, windowMs } = await launch(ctx, launcher, '/visible', 'low');
       await stop(ctx, id, cli);
